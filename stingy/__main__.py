@@ -1,0 +1,5 @@
+import sys
+
+from stingy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,89 @@
+"""Argument checks shared by every layer.
+
+Each check raises ``ValueError`` whose message names the argument and the allowed range, so
+that the CLI can print it as one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+
+
+def check_keep_count(k, num_classes: int, name: str = "k") -> int:
+    """k must be an integer in [1, K]."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise ValueError(f"{name} must be an integer in [1, {num_classes}], got {k!r}")
+    if not 1 <= int(k) <= num_classes:
+        raise ValueError(f"{name} must be an integer in [1, {num_classes}], got {k}")
+    return int(k)
+
+
+def check_temperature(temperature, name: str = "temperature") -> float:
+    """T must be a finite number > 0."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise ValueError(f"{name} must be a finite number > 0, got {temperature!r}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {temperature}")
+    return float(temperature)
+
+
+def check_alpha(alpha, name: str = "alpha") -> float:
+    """alpha must be a number in [0, 1]."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {alpha!r}")
+    return float(alpha)
+
+
+def check_ratio(ratio, name: str = "ratio") -> float:
+    """A sparse ratio r must be a number in (0, 1]."""
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 < ratio <= 1:
+        raise ValueError(f"{name} must be a number in (0, 1], got {ratio!r}")
+    return float(ratio)
+
+
+def check_logits(logits: torch.Tensor, name: str = "logits", finite: bool = True) -> torch.Tensor:
+    """Logits are a floating tensor with at least one dimension (classes last), all finite."""
+    if logits.ndim < 1 or logits.shape[-1] < 1:
+        raise ValueError(f"{name} must have a last (class) dimension of size >= 1, got shape "
+                         f"{tuple(logits.shape)}")
+    if not torch.is_floating_point(logits):
+        raise ValueError(f"{name} must be a floating-point array, got dtype {logits.dtype}")
+    if finite and not bool(torch.isfinite(logits).all()):
+        raise ValueError(f"{name} must be finite (no nan or inf)")
+    return logits
+
+
+def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b} must have the same shape, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def check_labels(labels: torch.Tensor, logits: torch.Tensor, name: str = "labels") -> torch.Tensor:
+    """Labels are integers in [0, K) with the logits' shape minus the class dimension."""
+    num_classes = logits.shape[-1]
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(f"{name} must have shape {tuple(logits.shape[:-1])} (the logits' shape "
+                         f"without the class dimension), got {tuple(labels.shape)}")
+    if torch.is_floating_point(labels) or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must be integers in [0, {num_classes}), got dtype {labels.dtype}")
+    if labels.numel() and not bool(((labels >= 0) & (labels < num_classes)).all()):
+        raise ValueError(f"{name} must be integers in [0, {num_classes})")
+    return labels
+
+
+def as_tensor(x, name: str) -> torch.Tensor:
+    """Accept a tensor, a NumPy array or a nested list; floats become float32 or stay float64."""
+    if isinstance(x, torch.Tensor):
+        return x
+    try:
+        array = np.asarray(x)
+    except Exception as err:  # noqa: BLE001 - report any conversion failure the same way
+        raise ValueError(f"{name} must be an array of numbers ({err})") from None
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be an array of numbers, got dtype {array.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(array))
