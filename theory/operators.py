@@ -108,21 +108,25 @@ def distillation_kl(student_logits: torch.Tensor, target_log_probs: torch.Tensor
     ``target_log_probs`` may hold -inf (sparse targets); no nan reaches the value or the
     gradients of either argument.
     """
-    log_q = torch.log_softmax(student_logits / temperature, dim=-1)
     support = torch.isfinite(target_log_probs)
-    safe_log_target = torch.where(support, target_log_probs, torch.zeros_like(target_log_probs))
-    target = safe_log_target.exp() * support
-    return (target * (safe_log_target - log_q)).sum(dim=-1)
+    log_q = torch.log_softmax(student_logits / temperature, dim=-1)
+    zero = torch.zeros_like(target_log_probs)
+    safe_log_target = torch.where(support, target_log_probs, zero)
+    terms = safe_log_target.exp() * (safe_log_target - log_q)
+    return torch.where(support, terms, zero).sum(dim=-1)
 
 
 @numpy_in_numpy_out
 def kd_loss(student_logits, teacher_logits, labels, temperature: float, alpha: float,
-            k: int | None = None) -> torch.Tensor:
+            k: int | None = None, within_kept: bool = False) -> torch.Tensor:
     """Hinton KD loss with an optional Stingy Teacher, averaged over the batch.
 
         L = (1 - a) * CE(s, y) + a * T^2 * KL(softmax(z_k / T) || softmax(s / T))
 
-    with z_k = sparsify_logits(z, k) (k=None: the dense teacher, normal KD). CE and KL are
+    with z_k = sparsify_logits(z, k) (k=None: the dense teacher, normal KD).
+    ``within_kept=True`` is within-M KD: the student's tempered softmax is renormalised over
+    the teacher's kept set M, KL(p~ || softmax(s_M / T)), which removes the order-T drive of
+    the stingy target (T4) and equals the ordinary loss when k = K. CE and KL are
     means over every leading dimension ("batchmean"), as in the reference's
     ``nn.KLDivLoss(reduction="batchmean")``. Gradients flow into the student only; the teacher
     logits are treated as constants (detached).
@@ -135,11 +139,16 @@ def kd_loss(student_logits, teacher_logits, labels, temperature: float, alpha: f
     alpha = check_alpha(alpha)
     num_classes = student_logits.shape[-1]
     teacher_logits = teacher_logits.detach()
+    distill_logits = student_logits
     if k is not None:
-        k = check_keep_count(k, num_classes)
-        teacher_logits = teacher_logits.masked_fill(~top_k_mask(teacher_logits, k), float("-inf"))
+        kept = top_k_mask(teacher_logits, check_keep_count(k, num_classes))
+        teacher_logits = teacher_logits.masked_fill(~kept, float("-inf"))
+        if within_kept:
+            distill_logits = student_logits.masked_fill(~kept, float("-inf"))
+    elif within_kept:
+        raise ValueError("within_kept=True needs k (the kept set M), got k=None")
     target_log_probs = torch.log_softmax(teacher_logits / temperature, dim=-1)
-    distill = distillation_kl(student_logits, target_log_probs, temperature).mean()
+    distill = distillation_kl(distill_logits, target_log_probs, temperature).mean()
     hard = F.cross_entropy(student_logits.reshape(-1, num_classes), labels.reshape(-1))
     return (1 - alpha) * hard + alpha * temperature**2 * distill
 
