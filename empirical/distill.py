@@ -1,0 +1,54 @@
+"""A distiller: a student, an optional frozen teacher and a method's loss (mdistiller style).
+
+``Distiller(images, labels) -> (student_logits, losses)`` where ``losses`` is the dict of
+:func:`empirical.objectives.method_losses`. The teacher stays in eval mode whatever
+``.train()`` is called with, and runs under ``torch.inference_mode``; its parameters are
+frozen and never reach the optimizer (``Distiller.parameters`` is the student's).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from empirical.objectives import method_losses
+from empirical.recipes import needs_teacher
+
+
+class Distiller(nn.Module):
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, method: dict,
+                 label_smoothing: float = 0.0):
+        super().__init__()
+        if needs_teacher({"method": method}) and teacher is None:
+            raise ValueError(f"method {method['name']!r} needs a teacher (give --teacher CHECKPOINT)")
+        self.student = student
+        self.method = dict(method)
+        self.label_smoothing = label_smoothing
+        # Kept outside the module tree: not in state_dict, parameters() or DDP's buckets.
+        self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
+
+    @property
+    def teacher(self) -> nn.Module | None:
+        return self._teacher[0] if self._teacher else None
+
+    def train(self, mode: bool = True):
+        self.student.train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        self.training = mode
+        return self
+
+    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The teacher's logits as an ordinary (non-inference) float tensor, or None."""
+        if self.teacher is None:
+            return None
+        with torch.inference_mode():
+            logits = self.teacher(images)
+        return logits.float().clone()
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor):
+        teacher_logits = self.teacher_logits(images)
+        student_logits = self.student(images)
+        losses = method_losses(self.method, student_logits, teacher_logits, labels,
+                               self.label_smoothing)
+        return student_logits, losses

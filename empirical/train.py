@@ -1,0 +1,135 @@
+"""One training run from a recipe: load the data, build the models, pick the run directory,
+then train (``engine.fit``) or distil without data (``empirical.dafl``).
+
+Used by ``stingy train`` / ``stingy distill``, the quick profile and the GPU check.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from empirical import data as data_module
+from empirical.engine import DeviceData, accuracy_and_loss, distributed_context, fit, predict
+from empirical.models import build_model
+from empirical.recipes import needs_teacher
+from empirical.runs import (MODEL, RECIPE, load_model_file, run_directory, save_model,
+                            write_summary)
+from stingy.io import write_json
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None`` picks CUDA when present; asking for CUDA without one is a ValueError."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"--device must be cpu or cuda, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def load_teacher(path: str | Path, num_classes: int) -> tuple[torch.nn.Module, dict]:
+    """The model saved by a finished run (``model.pt``), in eval mode, and its metadata."""
+    saved = load_model_file(path)
+    if saved["num_classes"] != num_classes:
+        raise ValueError(f"--teacher has {saved['num_classes']} classes but the recipe's dataset "
+                         f"has {num_classes}")
+    model = build_model(saved["model_name"], saved["num_classes"])
+    model.load_state_dict(saved["state_dict"])
+    info = {key: saved[key] for key in ("model_name", "num_classes", "dataset", "test_accuracy")}
+    return model.eval(), info
+
+
+def normalisation(dataset_name: str) -> tuple:
+    return data_module.CHANNEL_MEAN[dataset_name], data_module.CHANNEL_STD[dataset_name]
+
+
+def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: str | Path = "runs",
+                 name: str | None = None, device: str | None = None, resume: bool = False,
+                 teacher: str | Path | None = None, stop_after_epochs: int | None = None,
+                 on_epoch=None) -> dict:
+    """Run ``recipe`` (from :func:`empirical.recipes.load_recipe`); return its summary.
+
+    ``dataset`` (an ImageDataset) skips loading; else ``load_dataset(recipe.data.dataset,
+    data=data)``. ``teacher`` is a ``model.pt`` (or its run directory); methods other than
+    scratch need one. The summary is also ``<run dir>/summary.json``.
+    """
+    device = resolve_device(device)
+    if needs_teacher(recipe) and teacher is None:
+        raise ValueError(f"method {recipe['method']['name']!r} needs --teacher CHECKPOINT "
+                         f"(a model.pt written by `stingy train`)")
+    if not needs_teacher(recipe) and teacher is not None:
+        raise ValueError("--teacher was given but the recipe trains from scratch "
+                         "(method.name = 'scratch')")
+    if dataset is None:
+        dataset = data_module.load_dataset(recipe["data"]["dataset"], data=data)
+    num_classes = len(dataset.classes)
+    rank, _ = distributed_context()
+    directory = Path(out) / (name or "")
+    if rank == 0:
+        directory = run_directory(out, recipe["recipe"], name, resume)
+    elif not name:
+        raise ValueError("under torchrun give --name so every rank writes the same run")
+    seed_everything(recipe["seed"])
+    student = build_model(recipe["model"]["name"], num_classes)
+    teacher_model, teacher_info = (load_teacher(teacher, num_classes) if teacher is not None
+                                   else (None, None))
+    mean, std = normalisation(recipe["data"]["dataset"])
+    if recipe["method"]["name"] == "dafl":
+        summary = _data_free(recipe, dataset, student, teacher_model, directory, mean, std, device)
+    else:
+        summary = fit(recipe, dataset, student, teacher_model, directory, mean=mean, std=std,
+                      device=device, resume=resume, stop_after_epochs=stop_after_epochs,
+                      on_epoch=on_epoch)
+    if teacher_info is not None:
+        summary["teacher"] = {"path": str(teacher), **teacher_info}
+        if rank == 0 and summary.get("finished", True):
+            write_summary(directory, summary)
+    return summary
+
+
+def _data_free(recipe, dataset, student, teacher, directory: Path, mean, std, device) -> dict:
+    """DAFL (Chen et al. 2019) via ``empirical.dafl.distill_data_free``; test accuracy after."""
+    from empirical import augment, dafl
+
+    write_json(directory / RECIPE, recipe)
+    options = recipe["dafl"]
+    mean_tensor = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std_tensor = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    del augment  # the generator's images are in [-1, 1]-like space; see teacher_transform
+
+    def teacher_transform(images):
+        """Generator output -> the teacher's input space: the identity (DAFL feeds the
+        generator's images straight to both networks, whose BN adapts)."""
+        return images
+
+    student, teacher = student.to(device), teacher.to(device)
+    result = dafl.distill_data_free(teacher, student, teacher_transform=teacher_transform,
+                                    steps=options["steps"], batch_size=options["batch_size"],
+                                    device=device, seed=recipe["seed"], **options["options"])
+    test = DeviceData(dataset.test_images, dataset.test_labels, mean, std, device)
+    logits = predict(student, test, recipe["train"]["eval_batch_size"], False, False)
+    accuracy, test_loss = accuracy_and_loss(logits, test.labels)
+    del mean_tensor, std_tensor
+    summary = {"recipe": recipe["recipe"], "run_dir": str(directory), "device": str(device),
+               "finished": True, "test_accuracy": accuracy, "test_loss": test_loss,
+               "dafl": {key: value for key, value in result.items() if _is_plain(value)}}
+    save_model(directory / MODEL, student, model_name=recipe["model"]["name"],
+               num_classes=len(dataset.classes), dataset=recipe["data"]["dataset"],
+               recipe=recipe, test_accuracy=accuracy)
+    write_summary(directory, summary)
+    return summary
+
+
+def _is_plain(value) -> bool:
+    return isinstance(value, (int, float, str, bool, list, dict)) or value is None
