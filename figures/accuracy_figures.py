@@ -1,0 +1,172 @@
+"""F4-F5: student accuracy against the sparse ratio r, laid out like the paper's sparse-ratio
+ablation (curves over r for the sparse methods, horizontal lines for the dense baselines)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from figures.inputs import is_missing, read_json, read_rows
+from figures.style import FULL_WIDTH, method_colour, method_label, save_figure
+
+SIMULATION_SUMMARY = "simulation summary, written by `stingy simulate`"
+QUICK_SUMMARY = "CIFAR-10 quick comparison summary, written by `stingy quick`"
+GPU_CHECK = "GPU check results, written by empirical/gpu_check.py"
+SPARSE_METHODS = ("stingy_kd", "within_m_kd")
+METHOD_ORDER = ("scratch", "normal_kd", "label_smoothing", "reversed_kd", "nasty_kd",
+                "stingy_kd", "within_m_kd")
+
+
+def _order(method: str) -> int:
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def accuracy_panel(ax, rows, value="accuracy_mean", low=None, high=None, scale=1.0):
+    """Draw one panel: a method with several finite ratios is a curve over r (categorical
+    positions, 95% CI band when ``low``/``high`` are given), any other method a horizontal line
+    (with its CI as a light band). Returns the ratios used as x positions."""
+    by_method = defaultdict(list)
+    for row in rows:
+        by_method[row["method"]].append(row)
+    ratios = sorted({row["ratio"] for row in rows
+                     if not is_missing(row["ratio"]) and (row["method"] in SPARSE_METHODS
+                                                           or _has_curve(by_method[row["method"]]))})
+    if not ratios:
+        ratios = sorted({row["ratio"] for row in rows if not is_missing(row["ratio"])}) or [math.nan]
+    x = np.arange(len(ratios))
+    for method in sorted(by_method, key=_order):
+        chosen = by_method[method]
+        colour, label = method_colour(method), method_label(method)
+        if method in SPARSE_METHODS or _has_curve(chosen):
+            chosen = sorted((r for r in chosen if r["ratio"] in ratios), key=lambda r: r["ratio"])
+            positions = [ratios.index(r["ratio"]) for r in chosen]
+            ax.plot(positions, [r[value] * scale for r in chosen], color=colour, marker="o",
+                    ms=3.5, label=label, zorder=3)
+            if low and high:
+                ax.fill_between(positions, [r[low] * scale for r in chosen],
+                                [r[high] * scale for r in chosen], color=colour, alpha=0.2, lw=0)
+        else:
+            mean = float(np.mean([r[value] for r in chosen])) * scale
+            ax.axhline(mean, color=colour, ls="--", lw=1.2, label=label)
+            if low and high and len(chosen) == 1 and not is_missing(chosen[0][low]):
+                ax.axhspan(chosen[0][low] * scale, chosen[0][high] * scale, color=colour,
+                           alpha=0.1, lw=0)
+    ax.set_xticks(x, [_ratio_label(r) for r in ratios])
+    ax.set_xlim(-0.3, len(ratios) - 0.7)
+    ax.set_xlabel("sparse ratio r")
+    return ratios
+
+
+def _has_curve(rows) -> bool:
+    return len({row["ratio"] for row in rows if not is_missing(row["ratio"])}) > 1
+
+
+def _ratio_label(ratio) -> str:
+    if is_missing(ratio):
+        return "-"
+    return f"{ratio * 100:g}%"
+
+
+def _noise_title(noise, kind) -> str:
+    if is_missing(noise) or noise == 0:
+        return "clean labels"
+    kind = "" if is_missing(kind) else f" ({kind})"
+    return f"label noise {noise:g}{kind}"
+
+
+def draw_simulation_accuracy(summary_csv, out_stem) -> dict:
+    """F4: simulated student accuracy against r, one panel per label-noise level, with 95% CI
+    bands; dense baselines as horizontal lines."""
+    rows = read_rows(summary_csv, SIMULATION_SUMMARY,
+                     ("noise", "method", "ratio", "accuracy_mean", "accuracy_ci95_low",
+                      "accuracy_ci95_high"))
+    panels = sorted({(row["noise"], row.get("noise_kind", math.nan)) for row in rows},
+                    key=lambda item: (item[0], str(item[1])))
+    scale = 100.0 if max(row["accuracy_mean"] for row in rows) <= 1.0 else 1.0
+    fig, axes = plt.subplots(1, len(panels), figsize=(FULL_WIDTH, 2.5), sharey=True,
+                             squeeze=False)
+    for ax, (noise, kind) in zip(axes[0], panels):
+        chosen = [row for row in rows if row["noise"] == noise
+                  and str(row.get("noise_kind", math.nan)) == str(kind)]
+        accuracy_panel(ax, chosen, "accuracy_mean", "accuracy_ci95_low", "accuracy_ci95_high",
+                       scale)
+        ax.set_title(_noise_title(noise, kind))
+    axes[0][0].set_ylabel("student test accuracy (%)")
+    _figure_legend(fig, axes[0])
+    paths = save_figure(fig, out_stem)
+    caption = ("Simulations (synthetic data): student accuracy against the sparse ratio r, "
+               "one panel per label-noise level, mean over seeds with 95% CI bands. Stingy KD "
+               "and within-M KD are curves over r; scratch, normal KD, reversed logits (and "
+               "label smoothing) do not depend on r and are dashed horizontal lines. Layout as "
+               "the paper's sparse-ratio ablation (CIFAR-100).")
+    return {**paths, "caption": caption}
+
+
+def _figure_legend(fig, axes):
+    handles, labels = {}, {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    labels = list(handles)
+    fig.legend([handles[label] for label in labels], labels, loc="outside upper center",
+               ncol=min(len(labels), 6))
+
+
+QUICK_METHODS = {"scratch": "scratch", "kd": "normal_kd", "stingy": "stingy_kd",
+                 "within": "within_m_kd", "reversed": "reversed_kd", "nasty": "nasty_kd"}
+
+
+def _quick_rows(rows):
+    """Quick summary rows with method names mapped to the figure's method keys and accuracy
+    as a fraction or percent, left as given."""
+    out = []
+    for row in rows:
+        method = QUICK_METHODS.get(row["method"], row["method"])
+        ratio = row.get("ratio", math.nan)
+        if method not in SPARSE_METHODS or is_missing(ratio) or ratio <= 0:
+            ratio = ratio if method in SPARSE_METHODS else math.nan
+        out.append({**row, "method": method, "ratio": ratio})
+    return out
+
+
+def gpu_check_rows(gpu_check: dict) -> list[dict]:
+    """Per-run accuracies of results/gpu_check.json as rows (method, ratio, test_accuracy)."""
+    runs = gpu_check.get("runs") or gpu_check.get("per_run") or []
+    rows = []
+    for run in runs:
+        if "test_accuracy" in run and "method" in run:
+            rows.append({"method": run["method"], "ratio": run.get("ratio", math.nan),
+                         "test_accuracy": run["test_accuracy"]})
+    return rows
+
+
+def draw_cifar_accuracy(quick_summary_csv, out_stem, gpu_check_json=None) -> dict:
+    """F5: CIFAR-10 student accuracy against r from the quick comparison, and from the GPU
+    check's full-size runs when ``gpu_check_json`` is given."""
+    rows = _quick_rows(read_rows(quick_summary_csv, QUICK_SUMMARY,
+                                 ("method", "ratio", "test_accuracy")))
+    gpu_rows = []
+    if gpu_check_json:
+        gpu = read_json(gpu_check_json, GPU_CHECK)
+        gpu_rows = _quick_rows(gpu_check_rows(gpu))
+    panels = [("CPU quick profile", rows)] + ([(f"GPU ({gpu.get('device', 'GPU')})", gpu_rows)]
+                                               if gpu_rows else [])
+    width = FULL_WIDTH if len(panels) > 1 else FULL_WIDTH * 0.6
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 2.5), squeeze=False)
+    for ax, (title, chosen) in zip(axes[0], panels):
+        scale = 100.0 if max(r["test_accuracy"] for r in chosen) <= 1.0 else 1.0
+        accuracy_panel(ax, chosen, "test_accuracy", scale=scale)
+        students = sorted({str(r.get("student")) for r in chosen if not is_missing(r.get("student"))})
+        ax.set_title(title + (f": {', '.join(students)}" if students else ""))
+        ax.set_ylabel("student test accuracy (%)")
+    _figure_legend(fig, axes[0])
+    paths = save_figure(fig, out_stem)
+    caption = ("CIFAR-10 (JPEG q75 mirror): student test accuracy against the sparse ratio r "
+               "for stingy KD, with the dense baselines (scratch, normal KD, ...) as dashed "
+               "lines. Left: the CPU quick profile (small CNN, few epochs, subsampled data; one "
+               "seed, no error bars)." + (" Right: the GPU check's runs (results/gpu_check.json)."
+                                          if gpu_rows else " No GPU check results were found."))
+    return {**paths, "caption": caption}

@@ -1,0 +1,142 @@
+"""Small synthetic result files in the layout `stingy reproduce` writes, for figure and
+report tests. Values are made up but shaped like the real files (same columns)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from stingy.io import append_jsonl, write_csv, write_json
+
+RATIOS = [0.01, 0.05, 0.1, 0.2, 0.5, 0.7]
+TEMPERATURES = [0.5, 1, 2, 4, 8, 16, 32, 64]
+
+
+def theory_grid_rows(num_classes=100, ks=(1, 10, 20, 50), students=True) -> list[dict]:
+    rows = []
+    for k in ks:
+        ratio = k / num_classes
+        for t in TEMPERATURES:
+            mass = ratio + (1 - ratio) * math.exp(-t / 8)
+            row = {"k": k, "ratio": ratio, "num_classes": num_classes, "temperature": t,
+                   "kept_mass": mass, "kept_mass_lower": ratio,
+                   "kept_mass_upper": min(1.0, mass + 0.05),
+                   "kept_mass_expansion": ratio * (1 + 3 / t),
+                   "paper_mass_shift": (1 - ratio) / k,
+                   "mass_shift_error": 0.5 / t, "mass_shift_error_bound": 0.8 / t,
+                   "tv_to_uniform": math.tanh(2 / t) * 0.7, "tv_to_uniform_bound": math.tanh(2 / t),
+                   "drive_norm": t * (1 - ratio), "signal_norm": 2.0,
+                   "signal_to_drive": 2.0 / (t * (1 - ratio)),
+                   "signal_to_drive_bound": 3.0 / (t * (1 - ratio))}
+            if students:
+                row.update({"order_t2": t * t * math.log(1 / ratio), "order_t": -0.8 * t,
+                            "order_1": 1.5, "remainder": 0.3 / t,
+                            "exact": t * t * math.log(1 / ratio) - 0.8 * t + 1.5 + 0.3 / t})
+            rows.append(row)
+    return rows
+
+
+def simulation_summary_rows(stingy_dip=20.0) -> list[dict]:
+    rows = []
+    for noise in (0.0, 0.2, 0.4):
+        base = 80 - 30 * noise
+        for method, accuracy in (("scratch", base), ("normal_kd", base + 3),
+                                 ("reversed_kd", base - 2), ("label_smoothing", base + 1)):
+            rows.append({"noise": noise, "noise_kind": "symmetric", "method": method,
+                         "ratio": "", "accuracy_mean": accuracy / 100,
+                         "accuracy_ci95_low": (accuracy - 1) / 100,
+                         "accuracy_ci95_high": (accuracy + 1) / 100, "runs": 5})
+        for ratio in RATIOS:
+            dip = stingy_dip * math.exp(-((math.log(ratio) - math.log(0.1)) ** 2))
+            for method, accuracy in (("stingy_kd", base - dip), ("within_m_kd", base + 2)):
+                rows.append({"noise": noise, "noise_kind": "symmetric", "method": method,
+                             "ratio": ratio, "accuracy_mean": accuracy / 100,
+                             "accuracy_ci95_low": (accuracy - 1.5) / 100,
+                             "accuracy_ci95_high": (accuracy + 1.5) / 100, "runs": 5})
+    return rows
+
+
+def gap_trajectory_rows() -> list[dict]:
+    rows = []
+    for ratio in (0.1, 0.5):
+        for seed in (0, 1):
+            for step in range(0, 200, 20):
+                predicted = 20 * (1 - ratio)
+                rows.append({"step": step, "noise": 0.0, "noise_kind": "symmetric",
+                             "method": "stingy_kd", "ratio": ratio, "temperature": 20.0,
+                             "seed": seed, "logit_gap": predicted * (1 - math.exp(-step / 50)),
+                             "predicted_gap": predicted})
+    return rows
+
+
+VERDICTS = [
+    {"check": "u_shape", "statement": "stingy accuracy is lowest at an intermediate r",
+     "predicted": "minimum at 0.05 <= r <= 0.2", "measured": 0.1, "ci95": [0.05, 0.2],
+     "verdict": "pass", "detail": "min at r=0.1"},
+    {"check": "gap_matches", "statement": "logit gap tends to T(1-r)", "predicted": 18.0,
+     "measured": 12.345, "ci95": [11.9, 12.8], "verdict": "fail", "detail": "gap saturates lower"},
+]
+
+DERIVATIONS = [
+    {"statement_id": "T1", "statement": "p~ = p/m on M", "status": "proved symbolically",
+     "detail": "sympy simplify"},
+    {"statement_id": "T5", "statement": "signal <= bound", "status": "failed",
+     "detail": "counterexample at T=0.5"},
+]
+
+
+def quick_summary_rows() -> list[dict]:
+    rows = [{"method": "scratch", "teacher": "", "student": "cnn", "k": 0, "ratio": 0.0,
+             "temperature": 4.0, "alpha": 0.9, "test_accuracy": 0.7012, "teacher_accuracy": "",
+             "seconds": 60.0, "device": "cpu"},
+            {"method": "kd", "teacher": "resnet18", "student": "cnn", "k": 0, "ratio": 0.0,
+             "temperature": 4.0, "alpha": 0.9, "test_accuracy": 0.7233,
+             "teacher_accuracy": 0.81, "seconds": 70.0, "device": "cpu"}]
+    for ratio, accuracy in ((0.1, 0.69), (0.2, 0.6411), (0.5, 0.70)):
+        rows.append({"method": "stingy", "teacher": "resnet18", "student": "cnn",
+                     "k": int(ratio * 10), "ratio": ratio, "temperature": 20.0, "alpha": 0.9,
+                     "test_accuracy": accuracy, "teacher_accuracy": 0.81, "seconds": 70.0,
+                     "device": "cpu"})
+    return rows
+
+
+def write_results(root: Path, quick=True, gpu=False) -> Path:
+    """A full synthetic results folder; ``quick=False`` leaves the CIFAR-10 files out."""
+    root = Path(root)
+    write_csv(root / "theory/theory_grid.csv", theory_grid_rows())
+    write_json(root / "theory/theory_grid.json", {"label": "synthetic logits"})
+    write_json(root / "theory/derivations.json", DERIVATIONS)
+    write_csv(root / "simulations/summary.csv", simulation_summary_rows())
+    write_csv(root / "simulations/gap_trajectory.csv", gap_trajectory_rows())
+    write_json(root / "simulations/verdicts.json", VERDICTS)
+    if quick:
+        quick_dir = root / "cifar10_quick"
+        rows = quick_summary_rows()
+        write_csv(quick_dir / "summary.csv", rows)
+        write_json(quick_dir / "summary.json", {"rows": rows})
+        write_csv(quick_dir / "teacher_theory.csv", theory_grid_rows(10, (1, 2, 5), students=False))
+        generator = np.random.default_rng(0)
+        normal = generator.normal(0, 3, (16, 10))
+        stingy = normal.copy()
+        stingy[stingy < np.sort(stingy, axis=1)[:, [-2]]] = -np.inf
+        np.savez(quick_dir / "teacher_logits.npz", normal=normal, stingy=stingy,
+                 labels=normal.argmax(axis=1),
+                 class_names=np.array(["airplane", "automobile", "bird", "cat", "deer", "dog",
+                                       "frog", "horse", "ship", "truck"]))
+        run = quick_dir / "runs/stingy"
+        write_json(run / "recipe.json", {"method": {"name": "stingy", "ratio": 0.2,
+                                                    "temperature": 20.0}})
+        for epoch in range(1, 6):
+            append_jsonl(run / "metrics.jsonl", {"epoch": epoch, "logit_gap": 3.0 * epoch,
+                                                 "drive": 1.0})
+    if gpu:
+        write_json(root / "gpu_check.json", {
+            "device": "NVIDIA H100", "date": "2025-01-01", "commit": "abc",
+            "runs": [{"method": "scratch", "test_accuracy": 0.9487},
+                     {"method": "kd", "test_accuracy": 0.9512},
+                     {"method": "stingy", "ratio": 0.2, "test_accuracy": 0.7712}],
+            "teacher_seconds_to_93": 321.5, "images_per_second": 25000.0, "tflops": 123.4})
+    return root
