@@ -1,0 +1,1 @@
+"""Empirical layer: CIFAR data, models, training, knowledge distillation and data-free KD."""
