@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -152,7 +153,9 @@ def draw_cifar_accuracy(quick_summary_csv, out_stem, gpu_check_json=None) -> dic
     if gpu_check_json:
         gpu = read_json(gpu_check_json, GPU_CHECK)
         gpu_rows = _quick_rows(gpu_check_rows(gpu))
-    panels = [("CPU quick profile", rows)] + ([(f"GPU ({gpu.get('device', 'GPU')})", gpu_rows)]
+    source = "Reference recipes" if "paper" in Path(quick_summary_csv).parent.name else \
+        "CPU quick profile"
+    panels = [(source, rows)] + ([(f"GPU ({gpu.get('device', 'GPU')})", gpu_rows)]
                                                if gpu_rows else [])
     width = FULL_WIDTH if len(panels) > 1 else FULL_WIDTH * 0.6
     fig, axes = plt.subplots(1, len(panels), figsize=(width, 2.5), squeeze=False)
@@ -164,9 +167,10 @@ def draw_cifar_accuracy(quick_summary_csv, out_stem, gpu_check_json=None) -> dic
         ax.set_ylabel("student test accuracy (%)")
     _figure_legend(fig, axes[0])
     paths = save_figure(fig, out_stem)
+    gpu_note = (" Right: the GPU check's runs (results/gpu_check.json)." if gpu_rows
+                else " No GPU check results were found.")
     caption = ("CIFAR-10 (JPEG q75 mirror): student test accuracy against the sparse ratio r "
                "for stingy KD, with the dense baselines (scratch, normal KD, ...) as dashed "
-               "lines. Left: the CPU quick profile (small CNN, few epochs, subsampled data; one "
-               "seed, no error bars)." + (" Right: the GPU check's runs (results/gpu_check.json)."
-                                          if gpu_rows else " No GPU check results were found."))
+               f"lines. Left: {source.lower()} (one seed, no error bars; the quick profile uses "
+               f"a small CNN, few epochs and subsampled data).{gpu_note}")
     return {**paths, "caption": caption}

@@ -18,6 +18,7 @@ THEORY_GRID = f"{THEORY_DIR}/theory_grid.csv"
 THEORY_CONFIG = f"{THEORY_DIR}/theory_grid.json"
 SIMULATION_DIR = "simulations"
 QUICK_DIR = "cifar10_quick"
+PAPER_DIR = "cifar10_paper"
 GPU_CHECK = "gpu_check.json"
 FIGURE_DIR = "figures"
 
@@ -25,17 +26,19 @@ FIGURE_DIR = "figures"
 @dataclass(frozen=True)
 class FigureSpec:
     """A figure: id, title, drawing function, required inputs and optional inputs (keyword
-    argument -> path relative to the results folder)."""
+    argument -> path relative to the results folder). An input given as a tuple of paths is
+    the first of them that exists (the paper profile's files before the quick profile's)."""
     figure_id: str
     title: str
     draw: Callable
-    required: tuple[str, ...]
+    required: tuple
     optional: dict
 
 
 FIGURES = [
     FigureSpec("F1_kept_mass", "Kept mass against temperature", draw_kept_mass,
-               (THEORY_GRID,), {"teacher_theory": f"{QUICK_DIR}/teacher_theory.csv"}),
+               (THEORY_GRID,), {"teacher_theory": (f"{PAPER_DIR}/teacher_theory.csv",
+                                                   f"{QUICK_DIR}/teacher_theory.csv")}),
     FigureSpec("F2_approximation_error", "The paper's approximation error and the T4 terms",
                draw_approximation_error, (THEORY_GRID,), {}),
     FigureSpec("F3_signal_to_drive", "Signal-to-drive ratio over (r, T)", draw_signal_to_drive,
@@ -43,7 +46,8 @@ FIGURES = [
     FigureSpec("F4_simulation_accuracy", "Simulations: accuracy against the sparse ratio",
                draw_simulation_accuracy, (f"{SIMULATION_DIR}/summary.csv",), {}),
     FigureSpec("F5_cifar_accuracy", "CIFAR-10: accuracy against the sparse ratio",
-               draw_cifar_accuracy, (f"{QUICK_DIR}/summary.csv",), {"gpu_check_json": GPU_CHECK}),
+               draw_cifar_accuracy, ((f"{PAPER_DIR}/summary.csv", f"{QUICK_DIR}/summary.csv"),),
+               {"gpu_check_json": GPU_CHECK}),
     FigureSpec("F6_logit_responses", "Teacher responses on test images", draw_logit_responses,
                (f"{QUICK_DIR}/teacher_logits.npz",), {}),
     FigureSpec("F7_logit_gap", "The student's logit gap during training", draw_logit_gap,
@@ -52,14 +56,27 @@ FIGURES = [
 
 
 def find_stingy_metrics(results_dir: Path) -> Path | None:
-    """The metrics.jsonl of the quick profile's stingy student, if any (the run folder whose
-    recipe.json names the stingy method and whose metrics carry a logit_gap)."""
-    for metrics in sorted((results_dir / QUICK_DIR).glob("**/metrics.jsonl")):
-        recipe = metrics.with_name("recipe.json")
-        if recipe.is_file() and json.loads(recipe.read_text()).get("method", {}).get(
-                "name") == "stingy" and '"logit_gap"' in metrics.read_text():
-            return metrics
+    """The metrics.jsonl of a CIFAR-10 stingy student, if any (a run folder whose recipe.json
+    names the stingy method and whose metrics carry a logit_gap; paper runs first)."""
+    for folder in (PAPER_DIR, QUICK_DIR):
+        for metrics in sorted((results_dir / folder).glob("**/metrics.jsonl")):
+            recipe = metrics.with_name("recipe.json")
+            if recipe.is_file() and json.loads(recipe.read_text()).get("method", {}).get(
+                    "name") == "stingy" and '"logit_gap"' in metrics.read_text():
+                return metrics
     return None
+
+
+def resolve(results_dir: Path, name) -> Path | None:
+    """The path of an input (the first existing one of a tuple), or None if none exists."""
+    for candidate in (name if isinstance(name, tuple) else (name,)):
+        if (results_dir / candidate).is_file():
+            return results_dir / candidate
+    return None
+
+
+def _describe(name) -> str:
+    return " or ".join(name) if isinstance(name, tuple) else name
 
 
 def _theory_label(results_dir: Path) -> str | None:
@@ -80,20 +97,20 @@ def draw_all(results_dir, out_dir=None, log=print) -> tuple[list[dict], list[dic
     label = _theory_label(results_dir)
     drawn, skipped = [], []
     for spec in FIGURES:
-        missing = [name for name in spec.required if not (results_dir / name).is_file()]
+        inputs = [resolve(results_dir, name) for name in spec.required]
+        missing = [_describe(name) for name, path in zip(spec.required, inputs) if path is None]
         if missing:
             skipped.append({"figure_id": spec.figure_id, "title": spec.title, "missing": missing})
             log(f"  {spec.figure_id}: skipped, missing {', '.join(missing)}")
             continue
         kwargs = {}
         for argument, name in spec.optional.items():
-            path = find_stingy_metrics(results_dir) if name is None else results_dir / name
-            if path is not None and path.is_file():
+            path = find_stingy_metrics(results_dir) if name is None else resolve(results_dir, name)
+            if path is not None:
                 kwargs[argument] = path
         if label and spec.required == (THEORY_GRID,):
             kwargs["theory_label"] = label
-        record = spec.draw(*(results_dir / name for name in spec.required),
-                           out_dir / spec.figure_id, **kwargs)
+        record = spec.draw(*inputs, out_dir / spec.figure_id, **kwargs)
         drawn.append({"figure_id": spec.figure_id, "title": spec.title, **record})
         log(f"  {spec.figure_id}: {record['png']}")
     return drawn, skipped

@@ -114,7 +114,7 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
     ks = pick_evenly(list({row["k"] for row in table}), max_lines)
     for ax, (value, bound, name) in zip(axes, (
             ("tv_to_uniform", "tv_to_uniform_bound", r"TV($\tilde p$, uniform on $M$)"),
-            ("mass_shift_error", "mass_shift_error_bound", r"$\max\nolimits_M |\delta(i) - (1-r)/k|$"))):
+            ("mass_shift_error", "mass_shift_error_bound", r"max over $M$ of $|\delta(i) - (1-r)/k|$"))):
         for colour, k in zip(SEQUENCE, ks):
             for column, style, label in ((value, "-", f"k={k:g}"), (bound, "--", None)):
                 temperature, values = _series(table, k, column)
