@@ -48,6 +48,7 @@ class DeviceData:
         self.images = torch.as_tensor(images).to(device)
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(device)
         self.mean, self.std = mean, std
+        self.black = [-m / s for m, s in zip(mean, std)]  # a 0 pixel after normalisation
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -56,11 +57,11 @@ class DeviceData:
         """Normalised NCHW float images (augmented if a generator is given) and labels."""
         index = index.to(self.images.device)
         images = augment.to_float_normalised(self.images[index], self.mean, self.std)
-        if augment_generator is not None:
-            images = augment.random_crop_flip(images, padding=4, generator=augment_generator)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return images, self.labels[index]
+        if augment_generator is not None:  # pad with black, as torchvision pads the uint8 image
+            images = augment.random_crop_flip(images, padding=4, generator=augment_generator,
+                                              fill=self.black)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        return images.contiguous(memory_format=memory_format), self.labels[index]
 
 
 def balanced_subset(labels, size: int, seed: int) -> torch.Tensor:
