@@ -1,0 +1,65 @@
+"""Each figure function draws non-empty PNG and PDF files from a small synthetic result file,
+and names the missing file when its input is absent."""
+
+from __future__ import annotations
+
+import pytest
+from figures_synthetic import write_results
+
+from figures.draw import FIGURES, draw_all
+from figures.logit_figures import draw_logit_responses
+from figures.theory_figures import draw_kept_mass, draw_signal_to_drive
+from stingy.io import write_csv
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_files(record):
+    assert record["png"].read_bytes()[:8] == PNG_SIGNATURE
+    assert record["pdf"].read_bytes()[:5] == b"%PDF-"
+    assert record["png"].stat().st_size > 10_000
+    assert record["caption"]
+
+
+def test_figure_functions_take_their_input_files_directly(results, tmp_path):
+    spec = next(spec for spec in FIGURES if spec.figure_id == "F4_simulation_accuracy")
+    record = spec.draw(results / "simulations/summary.csv", tmp_path / "out" / spec.figure_id)
+    _check_files(record)
+    assert record["png"].parent == tmp_path / "out"
+
+
+def test_draw_all_draws_every_figure_from_a_full_results_folder(drawn_results):
+    _, drawn, skipped = drawn_results
+    assert [r["figure_id"] for r in drawn] == [spec.figure_id for spec in FIGURES]
+    assert skipped == []
+    for record in drawn:
+        _check_files(record)
+
+
+def test_draw_all_skips_figures_whose_inputs_are_missing_and_names_them(tmp_path):
+    results = write_results(tmp_path / "results", quick=False)
+    drawn, skipped = draw_all(results, log=lambda *_: None)
+    assert {r["figure_id"] for r in skipped} == {"F5_cifar_accuracy", "F6_logit_responses"}
+    assert any("teacher_logits.npz" in name for r in skipped for name in r["missing"])
+    kept_mass = next(r for r in drawn if r["figure_id"] == "F1_kept_mass")
+    assert "theory only" in kept_mass["caption"]
+
+
+def test_missing_input_raises_an_error_naming_the_file(tmp_path):
+    missing = tmp_path / "nowhere" / "theory_grid.csv"
+    with pytest.raises(FileNotFoundError, match="theory_grid.csv"):
+        draw_kept_mass(missing, tmp_path / "F1")
+    with pytest.raises(FileNotFoundError, match="teacher_logits.npz"):
+        draw_logit_responses(tmp_path / "teacher_logits.npz", tmp_path / "F6")
+
+
+def test_missing_column_raises_a_value_error_naming_file_and_column(tmp_path):
+    path = write_csv(tmp_path / "grid.csv", [{"ratio": 0.1, "num_classes": 10, "temperature": 1}])
+    with pytest.raises(ValueError, match="signal_to_drive"):
+        draw_signal_to_drive(path, tmp_path / "F3")
+
+
+def test_logit_responses_say_when_no_nasty_teacher_is_in_the_file(drawn_results):
+    _, drawn, _ = drawn_results
+    record = next(r for r in drawn if r["figure_id"] == "F6_logit_responses")
+    assert "No nasty teacher" in record["caption"]

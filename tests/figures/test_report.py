@@ -1,0 +1,66 @@
+"""The report includes the numbers it is given and marks failing verdicts as failing."""
+
+from __future__ import annotations
+
+import tomllib
+
+from figures.report import PAPER_NUMBERS_FILE, fmt, render_report, verdict_text, write_report
+
+MACHINE = {"cpu": "Test CPU 9000", "cores": 3, "torch": "9.9.9", "python": "3.11",
+           "platform": "testOS", "gpu": None, "torch_threads": 3, "date": "2031-02-03T04:05:06"}
+
+
+def _report(drawn_results):
+    results, drawn, skipped = drawn_results
+    stages = [{"stage": "simulations", "status": "reused", "seconds": 12.5, "summary": {}}]
+    return render_report(results, "quick", stages, drawn, skipped, MACHINE)
+
+
+def test_report_contains_the_verdict_numbers_and_marks_the_failing_one(drawn_results):
+    text = _report(drawn_results)
+    assert "12.345" in text and "[11.9, 12.8]" in text
+    failing_line = next(line for line in text.splitlines() if line.startswith("| gap_matches"))
+    assert "**FAIL**" in failing_line
+    passing_line = next(line for line in text.splitlines() if line.startswith("| u_shape"))
+    assert "FAIL" not in passing_line and "| pass |" in passing_line
+
+
+def test_report_contains_measured_accuracies_beside_the_paper_numbers(drawn_results):
+    text = _report(drawn_results)
+    assert "64.11" in text  # quick stingy student, 0.6411
+    assert "86.64" in text  # the paper's CIFAR-10 CNN scratch accuracy
+    assert "64.6" in text and "50.2" in text  # paper's sparse-ratio ablation
+    assert "321.5" in text  # GPU check: time to 93%
+
+
+def test_report_lists_derivation_statuses_machine_date_and_figures(drawn_results):
+    text = _report(drawn_results)
+    assert "**FAILED**" in text and "proved symbolically" in text
+    assert "Test CPU 9000" in text and "3 cores" in text and "9.9.9" in text
+    assert "2031-02-03" in text
+    assert "![Kept mass against temperature](figures/F1_kept_mass.png)" in text
+
+
+def test_write_report_writes_report_md_in_the_results_folder(results):
+    path = write_report(results, "quick", [], [], [], MACHINE)
+    assert path == results / "REPORT.md" and "Test CPU 9000" in path.read_text()
+
+
+def test_verdict_text_marks_failures_and_keeps_passes_plain():
+    assert verdict_text("pass") == "pass"
+    assert verdict_text("fail") == "**FAIL**"
+    assert verdict_text("inconclusive") == "**inconclusive**"
+
+
+def test_fmt_keeps_four_decimals_and_trims_zeros():
+    assert fmt(12.345) == "12.345" and fmt(0.5) == "0.5" and fmt(3) == "3"
+    assert fmt(float("nan")) == "-" and fmt([0.05, 0.2]) == "[0.05, 0.2]"
+
+
+def test_paper_numbers_file_has_a_source_and_the_sparse_ratio_ablation():
+    with open(PAPER_NUMBERS_FILE, "rb") as f:
+        paper = tomllib.load(f)
+    ablation = paper["sparse_ratio_ablation"]
+    assert paper["source"]["paper"]
+    for name in ("resnet18_to_shufflenetv2", "resnet18_to_resnet18", "resnet50_to_resnet18"):
+        assert len(ablation[name]["stingy"]) == len(ablation["ratios"])
