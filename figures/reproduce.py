@@ -108,8 +108,8 @@ def run_simulations(results_dir: Path, args: list[str]) -> dict:
 
 
 def _data_missing(err: Exception) -> bool:
-    return isinstance(err, FileNotFoundError) or type(err).__name__ in (
-        "DataNotFoundError", "DataMissingError", "DatasetNotFoundError")
+    """empirical.data raises FileNotFoundError when no dataset source or download works."""
+    return isinstance(err, FileNotFoundError)
 
 
 def run_cifar10_quick(results_dir: Path, data: str | None) -> dict:

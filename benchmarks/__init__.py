@@ -1,0 +1,1 @@
+"""Speed benchmarks (run by `python -m benchmarks.run`; never part of the test suite)."""

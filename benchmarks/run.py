@@ -1,0 +1,95 @@
+"""Run every benchmark; write a JSON file and print a Markdown table for the README.
+
+    python -m benchmarks.run [--out results/benchmarks.json] [--quick] [--skip-simulation]
+
+Benchmarks: the stingy KD loss against the reference's pattern (bench_kd_loss), the default
+simulation sweep's wall time (benchmarks/bench_simulation.py), the CNN's CPU training
+throughput (bench_throughput) and, when results/gpu_check.json exists, the GPU check's
+time to 93% for the CIFAR-10 ResNet-18 teacher, images/s and TFLOP/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.bench_kd_loss import bench_kd_loss
+from benchmarks.bench_throughput import bench_cnn_throughput
+from figures.machine import describe, machine_info
+from stingy.io import write_json
+
+
+def bench_simulation_sweep() -> dict:
+    """Wall time of the default simulation sweep (the simulations helper's benchmark when it
+    exists, else `stingy simulate` with its defaults into a temporary folder)."""
+    try:
+        from benchmarks.bench_simulation import bench_simulation
+    except ImportError:
+        bench_simulation = None
+    if bench_simulation is not None:
+        return bench_simulation()
+    from stingy.cli import build_parser
+
+    with tempfile.TemporaryDirectory() as out:
+        args = build_parser().parse_args(["simulate", "--out", out])
+        start = time.perf_counter()
+        args.run(args)
+        return {"sweep": "default", "seconds": time.perf_counter() - start}
+
+
+def gpu_numbers(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    gpu = json.loads(path.read_text())
+    return {key: value for key, value in gpu.items() if not isinstance(value, (list, dict))}
+
+
+def markdown(result: dict) -> str:
+    machine = result["machine"]
+    lines = [f"Machine: {describe(machine)}; {machine['date']}.", "",
+             "| batch | K | k | ours (us) | reference (us) | copy (us) | reference / ours "
+             "| ours / copy |", "|---|---|---|---|---|---|---|---|"]
+    for row in result["kd_loss"]:
+        lines.append(f"| {row['batch']} | {row['num_classes']} | {row['k']} | "
+                     f"{row['ours_us']:.1f} | {row['reference_us']:.1f} | {row['copy_us']:.1f} | "
+                     f"{row['reference_over_ours']:.2f} | {row['ours_over_copy']:.0f} |")
+    lines += ["", "| benchmark | value |", "|---|---|"]
+    throughput = result.get("cnn_throughput")
+    if throughput:
+        lines.append(f"| CNN training, CPU, batch {throughput['batch']} (images/s) | "
+                     f"{throughput['images_per_second']:.0f} |")
+    simulation = result.get("simulation")
+    if simulation:
+        lines.append(f"| default simulation sweep (s) | {simulation.get('seconds', float('nan')):.1f} |")
+    for key, value in (result.get("gpu_check") or {}).items():
+        lines.append(f"| GPU check: {key} | {value} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="results/benchmarks.json")
+    parser.add_argument("--gpu-check", default="results/gpu_check.json")
+    parser.add_argument("--quick", action="store_true", help="shorter timing runs")
+    parser.add_argument("--skip-simulation", action="store_true")
+    args = parser.parse_args(argv)
+    result = {"machine": machine_info()}
+    print("kd_loss forward + backward ...", flush=True)
+    result["kd_loss"] = bench_kd_loss(min_run_time=0.1 if args.quick else 0.5)
+    print("CNN training throughput ...", flush=True)
+    result["cnn_throughput"] = bench_cnn_throughput(steps=5 if args.quick else 20)
+    if not args.skip_simulation:
+        print("default simulation sweep ...", flush=True)
+        result["simulation"] = bench_simulation_sweep()
+    result["gpu_check"] = gpu_numbers(Path(args.gpu_check))
+    write_json(args.out, result)
+    print(markdown(result))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
