@@ -34,7 +34,8 @@ from theory.validation import (
 
 
 def numpy_in_numpy_out(func):
-    """Let ``func`` take NumPy arrays: convert them to tensors and convert tensors back."""
+    """Let ``func`` take NumPy arrays: convert them to tensors and convert tensors back
+    (a returned tensor, or the tensors in a returned tuple or dict)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -43,11 +44,20 @@ def numpy_in_numpy_out(func):
         kwargs = {key: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
                   for key, v in kwargs.items()}
         result = func(*args, **kwargs)
-        if given_numpy and isinstance(result, torch.Tensor):
-            return result.detach().cpu().numpy()
-        return result
+        if not given_numpy:
+            return result
+        if isinstance(result, tuple):
+            return tuple(_to_numpy(item) for item in result)
+        if isinstance(result, dict):
+            return {key: _to_numpy(item) for key, item in result.items()}
+        return _to_numpy(result)
 
     return wrapper
+
+
+def _to_numpy(value):
+    """A tensor as a NumPy array; anything else unchanged."""
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
 
 
 def keep_count(ratio: float, num_classes: int) -> int:
