@@ -181,12 +181,15 @@ def all_sum(values: list[float], device) -> list[float]:
 
 def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Module | None,
         run_dir: str | Path, *, mean, std, device="cpu", resume: bool = False,
-        stop_after_epochs: int | None = None, on_epoch=None) -> dict:
+        stop_after_epochs: int | None = None, deadline: float | None = None,
+        on_epoch=None) -> dict:
     """Train ``student`` by ``recipe`` on ``dataset``; return the summary (also saved).
 
     ``stop_after_epochs`` (a test hook) returns after that many epochs in this call, as if the
-    process had been killed after writing the checkpoint. ``on_epoch(record)`` is called with
-    every metrics record (progress output for scripts).
+    process had been killed after writing the checkpoint. ``deadline`` (a ``time.monotonic()``
+    value) stops before an epoch when the mean epoch time so far says the remaining epochs
+    would end after it (the checkpoint stays, so ``resume`` can finish the run later).
+    ``on_epoch(record)`` is called with every metrics record (progress output for scripts).
     """
     run_dir = Path(run_dir)
     device = torch.device(device)
@@ -237,10 +240,15 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
         teacher_test_logits = predict(teacher, test_data, train_cfg["eval_batch_size"],
                                       autocast, channels_last)
 
-    stopped_early = False
+    stop_reason, seconds_here = None, []  # epoch times of this call
     for epoch in range(start_epoch, schedule["epochs"]):
-        if stop_after_epochs is not None and epoch - start_epoch >= stop_after_epochs:
-            stopped_early = True
+        if stop_after_epochs is not None and len(seconds_here) >= stop_after_epochs:
+            stop_reason = "stop_after_epochs"
+        elif deadline is not None and seconds_here:
+            mean_seconds = sum(seconds_here) / len(seconds_here)
+            if time.monotonic() + mean_seconds * (schedule["epochs"] - epoch) > deadline:
+                stop_reason = "deadline"
+        if stop_reason:
             break
         began = time.perf_counter()
         distiller.train()
@@ -284,6 +292,7 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
             record.update(drive_record(test_logits.cpu(), teacher_test_logits.cpu(), k,
                                        method["temperature"]))
         history.append(record)
+        seconds_here.append(record["seconds"])
         if rank == 0:
             save_checkpoint(run_dir, epoch=epoch + 1, model=student, optimizer=optimizer,
                             scheduler=scheduler, generators=generators, best_accuracy=best)
@@ -292,11 +301,12 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
                 on_epoch(record)
 
     summary = {"recipe": recipe["recipe"], "run_dir": str(run_dir), "device": str(device),
-               "world_size": world, "epochs_done": len(history), "finished": not stopped_early,
+               "world_size": world, "epochs_done": len(history), "epochs": schedule["epochs"],
+               "finished": stop_reason is None, "stop_reason": stop_reason,
                "test_accuracy": history[-1]["test_accuracy"] if history else None,
                "best_test_accuracy": best,
                "train_seconds": sum(record["seconds"] for record in history)}
-    if rank == 0 and not stopped_early:
+    if rank == 0 and stop_reason is None:
         save_model(run_dir / MODEL, student, model_name=recipe["model"]["name"],
                    num_classes=dataset_classes(dataset), dataset=recipe["data"]["dataset"],
                    recipe=recipe, test_accuracy=summary["test_accuracy"])

@@ -31,6 +31,7 @@ def resolve_device(device: str | None) -> torch.device:
     """``None`` picks CUDA when present; asking for CUDA without one is a ValueError."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(device)
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ValueError(f"--device must be cpu or cuda, got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -57,7 +58,7 @@ def normalisation(dataset_name: str) -> tuple:
 def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: str | Path = "runs",
                  name: str | None = None, device: str | None = None, resume: bool = False,
                  teacher: str | Path | None = None, stop_after_epochs: int | None = None,
-                 on_epoch=None) -> dict:
+                 deadline: float | None = None, on_epoch=None) -> dict:
     """Run ``recipe`` (from :func:`empirical.recipes.load_recipe`); return its summary.
 
     ``dataset`` (an ImageDataset) skips loading; else ``load_dataset(recipe.data.dataset,
@@ -90,7 +91,7 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
     else:
         summary = fit(recipe, dataset, student, teacher_model, directory, mean=mean, std=std,
                       device=device, resume=resume, stop_after_epochs=stop_after_epochs,
-                      on_epoch=on_epoch)
+                      deadline=deadline, on_epoch=on_epoch)
     if teacher_info is not None:
         summary["teacher"] = {"path": str(teacher), **teacher_info}
         if rank == 0 and summary.get("finished", True):

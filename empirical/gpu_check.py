@@ -1,0 +1,238 @@
+"""One-GPU check: a fast CIFAR-10 ResNet-18 teacher, then as many students of the reference's
+CIFAR-10 table as the time budget allows.
+
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python -m empirical.gpu_check --data PATH --out DIR \\
+        --budget-seconds 540 [--commit SHA] [--teacher-epochs 35] [--student-epochs 15]
+    python -m empirical.gpu_check --toy --out DIR      # CPU, synthetic data, seconds
+
+Teacher: recipe ``cifar10-teacher-fast`` (ResNet-18, bs 512, SGD nesterov, one-cycle, label
+smoothing 0.1). Students (recipes cifar10-scratch / -kd / -stingy with the fast student
+schedule :data:`STUDENT_FAST`: bs 512, SGD nesterov lr 0.2, one-cycle, 15 epochs), in the order
+of :data:`STUDENT_ORDER`: PreResNet-20 scratch / normal KD (T=4, a=0.9) / stingy KD (k=2, T=20,
+a=0.9) first, then the CNN, PreResNet-32 and ResNet-18. A student whose predicted end (mean
+epoch time so far) falls after the budget stops and is recorded as unfinished; the next one
+is still tried.
+
+``DIR/gpu_check.json`` is rewritten atomically after the teacher and after every student:
+device name, torch and CUDA versions, date, git commit, and per run the model, method, test
+accuracy, epochs done / planned, seconds, images/s and achieved TFLOP/s, where
+
+    FLOPs per training image = 3 * F_student + F_teacher (distillation) or 3 * F_student,
+
+F = 2 * (multiply-accumulates of every Conv2d and Linear in one forward pass of one 32x32
+image), counted by :func:`forward_flops` with forward hooks (backward ~ 2x forward; batch norm,
+activations, pooling and the optimizer are not counted). For the teacher also the time
+(training seconds and wall seconds since start) at which the test accuracy first reached 93%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from empirical.models import build_model
+from empirical.recipes import load_recipe
+from empirical.runs import MODEL
+from empirical.train import resolve_device, train_recipe
+from stingy.io import write_json
+
+TEACHER_RECIPE = "cifar10-teacher-fast"
+TARGET_ACCURACY = 0.93
+STUDENT_FAST = ["optim.lr=0.2", "optim.nesterov=true", "schedule.name=onecycle",
+                "schedule.warmup_fraction=0.15", "schedule.final_lr_fraction=0.0",
+                "train.batch_size=512"]
+STUDENT_ORDER = [(model, method) for model in ("preresnet20", "cnn", "preresnet32", "resnet18")
+                 for method in ("scratch", "kd", "stingy")]
+METHOD_RECIPES = {"scratch": "cifar10-scratch", "kd": "cifar10-kd", "stingy": "cifar10-stingy"}
+TOY = ["data.train_subset=0", "data.test_subset=0", "train.batch_size=32",
+       "train.eval_batch_size=64", "model.name=cnn"]
+
+
+def forward_flops(model: nn.Module, image_size: int = 32) -> int:
+    """2 x multiply-accumulates of the Conv2d and Linear layers for one 3 x 32 x 32 image."""
+    macs = []
+
+    def count(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * \
+                module.kernel_size[1]
+            macs.append(output.numel() * per_output)
+        elif isinstance(module, nn.Linear):
+            macs.append(output.numel() * module.in_features)
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, image_size, image_size))
+    model.train(was_training)
+    for hook in hooks:
+        hook.remove()
+    return 2 * sum(macs)
+
+
+def toy_dataset(train: int = 128, test: int = 64, seed: int = 0):
+    """Synthetic CIFAR-shaped data whose colour depends on the label (for --toy)."""
+    from empirical.data import ImageDataset
+
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        images = np.clip(labels[:, None, None, None] * 25 + rng.integers(0, 60, (n, 32, 32, 3)),
+                         0, 255).astype(np.uint8)
+        return images, labels.astype(np.int64)
+
+    return ImageDataset("cifar10", [f"class{i}" for i in range(10)], *split(train), *split(test))
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, cwd=Path(__file__).resolve().parent,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_entry(summary: dict, history: list[dict], *, model: str, method: str,
+              flops_per_image: int) -> dict:
+    """One row of gpu_check.json from a run's summary and metrics records."""
+    seconds = sum(record["seconds"] for record in history)
+    images = sum(record["images"] for record in history)
+    rate = images / seconds if seconds else None
+    return {"model": model, "method": method, "test_accuracy": summary.get("test_accuracy"),
+            "best_test_accuracy": summary.get("best_test_accuracy"),
+            "epochs_done": len(history), "epochs": summary.get("epochs"),
+            "finished": summary.get("finished"), "stop_reason": summary.get("stop_reason"),
+            "seconds": seconds, "images_per_second": rate,
+            "flops_per_training_image": flops_per_image,
+            "tflops_per_second": rate * flops_per_image / 1e12 if rate else None,
+            "run_dir": summary.get("run_dir")}
+
+
+def time_to_accuracy(history: list[dict], target: float) -> dict | None:
+    elapsed = 0.0
+    for record in history:
+        elapsed += record["seconds"]
+        if record["test_accuracy"] >= target:
+            return {"epoch": record["epoch"], "train_seconds": elapsed}
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m empirical.gpu_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="CIFAR-10 archive or folder")
+    parser.add_argument("--out", required=True, help="output folder (gpu_check.json, runs/)")
+    parser.add_argument("--budget-seconds", type=float, default=540.0,
+                        help="wall-clock budget from start, data loading included (default 540)")
+    parser.add_argument("--commit", default=None, help="git commit to record (default: git)")
+    parser.add_argument("--device", default=None, help="cuda (default when present) or cpu")
+    parser.add_argument("--teacher-epochs", type=int, default=None,
+                        help="override the teacher recipe's epochs (35)")
+    parser.add_argument("--student-epochs", type=int, default=15)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the models")
+    parser.add_argument("--toy", action="store_true",
+                        help="synthetic data, CNN models, 1 epoch each: checks the script")
+    args = parser.parse_args(argv)
+    began = time.monotonic()
+    deadline = began + args.budget_seconds
+    device = resolve_device(args.device or (None if not args.toy else "cpu"))
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"--out {out} is not empty; give a new folder")
+    common = [f"train.compile={'true' if args.compile else 'false'}", "train.progress=false"]
+    if args.toy:
+        common += TOY
+        student_epochs, teacher_epochs = 1, 1
+        students = [("cnn", method) for method in ("scratch", "kd", "stingy")]
+        dataset = toy_dataset()
+    else:
+        from empirical.data import load_dataset
+
+        student_epochs, teacher_epochs = args.student_epochs, args.teacher_epochs
+        students = STUDENT_ORDER
+        dataset = load_dataset("cifar10", data=args.data)
+    report = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "cuda": torch.version.cuda,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": args.commit or git_commit(), "toy": args.toy,
+        "data": "synthetic (toy)" if args.toy else "CIFAR-10 (JPEG q75 mirror or as given)",
+        "budget_seconds": args.budget_seconds,
+        "data_seconds": time.monotonic() - began,
+        "flops_count": "2*MACs of Conv2d+Linear per 32x32 image; train = 3*student (+ teacher)",
+        "teacher": None, "students": [], "skipped": []}
+    path = out / "gpu_check.json"
+    write_json(path, report)
+
+    def progress(label):
+        def show(record):
+            print(f"[{time.monotonic() - began:6.0f} s] {label} epoch {record['epoch']}: "
+                  f"loss {record['train_loss']:.4f} test_accuracy {record['test_accuracy']:.4f} "
+                  f"({record['seconds']:.1f} s)", flush=True)
+        return show
+
+    teacher_overrides = common + ([f"schedule.epochs={teacher_epochs}"] if teacher_epochs else [])
+    teacher_recipe = load_recipe(TEACHER_RECIPE, teacher_overrides)
+    teacher_flops = forward_flops(build_model(teacher_recipe["model"]["name"], 10))
+    summary = train_recipe(teacher_recipe, dataset=dataset, out=out / "runs", name="teacher",
+                           device=device, deadline=deadline, on_epoch=progress("teacher"))
+    history = _metrics(summary)
+    report["teacher"] = {
+        **run_entry(summary, history, model=teacher_recipe["model"]["name"], method="scratch",
+                    flops_per_image=3 * teacher_flops),
+        "recipe": TEACHER_RECIPE, "time_to_93": time_to_accuracy(history, TARGET_ACCURACY),
+        "wall_seconds_at_end": time.monotonic() - began}
+    write_json(path, report)
+    teacher_path = out / "runs" / "teacher" / MODEL
+    if not summary["finished"]:
+        report["skipped"] = [f"{m}-{k}: teacher unfinished" for m, k in students]
+        write_json(path, report)
+        print("teacher did not finish in the budget; no students", flush=True)
+        return 0
+    for model, method in students:
+        if time.monotonic() > deadline - 5:
+            report["skipped"].append(f"{model}-{method}: budget spent")
+            write_json(path, report)
+            continue
+        overrides = STUDENT_FAST + common + [f"model.name={model}",
+                                             f"schedule.epochs={student_epochs}"]
+        recipe = load_recipe(METHOD_RECIPES[method], overrides)
+        student_flops = forward_flops(build_model(recipe["model"]["name"], 10))
+        flops = 3 * student_flops + (teacher_flops if method != "scratch" else 0)
+        summary = train_recipe(recipe, dataset=dataset, out=out / "runs",
+                               name=f"{model}-{method}", device=device, deadline=deadline,
+                               teacher=None if method == "scratch" else teacher_path,
+                               on_epoch=progress(f"{model}-{method}"))
+        report["students"].append(run_entry(summary, _metrics(summary), model=model,
+                                            method=method, flops_per_image=flops))
+        report["wall_seconds"] = time.monotonic() - began
+        write_json(path, report)
+        print(f"{model}-{method}: test_accuracy {summary['test_accuracy']} "
+              f"finished {summary['finished']}", flush=True)
+    report["wall_seconds"] = time.monotonic() - began
+    write_json(path, report)
+    print(f"wrote {path}", flush=True)
+    return 0
+
+
+def _metrics(summary: dict) -> list[dict]:
+    from stingy.io import read_jsonl
+
+    return read_jsonl(Path(summary["run_dir"]) / "metrics.jsonl")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
