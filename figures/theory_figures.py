@@ -29,6 +29,12 @@ def pick_evenly(values: list, count: int) -> list:
     return [values[i] for i in index]
 
 
+def proper_keep_counts(rows: list[dict], num_classes: int) -> list:
+    """The k values in ``rows`` below K (k = K keeps everything: m = 1, no error)."""
+    ks = {row["k"] for row in rows}
+    return sorted(k for k in ks if k < num_classes) or sorted(ks)
+
+
 def largest_class_count(rows: list[dict]) -> int:
     return max(int(row["num_classes"]) for row in rows)
 
@@ -44,7 +50,7 @@ def _kept_mass_panel(ax, rows, title, max_lines):
     rows = [row for row in rows if int(row["num_classes"]) == num_classes]
     columns = ("kept_mass", "kept_mass_lower", "kept_mass_upper", "kept_mass_expansion")
     table = group_mean(rows, ("k", "temperature"), columns)
-    for colour, k in zip(SEQUENCE, pick_evenly(list({row["k"] for row in table}), max_lines)):
+    for colour, k in zip(SEQUENCE, pick_evenly(proper_keep_counts(table, num_classes), max_lines)):
         temperature, mass = _series(table, k, "kept_mass")
         ax.plot(temperature, mass, color=colour, label=f"k={k:g} (r={k / num_classes:.0%})")
         ax.plot(*_series(table, k, "kept_mass_upper"), color=colour, ls="--", lw=1)
@@ -54,7 +60,7 @@ def _kept_mass_panel(ax, rows, title, max_lines):
     ax.set_ylim(0, 1.03)
     ax.set_xlabel("temperature T")
     ax.set_ylabel("kept mass m")
-    ax.set_title(f"{title} (K={num_classes})")
+    ax.set_title(f"{title}, K={num_classes}")
     return num_classes
 
 
@@ -74,21 +80,20 @@ def draw_kept_mass(theory_grid, out_stem, teacher_theory=None, theory_label="rep
     rows = read_rows(theory_grid, THEORY_GRID, columns)
     teacher_rows = read_rows(teacher_theory, TEACHER_THEORY, columns) if teacher_theory else None
     if teacher_rows:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.6), sharey=True)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.8), sharey=True)
     else:
-        fig, left = plt.subplots(figsize=(COLUMN_WIDTH * 1.4, 2.6))
-    _kept_mass_panel(left, rows, f"Theory: {theory_label}", max_lines)
-    left.legend(loc="upper right")
+        fig, left = plt.subplots(figsize=(COLUMN_WIDTH * 1.6, 2.6))
+    _kept_mass_panel(left, rows, "Theory", max_lines)
+    left.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), title=None if teacher_rows else
+                "theory only:\nno trained teacher")
     if teacher_rows:
         _kept_mass_panel(right, teacher_rows, "Measured: trained teacher", max_lines)
         right.set_ylabel("")
-        right.legend(loc="upper right")
+        right.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
         measured = "right: the same quantities on a trained teacher's test logits (teacher_theory.csv)"
     else:
         measured = ("theory only: no trained teacher's logits were available "
                     "(teacher_theory.csv missing; run `stingy quick` with CIFAR-10 data)")
-        left.text(0.02, 0.02, "theory only: no trained-teacher file", transform=left.transAxes,
-                  fontsize=8, color=GREY, va="bottom")
     _style_legend(fig)
     paths = save_figure(fig, out_stem)
     caption = ("Kept mass m = sum of the dense tempered teacher over its top-k classes against "
@@ -111,10 +116,10 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
     has_terms = all(name in rows[0] for name in terms)
     fig, axes = plt.subplots(1, 3 if has_terms else 2, figsize=(FULL_WIDTH, 2.5))
     table = group_mean(rows, ("k", "temperature"), columns[3:])
-    ks = pick_evenly(list({row["k"] for row in table}), max_lines)
+    ks = pick_evenly(proper_keep_counts(table, num_classes), max_lines)
     for ax, (value, bound, name) in zip(axes, (
-            ("tv_to_uniform", "tv_to_uniform_bound", r"TV($\tilde p$, uniform on $M$)"),
-            ("mass_shift_error", "mass_shift_error_bound", r"max over $M$ of $|\delta(i) - (1-r)/k|$"))):
+            ("tv_to_uniform", "tv_to_uniform_bound", "(a) TV to uniform on M"),
+            ("mass_shift_error", "mass_shift_error_bound", "(b) mass-shift error"))):
         for colour, k in zip(SEQUENCE, ks):
             for column, style, label in ((value, "-", f"k={k:g}"), (bound, "--", None)):
                 temperature, values = _series(table, k, column)
@@ -124,10 +129,10 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
         ax.set_yscale("log")
         ax.set_xlabel("temperature T")
         ax.set_title(name)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
-               ncol=len(ks) + 1, title=None)
-    axes[1].text(0.98, 0.98, "solid: value\ndashed: bound", transform=axes[1].transAxes,
-                 ha="right", va="top")
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles += [Line2D([], [], color=GREY, lw=1.4), Line2D([], [], color=GREY, ls="--", lw=1)]
+    fig.legend(handles, labels + ["value", "bound"], loc="outside lower center",
+               ncol=len(ks) + 2)
     axes[0].set_ylabel("error")
     note = ""
     if has_terms:
@@ -148,7 +153,7 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
         axes[2].set_xscale("log")
         axes[2].set_yscale("log")
         axes[2].set_xlabel("temperature T")
-        axes[2].set_title(f"T4 terms, |value| (k={k:g})")
+        axes[2].set_title(f"(c) T4 terms, |value|, k={k:g}")
         axes[2].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), handlelength=1.5)
         note = (f" Right: absolute values of the T4 terms of T^2 KL(p~||q) for k={k:g} "
                 "(order T^2, the order-T drive, order 1 and the O(1/T) remainder).")
@@ -219,10 +224,15 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative log
     right.set_xlabel("temperature T")
     right.set_title("against T (dashed: bound)")
     right.legend(loc="best")
+    zero_rows = [ratio for ratio in ratios if not np.any(grid[ratios.index(ratio)] > 0)]
+    for ratio in zero_rows:
+        left.text(np.sqrt(temperatures[0] * temperatures[-1]), ratios.index(ratio),
+                  "signal = 0 (k = 1: no ranking inside M)", ha="center", va="center")
     paths = save_figure(fig, out_stem)
     caption = ("T5: ratio of the teacher-dependent signal to the order-T drive of the stingy KD "
                f"gradient over sparse ratio r and temperature T, on {theory_label} "
                f"(K={num_classes}). Left: heatmap (log colour); right: the ratio against T for "
                "a few r, with its T5 bound dashed. Small values mean the student mostly learns "
-               "'kept vs dropped' and little about the teacher's ranking inside M.")
+               "'kept vs dropped' and little about the teacher's ranking inside M; with k = 1 there "
+               "is no ranking inside M and the signal is 0 (blank row, no line).")
     return {**paths, "caption": caption}
