@@ -61,10 +61,10 @@ DEFAULTS: dict = {
         "compile": False,    # torch.compile the student
         "progress": True,
     },
-    "dafl": {                # passed to empirical.dafl.distill_data_free
+    "dafl": {                # empirical.dafl.distill_data_free; 0: DAFL_SETTINGS' value
         "steps": 0,
-        "batch_size": 256,
-        "options": {},
+        "batch_size": 0,
+        "options": {},       # any other keyword of distill_data_free (e.g. entropy_weight)
     },
 }
 
@@ -178,6 +178,8 @@ def validate_recipe(recipe: dict) -> dict:
     _positive(train["eval_batch_size"], "train.eval_batch_size", integer=True)
     _positive(recipe["data"]["train_subset"], "data.train_subset", integer=True, allow_zero=True)
     _positive(recipe["data"]["test_subset"], "data.test_subset", integer=True, allow_zero=True)
+    _positive(recipe["dafl"]["steps"], "dafl.steps", integer=True, allow_zero=True)
+    _positive(recipe["dafl"]["batch_size"], "dafl.batch_size", integer=True, allow_zero=True)
     _positive(method["temperature"], "method.temperature")
     _positive(method["k"], "method.k", integer=True, allow_zero=True)
     _positive(method["nasty_weight"], "method.nasty_weight", allow_zero=True)

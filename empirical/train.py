@@ -15,9 +15,10 @@ import torch
 from empirical import data as data_module
 from empirical.engine import DeviceData, accuracy_and_loss, distributed_context, fit, predict
 from empirical.models import build_model
+from empirical.objectives import kept_classes
 from empirical.recipes import needs_teacher
-from empirical.runs import (MODEL, RECIPE, load_model_file, run_directory, save_model,
-                            write_summary)
+from empirical.runs import (CHECKPOINT, MODEL, RECIPE, check_same_recipe, load_model_file,
+                            run_directory, save_model, write_summary)
 from stingy.io import write_json
 
 
@@ -87,7 +88,8 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
                                    else (None, None))
     mean, std = normalisation(recipe["data"]["dataset"])
     if recipe["method"]["name"] == "dafl":
-        summary = _data_free(recipe, dataset, student, teacher_model, directory, mean, std, device)
+        summary = _data_free(recipe, dataset, student, teacher_model, directory, mean, std,
+                             device, resume)
     else:
         summary = fit(recipe, dataset, student, teacher_model, directory, mean=mean, std=std,
                       device=device, resume=resume, stop_after_epochs=stop_after_epochs,
@@ -99,38 +101,52 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
     return summary
 
 
-def _data_free(recipe, dataset, student, teacher, directory: Path, mean, std, device) -> dict:
-    """DAFL (Chen et al. 2019) via ``empirical.dafl.distill_data_free``; test accuracy after."""
-    from empirical import augment, dafl
+def _data_free(recipe, dataset, student, teacher, directory: Path, mean, std, device,
+               resume: bool) -> dict:
+    """DAFL (Chen et al. 2019) via ``empirical.dafl.distill_data_free``, then test accuracy.
 
-    write_json(directory / RECIPE, recipe)
-    options = recipe["dafl"]
-    mean_tensor = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    std_tensor = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    del augment  # the generator's images are in [-1, 1]-like space; see teacher_transform
+    Settings: ``empirical.dafl.DAFL_SETTINGS[dataset]`` (the DAFL code's), replaced by
+    ``dafl.steps`` / ``dafl.batch_size`` when non-zero (the lr milestones scaled to keep their
+    fractions of the run) and by ``dafl.options``. The teacher
+    releases dense logits, or top-k sparse ones (a Stingy Teacher) when ``method.k`` or
+    ``method.ratio`` is set. Resumable through ``dafl_checkpoint.pt`` in the run directory.
+    """
+    from empirical import dafl
+    from theory.operators import sparsify_logits
 
-    def teacher_transform(images):
-        """Generator output -> the teacher's input space: the identity (DAFL feeds the
-        generator's images straight to both networks, whose BN adapts)."""
-        return images
-
-    student, teacher = student.to(device), teacher.to(device)
-    result = dafl.distill_data_free(teacher, student, teacher_transform=teacher_transform,
-                                    steps=options["steps"], batch_size=options["batch_size"],
-                                    device=device, seed=recipe["seed"], **options["options"])
+    if resume:
+        check_same_recipe(directory, recipe)
+    else:
+        write_json(directory / RECIPE, recipe)
+    settings = dict(dafl.DAFL_SETTINGS.get(recipe["data"]["dataset"], dafl.DAFL_SETTINGS["cifar100"]))
+    default_steps = settings["steps"]
+    for key in ("steps", "batch_size"):
+        if recipe["dafl"][key]:
+            settings[key] = recipe["dafl"][key]
+    # fewer steps: keep the lr drops at the same fractions of the run (40% and 80% in DAFL)
+    settings["lr_milestones"] = [round(m * settings["steps"] / default_steps)
+                                 for m in settings["lr_milestones"]]
+    settings.update(recipe["dafl"]["options"])
+    method = recipe["method"]
+    k = None
+    if method["k"] or method["ratio"]:
+        k = kept_classes({**method, "name": "stingy"}, len(dataset.classes))
+    release = (lambda logits: sparsify_logits(logits, k)) if k else None
+    result = dafl.distill_data_free(
+        teacher.to(device), student.to(device), teacher_transform=release, device=device,
+        seed=recipe["seed"], amp=device.type == "cuda" and recipe["train"]["bf16"],
+        checkpoint_path=directory / CHECKPOINT, progress=recipe["train"]["progress"],
+        **settings)
     test = DeviceData(dataset.test_images, dataset.test_labels, mean, std, device)
     logits = predict(student, test, recipe["train"]["eval_batch_size"], False, False)
     accuracy, test_loss = accuracy_and_loss(logits, test.labels)
-    del mean_tensor, std_tensor
     summary = {"recipe": recipe["recipe"], "run_dir": str(directory), "device": str(device),
                "finished": True, "test_accuracy": accuracy, "test_loss": test_loss,
-               "dafl": {key: value for key, value in result.items() if _is_plain(value)}}
+               "released_k": k, "dafl_settings": settings, "dafl_final": result["final"],
+               "dafl_steps": result["steps"]}
     save_model(directory / MODEL, student, model_name=recipe["model"]["name"],
                num_classes=len(dataset.classes), dataset=recipe["data"]["dataset"],
                recipe=recipe, test_accuracy=accuracy)
+    write_json(directory / "dafl_history.json", result["history"])
     write_summary(directory, summary)
     return summary
-
-
-def _is_plain(value) -> bool:
-    return isinstance(value, (int, float, str, bool, list, dict)) or value is None

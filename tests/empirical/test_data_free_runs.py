@@ -1,0 +1,26 @@
+"""DAFL runs through a recipe: dense and stingy release, summary, resumable run directory."""
+
+from __future__ import annotations
+
+from empirical.recipes import load_recipe
+from empirical.runs import MODEL
+from empirical.train import train_recipe
+from tests.empirical.tiny import TINY, single_thread, tiny_dataset  # noqa: F401 (fixture)
+
+DAFL_TINY = [*TINY, "model.name=cnn", "dafl.steps=2", "dafl.batch_size=8",
+             "dafl.options={latent_dim=16}"]
+
+
+def test_dafl_recipes_train_a_student_from_dense_and_stingy_teachers(tmp_path):
+    dataset = tiny_dataset()
+    train_recipe(load_recipe("cifar10-cnn-scratch", TINY), dataset=dataset, out=tmp_path,
+                 name="teacher", device="cpu")
+    dense = train_recipe(load_recipe("cifar10-dafl", DAFL_TINY), dataset=dataset, out=tmp_path,
+                         name="dense", device="cpu", teacher=tmp_path / "teacher")
+    stingy = train_recipe(load_recipe("cifar10-dafl-stingy", DAFL_TINY), dataset=dataset,
+                          out=tmp_path, name="stingy", device="cpu", teacher=tmp_path / "teacher")
+    assert dense["released_k"] is None and stingy["released_k"] == 2
+    for summary, name in [(dense, "dense"), (stingy, "stingy")]:
+        assert summary["dafl_steps"] == 2 and 0 <= summary["test_accuracy"] <= 1
+        assert summary["dafl_settings"]["lr_milestones"] == [1, 2]  # 40% and 80% of 2 steps
+        assert (tmp_path / name / MODEL).is_file()
