@@ -101,7 +101,9 @@ def default_cache_dir() -> Path:
 def find_data(name: str, data: str | os.PathLike | None = None) -> Path | None:
     """The source to read ``name`` from: ``data``, then $STINGY_DATA, then the offline mirror.
 
-    A directory holding one of the dataset's ``KNOWN_NAMES`` resolves to that entry. Returns
+    A directory holding one of the dataset's ``KNOWN_NAMES`` resolves to that entry. A
+    STINGY_DATA folder with neither such an entry nor the dataset's own files is passed over
+    (it may hold other datasets only); ``data`` is always used as given. Returns
     None when nothing is found (the caller may then download). A ``data`` path that does not
     exist is an error, not a fall-through.
     """
@@ -109,7 +111,9 @@ def find_data(name: str, data: str | os.PathLike | None = None) -> Path | None:
     if data is not None:
         return _resolve(name, _existing(data, "data"))
     if os.environ.get("STINGY_DATA"):
-        return _resolve(name, _existing(os.environ["STINGY_DATA"], "STINGY_DATA"))
+        source = _resolve(name, _existing(os.environ["STINGY_DATA"], "STINGY_DATA"))
+        if _may_hold(name, source):
+            return source
     mirror = OFFLINE_MIRRORS.get(name)
     if mirror is not None and mirror.is_file():
         return mirror
@@ -129,6 +133,16 @@ def _existing(path, what: str) -> Path:
         raise FileNotFoundError(f"{what} path {path} does not exist (expected a CIFAR archive, "
                                 f"a CIFAR python folder or an image folder)")
     return path
+
+
+def _may_hold(name: str, path: Path) -> bool:
+    """False for a STINGY_DATA folder that clearly lacks a CIFAR dataset (e.g. a shared data
+    folder with only CIFAR-10 when CIFAR-100 is asked for), so the search goes on."""
+    if path.is_file() or name not in KNOWN_NAMES or path.name in KNOWN_NAMES[name]:
+        return True
+    markers = {"cifar10": ["data_batch_1"], "cifar100": ["train", "meta"]}[name]
+    pickles = all((path / marker).is_file() for marker in markers)
+    return pickles or ((path / "train").is_dir() and (path / "test").is_dir())
 
 
 def _resolve(name: str, path: Path) -> Path:

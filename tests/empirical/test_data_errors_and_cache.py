@@ -157,8 +157,8 @@ def test_bad_dataset_name_is_refused(bad, tmp_path):
 
 
 def test_resolution_order_is_data_then_env_then_mirror(tmp_path, monkeypatch):
-    for name in ("a", "b", "c"):
-        (tmp_path / name).mkdir()
+    for name in ("a", "b/train", "b/test", "c"):
+        (tmp_path / name).mkdir(parents=True)
     mirror = tmp_path / "c" / "cifar10-jpeg.tar.gz"
     mirror.write_bytes(b"")
     monkeypatch.setattr(data, "OFFLINE_MIRRORS", {"cifar10": mirror})
@@ -175,6 +175,16 @@ def test_directory_holding_a_known_name_resolves_to_it(tmp_path, monkeypatch):
     monkeypatch.setenv("STINGY_DATA", str(tmp_path))
     assert data.find_data("cifar100") == tmp_path / "cifar-100-python"
     assert data.find_data("cifar10") == tmp_path / "cifar-10-python.tar.gz"
+
+
+def test_stingy_data_folder_without_the_dataset_is_passed_over(tmp_path, monkeypatch):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    monkeypatch.setenv("STINGY_DATA", str(tmp_path))
+    assert data.find_data("cifar100") is None  # goes on to the mirror / download
+    assert data.find_data("cifar100", data=tmp_path) == tmp_path  # an explicit path is kept
+    write_cifar10_python(tmp_path / "direct")
+    monkeypatch.setenv("STINGY_DATA", str(tmp_path / "direct" / "cifar-10-batches-py"))
+    assert data.find_data("cifar10") == tmp_path / "direct" / "cifar-10-batches-py"
 
 
 def test_default_cache_dir_follows_stingy_cache(tmp_path, monkeypatch):
