@@ -41,10 +41,18 @@ def bench_simulation_sweep() -> dict:
 
 
 def gpu_numbers(path: Path) -> dict | None:
+    """The GPU check's headline numbers (empirical/gpu_check.py writes the file)."""
     if not path.is_file():
         return None
     gpu = json.loads(path.read_text())
-    return {key: value for key, value in gpu.items() if not isinstance(value, (list, dict))}
+    teacher = gpu.get("teacher") or {}
+    reached = teacher.get("time_to_93") or {}
+    return {"device": gpu.get("device_name", gpu.get("device")), "date": gpu.get("date"),
+            "commit": gpu.get("commit"), "toy": gpu.get("toy"),
+            "teacher_test_accuracy": teacher.get("test_accuracy"),
+            "teacher_seconds_to_93": reached.get("train_seconds"),
+            "teacher_images_per_second": teacher.get("images_per_second"),
+            "teacher_tflops_per_second": teacher.get("tflops_per_second")}
 
 
 def markdown(result: dict) -> str:

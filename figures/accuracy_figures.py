@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from figures.inputs import is_missing, read_json, read_rows
-from figures.style import FULL_WIDTH, method_colour, method_label, save_figure
+from figures.style import FULL_WIDTH, GREY, method_colour, method_label, save_figure
 
 SIMULATION_SUMMARY = "simulation summary, written by `stingy simulate`"
 QUICK_SUMMARY = "CIFAR-10 quick comparison summary, written by `stingy quick`"
@@ -134,14 +134,38 @@ def _quick_rows(rows):
 
 
 def gpu_check_rows(gpu_check: dict) -> list[dict]:
-    """Per-run accuracies of results/gpu_check.json as rows (method, ratio, test_accuracy)."""
-    runs = gpu_check.get("runs") or gpu_check.get("per_run") or []
-    rows = []
-    for run in runs:
-        if "test_accuracy" in run and "method" in run:
-            rows.append({"method": run["method"], "ratio": run.get("ratio", math.nan),
-                         "test_accuracy": run["test_accuracy"]})
-    return rows
+    """The students of results/gpu_check.json as rows (model, method key, test_accuracy,
+    finished), in file order."""
+    return [{"model": run.get("model"), "method": QUICK_METHODS.get(run["method"], run["method"]),
+             "test_accuracy": run.get("test_accuracy"), "finished": bool(run.get("finished"))}
+            for run in gpu_check.get("students") or [] if run.get("test_accuracy") is not None]
+
+
+def gpu_panel(ax, gpu_check: dict, rows: list[dict]) -> None:
+    """Grouped bars: student models on x, one bar per method (unfinished runs hatched), the
+    teacher's accuracy as a grey line."""
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    methods = sorted({row["method"] for row in rows}, key=_order)
+    width = 0.8 / len(methods)
+    for index, method in enumerate(methods):
+        for row in rows:
+            if row["method"] != method:
+                continue
+            x = models.index(row["model"]) - 0.4 + width * (index + 0.5)
+            ax.bar(x, row["test_accuracy"] * 100, width, color=method_colour(method),
+                   hatch=None if row["finished"] else "///", edgecolor="white",
+                   label=method_label(method))
+    teacher = gpu_check.get("teacher") or {}
+    if teacher.get("test_accuracy") is not None:
+        ax.axhline(teacher["test_accuracy"] * 100, color=GREY, lw=1,
+                   label=f"teacher ({teacher.get('model', '')})")
+    if not all(row["finished"] for row in rows):
+        ax.bar(0, 0, 0, color="white", edgecolor=GREY, hatch="///", label="unfinished (budget)")
+    ax.set_xticks(range(len(models)), models)
+    ax.set_xlim(-0.5, len(models) - 0.5)
+    ax.set_xlabel("student")
+    low = min(row["test_accuracy"] for row in rows) * 100
+    ax.set_ylim(max(0.0, low - 10), 100)
 
 
 def draw_cifar_accuracy(quick_summary_csv, out_stem, gpu_check_json=None) -> dict:
@@ -149,28 +173,33 @@ def draw_cifar_accuracy(quick_summary_csv, out_stem, gpu_check_json=None) -> dic
     check's full-size runs when ``gpu_check_json`` is given."""
     rows = _quick_rows(read_rows(quick_summary_csv, QUICK_SUMMARY,
                                  ("method", "ratio", "test_accuracy")))
-    gpu_rows = []
+    gpu, gpu_rows = None, []
     if gpu_check_json:
         gpu = read_json(gpu_check_json, GPU_CHECK)
-        gpu_rows = _quick_rows(gpu_check_rows(gpu))
+        gpu_rows = gpu_check_rows(gpu)
     source = "Reference recipes" if "paper" in Path(quick_summary_csv).parent.name else \
         "CPU quick profile"
-    panels = [(source, rows)] + ([(f"GPU ({gpu.get('device', 'GPU')})", gpu_rows)]
-                                               if gpu_rows else [])
-    width = FULL_WIDTH if len(panels) > 1 else FULL_WIDTH * 0.6
-    fig, axes = plt.subplots(1, len(panels), figsize=(width, 2.5), squeeze=False)
-    for ax, (title, chosen) in zip(axes[0], panels):
-        scale = 100.0 if max(r["test_accuracy"] for r in chosen) <= 1.0 else 1.0
-        accuracy_panel(ax, chosen, "test_accuracy", scale=scale)
-        students = sorted({str(r.get("student")) for r in chosen if not is_missing(r.get("student"))})
-        ax.set_title(title + (f": {', '.join(students)}" if students else ""))
-        ax.set_ylabel("student test accuracy (%)")
+    fig, axes = plt.subplots(1, 2 if gpu_rows else 1,
+                             figsize=(FULL_WIDTH if gpu_rows else FULL_WIDTH * 0.6, 2.6),
+                             squeeze=False)
+    ax = axes[0][0]
+    scale = 100.0 if max(r["test_accuracy"] for r in rows) <= 1.0 else 1.0
+    accuracy_panel(ax, rows, "test_accuracy", scale=scale)
+    students = sorted({str(r.get("student")) for r in rows if not is_missing(r.get("student"))})
+    ax.set_title(source + (f": {', '.join(students)}" if students else ""))
+    ax.set_ylabel("student test accuracy (%)")
+    if gpu_rows:
+        gpu_panel(axes[0][1], gpu, gpu_rows)
+        toy = " (toy run)" if gpu.get("toy") else ""
+        axes[0][1].set_title(f"GPU check: {gpu.get('device_name', gpu.get('device', 'GPU'))}{toy}")
     _figure_legend(fig, axes[0])
     paths = save_figure(fig, out_stem)
-    gpu_note = (" Right: the GPU check's runs (results/gpu_check.json)." if gpu_rows
+    gpu_note = (" Right: the GPU check's students (results/gpu_check.json; fast one-cycle "
+                "schedules, stingy at r=0.2, hatched bars did not finish in the budget) with "
+                "the teacher's accuracy as a grey line." if gpu_rows
                 else " No GPU check results were found.")
     caption = ("CIFAR-10 (JPEG q75 mirror): student test accuracy against the sparse ratio r "
                "for stingy KD, with the dense baselines (scratch, normal KD, ...) as dashed "
-               f"lines. Left: {source.lower()} (one seed, no error bars; the quick profile uses "
+               f"lines. {'Left: ' if gpu_rows else ''}{source} (one seed, no error bars; the quick profile uses "
                f"a small CNN, few epochs and subsampled data).{gpu_note}")
     return {**paths, "caption": caption}

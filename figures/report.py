@@ -36,7 +36,9 @@ def fmt(value, digits: int = 4) -> str:
         return "inf" if value > 0 else "-inf"
     if value != 0 and abs(value) < 10 ** -digits:
         return f"{value:.2e}"
-    text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    text = f"{value:.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return text if text not in ("-0", "") else "0"
 
 
@@ -173,19 +175,42 @@ def cifar_section(results_dir: Path, paper: dict) -> str:
                      f"% (nasty {reference['teacher_accuracy']['nasty']}%); data-free KD (DAFL, "
                      f"ResNet-34 teacher) stingy student {paper['dafl_cifar10']['stingy'][1]}%.")
     gpu = _read_json(results_dir / GPU_CHECK)
-    if gpu:
-        scalars = [[key, fmt(value)] for key, value in gpu.items()
-                   if not isinstance(value, (list, dict))]
-        lines.append("\nGPU check (`gpu_check.json`):\n")
-        lines.append(table(["quantity", "value"], scalars))
-        runs = gpu.get("runs") or gpu.get("per_run") or []
-        if runs:
-            keys = [k for k in runs[0] if not isinstance(runs[0][k], (list, dict))]
-            lines.append("\n" + table(keys, [[fmt(run.get(k)) if k not in ("test_accuracy",)
-                                              else percent(run.get(k)) for k in keys]
-                                             for run in runs]))
-    else:
-        lines.append("\nNo GPU check results (`gpu_check.json` absent).")
+    lines.append("\n" + gpu_section(gpu, reference) if gpu else
+                 "\nNo GPU check results (`gpu_check.json` absent).")
+    return "\n".join(lines)
+
+
+def gpu_section(gpu: dict, reference: dict) -> str:
+    """The GPU check (empirical/gpu_check.py): machine, teacher time to 93%, images/s,
+    TFLOP/s and each student beside the paper's CIFAR-10 numbers."""
+    teacher = gpu.get("teacher") or {}
+    reached = teacher.get("time_to_93") or {}
+    toy = " TOY RUN (synthetic data): not a measurement." if gpu.get("toy") else ""
+    lines = [f"GPU check (`gpu_check.json`): {gpu.get('device_name', gpu.get('device'))}, torch "
+             f"{gpu.get('torch')}, CUDA {gpu.get('cuda')}, {gpu.get('date')}, commit "
+             f"{gpu.get('commit')}.{toy}\n",
+             table(["teacher", "test acc (%)", "time to 93% (train s)", "epoch reached",
+                    "images/s", "TFLOP/s"],
+                   [[fmt(teacher.get("model")), percent(teacher.get("test_accuracy")),
+                     fmt(reached.get("train_seconds"), 2) if reached else "not reached",
+                     fmt(reached.get("epoch")), fmt(teacher.get("images_per_second"), 0),
+                     fmt(teacher.get("tflops_per_second"), 2)]])]
+    paper_keys = {"scratch": "scratch", "kd": "normal_kd", "nasty": "nasty_kd"}
+    rows = []
+    for run in gpu.get("students") or []:
+        paper_value = (reference.get(run.get("model"), {}) or {}).get(
+            paper_keys.get(run.get("method"), ""), None)
+        rows.append([fmt(run.get("model")), fmt(run.get("method")),
+                     percent(run.get("test_accuracy")),
+                     f"{run.get('epochs_done')}/{run.get('epochs')}",
+                     "yes" if run.get("finished") else "**no**",
+                     fmt(run.get("images_per_second"), 0), fmt(run.get("tflops_per_second"), 2),
+                     fmt(paper_value, 2)])
+    if rows:
+        lines.append("\n" + table(["student", "method", "test acc (%)", "epochs", "finished",
+                                    "images/s", "TFLOP/s", "paper (%)"], rows))
+    if gpu.get("skipped"):
+        lines.append("\nSkipped: " + "; ".join(map(str, gpu["skipped"])))
     return "\n".join(lines)
 
 

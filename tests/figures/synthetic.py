@@ -88,6 +88,26 @@ DERIVATIONS = [
 ]
 
 
+def _gpu_run(model, method, accuracy, finished=True):
+    return {"model": model, "method": method, "test_accuracy": accuracy, "epochs_done": 15,
+            "epochs": 15, "finished": finished, "seconds": 40.0, "images_per_second": 41000.0,
+            "flops_per_training_image": 2.5e8, "tflops_per_second": 10.25}
+
+
+# The layout of empirical/gpu_check.py's gpu_check.json.
+GPU_CHECK = {
+    "device": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "torch": "2.13.0", "cuda": "12.8",
+    "date": "2031-01-01T00:00:00+00:00", "commit": "abc123", "toy": False,
+    "teacher": {**_gpu_run("resnet18", "scratch", 0.9512), "seconds": 321.5,
+                "images_per_second": 25000.0, "tflops_per_second": 123.4,
+                "recipe": "cifar10-teacher-fast",
+                "time_to_93": {"epoch": 21, "train_seconds": 201.25}},
+    "students": [_gpu_run("preresnet20", "scratch", 0.9123), _gpu_run("preresnet20", "kd", 0.9187),
+                 _gpu_run("preresnet20", "stingy", 0.7712), _gpu_run("cnn", "scratch", 0.8401,
+                                                                     finished=False)],
+    "skipped": ["resnet18-stingy: budget spent"], "wall_seconds": 540.0}
+
+
 def quick_summary_rows() -> list[dict]:
     rows = [{"method": "scratch", "teacher": "", "student": "cnn", "k": 0, "ratio": 0.0,
              "temperature": 4.0, "alpha": 0.9, "test_accuracy": 0.7012, "teacher_accuracy": "",
@@ -133,10 +153,5 @@ def write_results(root: Path, quick=True, gpu=False) -> Path:
             append_jsonl(run / "metrics.jsonl", {"epoch": epoch, "logit_gap": 3.0 * epoch,
                                                  "drive": 1.0})
     if gpu:
-        write_json(root / "gpu_check.json", {
-            "device": "NVIDIA H100", "date": "2025-01-01", "commit": "abc",
-            "runs": [{"method": "scratch", "test_accuracy": 0.9487},
-                     {"method": "kd", "test_accuracy": 0.9512},
-                     {"method": "stingy", "ratio": 0.2, "test_accuracy": 0.7712}],
-            "teacher_seconds_to_93": 321.5, "images_per_second": 25000.0, "tflops": 123.4})
+        write_json(root / "gpu_check.json", GPU_CHECK)
     return root

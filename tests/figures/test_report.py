@@ -30,7 +30,8 @@ def test_report_contains_measured_accuracies_beside_the_paper_numbers(drawn_resu
     assert "64.11" in text  # quick stingy student, 0.6411
     assert "86.64" in text  # the paper's CIFAR-10 CNN scratch accuracy
     assert "64.6" in text and "50.2" in text  # paper's sparse-ratio ablation
-    assert "321.5" in text  # GPU check: time to 93%
+    assert "201.25" in text and "123.4" in text and "| 25000 |" in text  # GPU check: teacher time to 93%, TFLOP/s
+    assert "77.12" in text and "92.28" in text  # GPU stingy student beside paper's scratch
 
 
 def test_report_lists_derivation_statuses_machine_date_and_figures(drawn_results):
@@ -54,6 +55,7 @@ def test_verdict_text_marks_failures_and_keeps_passes_plain():
 
 def test_fmt_keeps_four_decimals_and_trims_zeros():
     assert fmt(12.345) == "12.345" and fmt(0.5) == "0.5" and fmt(3) == "3"
+    assert fmt(25000.0, 0) == "25000" and fmt(100) == "100"
     assert fmt(float("nan")) == "-" and fmt([0.05, 0.2]) == "[0.05, 0.2]"
 
 
