@@ -7,7 +7,7 @@ at once with tensor indexing instead of one PIL image at a time.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -304,7 +304,7 @@ def _cifar_pickles(name: str, files, source: Path, kind: str) -> ImageDataset:
             found = files.find(batch_name)
             if found is None:
                 raise ValueError(f"{source}: {batch_name} is missing (expected "
-                                 f"{', '.join(sum(splits.values(), []))})")
+                                 f"{', '.join(n for names in splits.values() for n in names)})")
             batch = _unpickle(files, found, source)
             batch_images, batch_labels = _check_batch(batch, labels_key, len(classes),
                                                       f"{source}: {batch_name}")
@@ -407,7 +407,8 @@ def decode_images(blobs: list[bytes], paths: list[str], source: Path, progress: 
     for number, result in enumerate(results):
         if isinstance(result, tuple):
             position, reason = result
-            raise ValueError(f"{source}: image {paths[number * chunk + position]} {reason}")
+            raise ValueError(  # noqa: TRY004 - bad file content, not a bad argument type
+                f"{source}: image {paths[number * chunk + position]} {reason}")
     return np.concatenate(results) if results else np.zeros((0, 32, 32, 3), np.uint8)
 
 

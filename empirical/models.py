@@ -7,9 +7,11 @@ activations, pooled and flattened ([N, model.feature_dim]), which DAFL's activat
 
 from __future__ import annotations
 
+import itertools
+
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from empirical.mobilenet import mobilenetv2
 from empirical.resnet import preresnet20, preresnet32, resnet18, resnet34
@@ -32,7 +34,7 @@ class SmallCNN(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         widths = (3, channels, 2 * channels, 4 * channels)
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, 1, 1) for a, b in zip(widths, widths[1:]))
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, 1, 1) for a, b in itertools.pairwise(widths))
         self.bns = nn.ModuleList(nn.BatchNorm2d(b) for b in widths[1:])
         self.fc1 = nn.Linear(4 * 4 * widths[-1], widths[-1])
         self.fc_bn = nn.BatchNorm1d(widths[-1])

@@ -14,8 +14,8 @@ About 1.3M parameters for 100 classes.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 STAGE_CHANNELS = (116, 232, 464)
 STAGE_UNITS = (4, 8, 4)

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-import torch.nn as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from empirical.dafl import DAFL_SETTINGS, Generator, dafl_generator_losses, distill_data_free
 from theory.operators import sparsify_logits
@@ -98,8 +98,9 @@ class TinyNet(nn.Module):
 
 def tiny_run(teacher, student, image_size=16, **overrides):
     """A few DAFL steps; 16x16 generated images keep it fast (TinyNet pools globally)."""
-    options = dict(steps=4, batch_size=4, latent_dim=16, generator_lr=1e-3, student_lr=0.05,
-                   temperature=4.0, seed=0, progress=False, log_every=1)
+    options = {"steps": 4, "batch_size": 4, "latent_dim": 16, "generator_lr": 1e-3,
+               "student_lr": 0.05, "temperature": 4.0, "seed": 0, "progress": False,
+               "log_every": 1}
     options.update(overrides)
     if "generator" not in options:
         with torch.random.fork_rng():

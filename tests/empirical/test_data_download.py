@@ -79,7 +79,7 @@ def test_wrong_md5_raises_and_leaves_no_file(served_archive, tmp_path, monkeypat
 
 
 def test_missing_file_on_the_server_is_file_not_found(served_archive, tmp_path, monkeypatch):
-    url, md5, _ = served_archive
+    url, _md5, _ = served_archive
     monkeypatch.setitem(data.DOWNLOAD_URLS, "cifar100", url.replace("cifar-100", "nothing"))
     with pytest.raises(FileNotFoundError, match="cannot download cifar100 from .*nothing"):
         load_dataset("cifar100", cache_dir=tmp_path / "cache", progress=False)
@@ -87,6 +87,8 @@ def test_missing_file_on_the_server_is_file_not_found(served_archive, tmp_path, 
 
 
 def test_official_urls_and_checksums_are_the_published_ones():
-    assert data.DOWNLOAD_URLS["cifar10"] == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    official = "https://www.cs.toronto.edu/~kriz/"
+    assert data.DOWNLOAD_URLS == {"cifar10": official + "cifar-10-python.tar.gz",
+                                  "cifar100": official + "cifar-100-python.tar.gz"}
     assert data.ARCHIVE_MD5 == {"cifar10": "c58f30108f718f92721af3b95e74349a",
                                 "cifar100": "eb9058c3a382ffc7106e4002c42a8d85"}

@@ -12,8 +12,12 @@ import pytest
 from empirical import data
 from empirical.data import CIFAR10_CLASSES, load_dataset
 
-from .test_data_formats import (make_tar_gz, no_outside_sources, write_cifar10_python,  # noqa: F401
-                                write_image_folder)
+from .test_data_formats import (  # noqa: F401
+    make_tar_gz,
+    no_outside_sources,
+    write_cifar10_python,
+    write_image_folder,
+)
 
 
 def cache_files(cache_dir) -> list[str]:
