@@ -169,6 +169,17 @@ def distributed_context() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
+def average_buffers(model: torch.nn.Module) -> None:
+    """Average floating buffers (batch-norm running statistics) over the ranks, so every rank
+    holds the same model after an epoch (DDP keeps parameters in step, not buffers)."""
+    if not dist.is_initialized():
+        return
+    for buffer in model.buffers():
+        if torch.is_floating_point(buffer):
+            dist.all_reduce(buffer)
+            buffer /= dist.get_world_size()
+
+
 def all_sum(values: list[float], device) -> list[float]:
     if not dist.is_initialized():
         return values
@@ -277,6 +288,7 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
             seen += len(labels)
             if step % 50 == 0 or step == steps_per_epoch - 1:
                 batches.set_postfix(loss=f"{float(sums['loss']) / seen:.4f}")
+        average_buffers(student)
         names = sorted(sums)
         totals = all_sum([float(sums[name]) for name in names] + [seen], device)
         means = {name: total / totals[-1] for name, total in zip(names, totals)}

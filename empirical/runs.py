@@ -26,8 +26,10 @@ RECIPE = "recipe.json"
 SUMMARY = "summary.json"
 
 
-def run_directory(out: str | Path, recipe_name: str, name: str | None, resume: bool) -> Path:
-    """The run's directory, created if new; ValueError for a clash or a missing resume target."""
+def run_directory(out: str | Path, recipe_name: str, name: str | None, resume: bool,
+                  create: bool = True) -> Path:
+    """The run's directory (created if new and ``create``); ValueError for a clash or a
+    missing resume target."""
     out = Path(out)
     if resume:
         if not name:
@@ -42,7 +44,8 @@ def run_directory(out: str | Path, recipe_name: str, name: str | None, resume: b
     if directory.exists():
         raise ValueError(f"run directory {directory} already exists; choose another --name or "
                          f"--out, or pass --resume to continue it")
-    directory.mkdir(parents=True)
+    if create:
+        directory.mkdir(parents=True)
     return directory
 
 

@@ -73,15 +73,20 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
     if not needs_teacher(recipe) and teacher is not None:
         raise ValueError("--teacher was given but the recipe trains from scratch "
                          "(method.name = 'scratch')")
+    if teacher is not None:
+        load_model_file(teacher)  # fail on a bad --teacher before the data loads
+    rank, world = distributed_context()
+    if world > 1 and not name:
+        raise ValueError("under torchrun give --name so every rank uses the same run directory")
+    directory = (run_directory(out, recipe["recipe"], name, resume, create=False) if rank == 0
+                 else Path(out) / name)
     if dataset is None:
         dataset = data_module.load_dataset(recipe["data"]["dataset"], data=data)
     num_classes = len(dataset.classes)
-    rank, _ = distributed_context()
-    directory = Path(out) / (name or "")
-    if rank == 0:
-        directory = run_directory(out, recipe["recipe"], name, resume)
-    elif not name:
-        raise ValueError("under torchrun give --name so every rank writes the same run")
+    if rank == 0 and not resume:
+        directory.mkdir(parents=True)
+    if world > 1:
+        torch.distributed.barrier()
     seed_everything(recipe["seed"])
     student = build_model(recipe["model"]["name"], num_classes)
     teacher_model, teacher_info = (load_teacher(teacher, num_classes) if teacher is not None

@@ -39,3 +39,21 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def write_image_folder(root, train_per_class: int = 4, test_per_class: int = 2, seed: int = 0):
+    """A CIFAR-10-shaped image folder root/{train,test}/<class>/*.png that ``load_dataset``
+    reads (CIFAR-10's class names, so ``load_dataset("cifar10", data=root)`` accepts it)."""
+    from PIL import Image
+
+    from empirical.data import CIFAR10_CLASSES
+
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for label, name in enumerate(CIFAR10_CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(label * 25 + rng.integers(0, 60, (32, 32, 3)), 0, 255)
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i:04d}.png")
+    return root
