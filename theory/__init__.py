@@ -1,5 +1,17 @@
 """Exact identities, bounds and expansions of knowledge distillation under sparse logits."""
 
+from theory.approximation import (
+    approximation_errors,
+    mass_shift_error,
+    mass_shift_error_bound,
+    paper_mass_shift,
+    tv_to_uniform,
+    tv_to_uniform_bound,
+    two_level_logits,
+)
+from theory.derivations import run_all
+from theory.expansion import expansion_terms, logit_gap
+from theory.kept_mass import kept_mass_bounds, kept_mass_expansion
 from theory.operators import (
     kd_loss,
     keep_count,
@@ -9,13 +21,34 @@ from theory.operators import (
     sparsify_logits,
     top_k_mask,
 )
+from theory.signal import drive_norm, signal_norm, signal_to_drive, signal_to_drive_bound
+from theory.sparse_target import mass_shift
+from theory.sweep import theory_grid
 
 __all__ = [
+    "approximation_errors",
+    "drive_norm",
+    "expansion_terms",
     "kd_loss",
     "keep_count",
     "kept_mass",
+    "kept_mass_bounds",
+    "kept_mass_expansion",
+    "logit_gap",
+    "mass_shift",
+    "mass_shift_error",
+    "mass_shift_error_bound",
+    "paper_mass_shift",
     "reverse_logits",
+    "run_all",
+    "signal_norm",
+    "signal_to_drive",
+    "signal_to_drive_bound",
     "sparse_target",
     "sparsify_logits",
+    "theory_grid",
     "top_k_mask",
+    "tv_to_uniform",
+    "tv_to_uniform_bound",
+    "two_level_logits",
 ]
