@@ -1,4 +1,7 @@
-"""Exact identities, bounds and expansions of knowledge distillation under sparse logits."""
+"""Exact identities, bounds and expansions of knowledge distillation under sparse logits.
+
+(The sympy derivations live in theory.derivations, imported on demand: sympy is slow to load.)
+"""
 
 from theory.approximation import (
     approximation_errors,
@@ -9,7 +12,6 @@ from theory.approximation import (
     tv_to_uniform_bound,
     two_level_logits,
 )
-from theory.derivations import run_all
 from theory.expansion import expansion_terms, logit_gap
 from theory.kept_mass import kept_mass_bounds, kept_mass_expansion
 from theory.operators import (
@@ -40,7 +42,6 @@ __all__ = [
     "mass_shift_error_bound",
     "paper_mass_shift",
     "reverse_logits",
-    "run_all",
     "signal_norm",
     "signal_to_drive",
     "signal_to_drive_bound",

@@ -31,7 +31,6 @@ from theory.approximation import (
     tv_to_uniform,
     tv_to_uniform_bound,
 )
-from theory.derivations import FAILED, run_all, write_latex
 from theory.examples import random_logits
 from theory.expansion import expansion_terms
 from theory.kept_mass import kept_mass_bounds, kept_mass_expansion
@@ -184,6 +183,8 @@ def run_theory(args) -> int:
 
 
 def run_derive(args) -> int:
+    from theory.derivations import FAILED, run_all, write_latex  # sympy loads slowly
+
     records = run_all()
     for record in records:
         print(f"{record['status']:<20}  {record['id']:<4}  {record['statement']}")
