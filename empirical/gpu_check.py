@@ -79,7 +79,7 @@ def forward_flops(model: nn.Module, image_size: int = 32) -> int:
     return 2 * sum(macs)
 
 
-def toy_dataset(train: int = 128, test: int = 64, seed: int = 0):
+def toy_dataset(train: int = 64, test: int = 32, seed: int = 0):
     """Synthetic CIFAR-shaped data whose colour depends on the label (for --toy)."""
     from empirical.data import ImageDataset
 
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit", default=None, help="git commit to record (default: git)")
     parser.add_argument("--device", default=None, help="cuda (default when present) or cpu")
     parser.add_argument("--teacher-epochs", type=int, default=None,
-                        help="override the teacher recipe's epochs (35)")
+                        help="override the teacher recipe's epochs (40)")
     parser.add_argument("--student-epochs", type=int, default=15)
     parser.add_argument("--compile", action="store_true", help="torch.compile the models")
     parser.add_argument("--toy", action="store_true",
