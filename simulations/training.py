@@ -1,0 +1,182 @@
+"""Train many students at once, each with its own method, seed, k and temperature.
+
+Every model m minimises the KD loss of :func:`theory.operators.kd_loss`, written per model:
+
+    L_m = (1 - a_m) CE(s, y~) + a_m T_m^2 KL(target_m || softmax(s_M / T_m))
+
+with the target built from the teacher's logits z of model m's seed:
+``scratch``           a = 0 (labels only);
+``normal_kd``         target softmax(z / T);
+``stingy_kd``         target softmax(z_k / T), z_k = z off M set to -inf (top_k_mask);
+``reversed_kd``       target softmax(reverse_logits(z) / T);
+``within_m_kd``       stingy target, and the student's logits off M also set to -inf, so the
+                      student's softmax is renormalised over M (kd_loss(..., within_kept=True));
+``label_smoothing``   target uniform at T = 1: (1-a) CE(s, y) + a KL(u || softmax(s)), i.e.
+                      label smoothing with epsilon = a (up to a constant).
+The KL is :func:`theory.operators.distillation_kl`; all models step together (one optimizer on
+stacked parameters); models of the same seed share the data, initial weights and batch order,
+so method comparisons are paired by seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from simulations.students import init_mlp, make_optimizer, mlp_forward
+from theory.expansion import logit_gap
+from theory.operators import distillation_kl, reverse_logits, top_k_mask
+
+METHODS = ("scratch", "normal_kd", "stingy_kd", "reversed_kd", "within_m_kd", "label_smoothing")
+SPARSE_METHODS = ("stingy_kd", "within_m_kd")
+
+
+@dataclass
+class ModelSpecs:
+    """One entry per model: its method, seed index, k (K for dense), temperature, alpha."""
+
+    method: list[str]
+    seed_index: torch.Tensor
+    k: torch.Tensor
+    temperature: torch.Tensor
+    alpha: torch.Tensor
+    ratio: list[float]  # nan for dense methods
+
+    def __len__(self) -> int:
+        return len(self.method)
+
+
+def build_specs(methods: list[str], ratios: list[float], temperatures: list[float],
+                alpha: float, num_seeds: int, num_classes: int) -> ModelSpecs:
+    """The (method x ratio x temperature x seed) grid; sparse methods get every ratio."""
+    from theory.operators import keep_count
+
+    rows = []
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        for temperature in temperatures:
+            if method == "label_smoothing":
+                temperature = 1.0
+            model_alpha = 0.0 if method == "scratch" else alpha
+            for ratio in (ratios if method in SPARSE_METHODS else [float("nan")]):
+                k = keep_count(ratio, num_classes) if method in SPARSE_METHODS else num_classes
+                rows += [(method, seed, k, temperature, model_alpha, ratio)
+                         for seed in range(num_seeds)]
+            if method in ("scratch", "label_smoothing"):
+                break  # these do not depend on the distillation temperature
+    method, seed, k, temperature, model_alpha, ratio = zip(*rows)
+    return ModelSpecs(list(method), torch.tensor(seed), torch.tensor(k),
+                      torch.tensor(temperature, dtype=torch.float32),
+                      torch.tensor(model_alpha, dtype=torch.float32), list(ratio))
+
+
+class TargetBank:
+    """Each model's tempered target log-probabilities, precomputed per distinct target.
+
+    A target is fixed by (teacher source, k, T): the normal or reversed teacher, or the
+    uniform distribution (label smoothing), sparsified to its top-k set M with
+    :func:`theory.operators.top_k_mask`. The table [U, S, N, C] holds log softmax(z_k / T)
+    for every distinct target U, seed S and training example N (-inf off M).
+    """
+
+    def __init__(self, teacher_logits: torch.Tensor, specs: ModelSpecs):
+        """teacher_logits [S, N, C] float32: every seed's teacher on that seed's examples."""
+        sources = {"reversed_kd": "reversed", "label_smoothing": "uniform"}
+        keys = [(sources.get(m, "teacher"), k, t) for m, k, t in
+                zip(specs.method, specs.k.tolist(), specs.temperature.tolist())]
+        distinct = sorted(set(keys))
+        logits = {"teacher": teacher_logits, "reversed": reverse_logits(teacher_logits),
+                  "uniform": torch.zeros_like(teacher_logits)}
+        self.table = torch.stack([
+            torch.log_softmax(logits[source].masked_fill(
+                ~top_k_mask(logits[source], k), float("-inf")) / temperature, dim=-1)
+            for source, k, temperature in distinct])
+        self.target_index = torch.tensor([distinct.index(key) for key in keys])
+        self.within_m = torch.tensor([m == "within_m_kd" for m in specs.method])
+        self.seed_index = specs.seed_index
+
+    def target_log_probs(self, batch: torch.Tensor) -> torch.Tensor:
+        """log softmax(z_k / T) of each model's target on its batch [n, B] -> [n, B, C]."""
+        return self.table[self.target_index[:, None], self.seed_index[:, None], batch]
+
+    def within_mask(self, target_log_probs: torch.Tensor) -> torch.Tensor:
+        """Classes the student's softmax runs over: M for within-M KD, all classes otherwise."""
+        return torch.isfinite(target_log_probs) | ~self.within_m[:, None, None]
+
+
+def per_model_losses(student_logits: torch.Tensor, labels: torch.Tensor,
+                     target_log_probs: torch.Tensor, within_mask: torch.Tensor,
+                     temperature: torch.Tensor, alpha: torch.Tensor) -> dict:
+    """Each model's KD loss (module docstring), shape [n]; ``within_mask`` False = -inf."""
+    num_models, batch_size, num_classes = student_logits.shape
+    hard = F.cross_entropy(student_logits.reshape(-1, num_classes), labels.reshape(-1),
+                           reduction="none").view(num_models, batch_size).mean(1)
+    distill_logits = student_logits.masked_fill(~within_mask, float("-inf"))
+    distill = distillation_kl(distill_logits / temperature[:, None, None], target_log_probs,
+                              1.0).mean(1)
+    total = (1 - alpha) * hard + alpha * temperature**2 * distill
+    return {"total": total, "hard": hard, "distill": distill}
+
+
+def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor,
+                   teacher_logits: torch.Tensor, settings: dict, probe_inputs: torch.Tensor,
+                   probe_kept: torch.Tensor, log_steps: set[int], generator: torch.Generator,
+                   progress=None):
+    """Train every model; return (params, gap log {step: gap [n, probe] mean -> [n]}).
+
+    inputs [S, N, D], noisy labels [S, N], teacher_logits [S, N, C] are per seed;
+    probe_inputs [P, D] is shared and probe_kept [n, P, C] is each model's M on it.
+    settings: hidden, optimizer, lr, momentum, weight_decay, batch_size, steps, schedule
+    ("cosine": lr decays from ``lr`` to 0; "constant").
+    """
+    num_seeds, num_examples, input_dim = inputs.shape
+    num_classes = teacher_logits.shape[-1]
+    seed_params = init_mlp(num_seeds, input_dim, settings["hidden"], num_classes, generator)
+    params = [p.detach()[specs.seed_index].clone().requires_grad_() for p in seed_params]
+    optimizer = make_optimizer(params, settings["optimizer"], settings["lr"],
+                               settings["momentum"], settings["weight_decay"])
+    bank = TargetBank(teacher_logits, specs)
+    batch_size, steps = settings["batch_size"], settings["steps"]
+    per_epoch = num_examples // batch_size
+    gaps = {}
+    order = None
+    for step in range(steps + 1):
+        if step in log_steps:
+            with torch.no_grad():
+                gaps[step] = logit_gap(mlp_forward(params, probe_inputs), probe_kept).mean(1)
+        if step == steps:
+            break
+        if step % per_epoch == 0:
+            order = torch.argsort(torch.rand(num_seeds, num_examples, generator=generator), 1)
+        seed_batch = order[:, (step % per_epoch) * batch_size:][:, :batch_size]
+        batch = seed_batch[specs.seed_index]
+        rows = specs.seed_index[:, None]
+        logits = mlp_forward(params, inputs[rows, batch])
+        target = bank.target_log_probs(batch)
+        losses = per_model_losses(logits, labels[rows, batch], target, bank.within_mask(target),
+                                  specs.temperature, specs.alpha)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].sum().backward()
+        if settings.get("schedule", "cosine") == "cosine":
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(settings["lr"], step, steps)
+        optimizer.step()
+        if progress is not None:
+            progress.update(1)
+    return [p.detach() for p in params], gaps
+
+
+def cosine_lr(peak: float, step: int, steps: int) -> float:
+    """Cosine decay from ``peak`` at step 0 to 0 at ``steps``."""
+    return 0.5 * peak * (1 + math.cos(math.pi * step / steps))
+
+
+def early_rate(steps: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """Least-squares slope of gap against step, per model (gaps [n_steps, n_models])."""
+    centred = steps - steps.mean()
+    return centred @ (gaps - gaps.mean(0)) / (centred @ centred)
