@@ -35,3 +35,35 @@ def test_profiles_define_quick_and_paper_with_distinct_stages(tmp_path):
     assert quick == ["derivations", "theory_grid", "simulations", "cifar10_quick"]
     assert paper[:3] == quick[:3] and "cifar10_teacher" in paper
     assert paper[-1] == "cifar10_paper_summary"
+
+
+def test_reproduce_runs_fake_stages_then_reuses_them_and_writes_the_report(tmp_path, monkeypatch):
+    import figures.reproduce as reproduce_module
+    from figures.stages import Stage, StageUnavailable
+
+    calls = []
+
+    def fake_stages(profile, results_dir, data):
+        def simulate():
+            calls.append("simulations")
+            synthetic.write_results(results_dir, quick=False)
+            return {"pass": 1, "fail": 1}
+
+        def no_data():
+            calls.append("cifar10_quick")
+            raise StageUnavailable("CIFAR-10 data not found: pass --data PATH")
+        return [Stage("simulations", {"seeds": 2}, simulate, ("simulations/summary.csv",)),
+                Stage("cifar10_quick", {"data": data}, no_data, ("cifar10_quick/summary.csv",))]
+
+    monkeypatch.setattr(reproduce_module, "build_stages", fake_stages)
+    lines = []
+    out = tmp_path / "results"
+    first = reproduce_module.reproduce("quick", out, log=lines.append)
+    assert [r["status"] for r in first] == ["done", "unavailable"]
+    report = (out / "REPORT.md").read_text()
+    assert "unavailable" in report and "CIFAR-10 data not found" in report
+    assert "F4_simulation_accuracy.png" in report and "Not drawn: missing" in report
+    second = reproduce_module.reproduce("quick", out, log=lines.append)
+    assert [r["status"] for r in second] == ["reused", "unavailable"]
+    assert calls == ["simulations", "cifar10_quick", "cifar10_quick"]
+    assert sum("CIFAR-10 data not found" in line for line in lines) == 2
