@@ -48,12 +48,13 @@ def theory_grid(logits, ks, temperatures, student_logits=None) -> list[dict]:
     signal_to_drive and its bounds are inf at k = K.
     """
     logits = check_logits(as_tensor(logits, "logits"), "logits")
-    logits = logits.reshape(-1, logits.shape[-1])
     num_classes = logits.shape[-1]
     if student_logits is not None:
         student_logits = check_logits(as_tensor(student_logits, "student_logits"),
-                                      "student_logits").reshape(-1, num_classes)
+                                      "student_logits")
         check_same_shape(logits, student_logits, "logits", "student_logits")
+        student_logits = student_logits.reshape(-1, num_classes)
+    logits = logits.reshape(-1, num_classes)
     ks = [check_keep_count(k, num_classes, "ks") for k in ks]
     temperatures = [check_temperature(t, "temperatures") for t in temperatures]
     ordered, order = logits.sort(dim=-1, descending=True, stable=True)
