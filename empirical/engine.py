@@ -31,13 +31,22 @@ from empirical import augment
 from empirical.distill import Distiller
 from empirical.objectives import kept_classes
 from empirical.runs import (
-    METRICS, MODEL, RECIPE, check_same_recipe, load_checkpoint, metrics_up_to,
-    restore_random_states, rewrite_metrics, save_checkpoint, save_model, write_summary)
+    METRICS,
+    MODEL,
+    RECIPE,
+    check_same_recipe,
+    load_checkpoint,
+    metrics_up_to,
+    restore_random_states,
+    rewrite_metrics,
+    save_checkpoint,
+    save_model,
+    write_summary,
+)
 from stingy.io import append_jsonl, write_json
 from theory.expansion import logit_gap
 from theory.operators import top_k_mask
 from theory.sweep import theory_grid
-
 
 # ----------------------------------------------------------------------------- data
 

@@ -10,8 +10,9 @@ to a plain string. Every key must exist in :data:`DEFAULTS`, so a typo is an err
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 

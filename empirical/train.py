@@ -17,8 +17,16 @@ from empirical.engine import DeviceData, accuracy_and_loss, distributed_context,
 from empirical.models import build_model
 from empirical.objectives import kept_classes
 from empirical.recipes import needs_teacher
-from empirical.runs import (CHECKPOINT, MODEL, RECIPE, check_same_recipe, load_model_file,
-                            run_directory, save_model, write_summary)
+from empirical.runs import (
+    CHECKPOINT,
+    MODEL,
+    RECIPE,
+    check_same_recipe,
+    load_model_file,
+    run_directory,
+    save_model,
+    write_summary,
+)
 from stingy.io import write_json
 
 

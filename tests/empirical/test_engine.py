@@ -61,7 +61,7 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run_exactly(tmp_path, reci
     if recipe_name != "cifar10-cnn-scratch":
         train(tmp_path, name="teacher")
         teacher = tmp_path / "teacher"
-    full = train(tmp_path, recipe_name, extra, name="full", teacher=teacher)
+    train(tmp_path, recipe_name, extra, name="full", teacher=teacher)
     stopped = train(tmp_path, recipe_name, extra, name="cut", teacher=teacher, stop_after_epochs=1)
     assert not stopped["finished"] and not (tmp_path / "cut" / MODEL).exists()
     resumed = train(tmp_path, recipe_name, extra, name="cut", teacher=teacher, resume=True)

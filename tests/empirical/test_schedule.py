@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from empirical.engine import lr_factor
@@ -24,8 +26,8 @@ def test_onecycle_rises_linearly_to_one_then_falls_to_the_final_fraction():
     factors = [lr_factor(step, 100, schedule) for step in range(1000)]
     peak = factors.index(max(factors))
     assert max(factors) == pytest.approx(1.0) and peak == 199
-    assert all(a < b for a, b in zip(factors[:peak], factors[1:peak + 1]))
-    assert all(a >= b for a, b in zip(factors[peak:], factors[peak + 1:]))
+    assert all(a < b for a, b in itertools.pairwise(factors[:peak + 1]))
+    assert all(a >= b for a, b in itertools.pairwise(factors[peak:]))
     assert factors[-1] == pytest.approx(0.05, abs=1e-2)
     assert factors[0] > 0
 

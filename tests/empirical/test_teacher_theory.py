@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
-from empirical.real_teacher_theory import (GRID_TEMPERATURES, grid_keep_counts,
-                                           reference_points, teacher_theory, theory_report)
+from empirical.real_teacher_theory import (
+    GRID_TEMPERATURES,
+    grid_keep_counts,
+    reference_points,
+    teacher_theory,
+    theory_report,
+)
 from empirical.recipes import load_recipe
 from empirical.train import train_recipe
 from tests.empirical.tiny import TINY, single_thread, tiny_dataset  # noqa: F401 (fixture)
@@ -29,7 +36,7 @@ def test_report_kept_mass_grows_with_k_and_falls_with_temperature():
         assert masses == sorted(masses) and masses[-1] == pytest.approx(1.0)
     for k in (1, 2, 5):
         masses = [rows[(k, t)]["kept_mass"] for t in GRID_TEMPERATURES]
-        assert all(a >= b - 1e-9 for a, b in zip(masses, masses[1:]))
+        assert all(a >= b - 1e-9 for a, b in itertools.pairwise(masses))
         assert masses[-1] == pytest.approx(k / 10, abs=0.02)  # T >> logit range: m -> k/K
     assert {"kept_mass", "mass_shift_error", "signal_to_drive"} <= set(report["reference"][0])
 
