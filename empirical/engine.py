@@ -4,7 +4,8 @@ Speed: the whole dataset lives on the device as uint8; batches are indexed there
 there (random crop with padding 4 and horizontal flip, ``empirical.augment``) and normalised
 there. On CUDA: bf16 autocast, channels_last, optional ``torch.compile`` (recipe flags).
 
-Reliability: ``checkpoint.pt`` is rewritten atomically after every epoch with the model,
+Reliability: ``checkpoint.pt`` is rewritten atomically after every epoch (every
+``train.checkpoint_every`` epochs, and after the last) with the model,
 optimizer, scheduler, epoch and every random state (Python, NumPy, torch, CUDA, the
 data-order and augmentation generators), so a resumed run reproduces an uninterrupted one
 exactly (same device and thread count). ``metrics.jsonl`` gets one line per epoch.
@@ -315,8 +316,9 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
         history.append(record)
         seconds_here.append(record["seconds"])
         if rank == 0:
-            save_checkpoint(run_dir, epoch=epoch + 1, model=student, optimizer=optimizer,
-                            scheduler=scheduler, generators=generators, best_accuracy=best)
+            if (epoch + 1) % train_cfg["checkpoint_every"] == 0 or epoch + 1 == schedule["epochs"]:
+                save_checkpoint(run_dir, epoch=epoch + 1, model=student, optimizer=optimizer,
+                                scheduler=scheduler, generators=generators, best_accuracy=best)
             append_jsonl(run_dir / METRICS, record)
             if on_epoch is not None:
                 on_epoch(record)

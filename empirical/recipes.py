@@ -61,6 +61,7 @@ DEFAULTS: dict = {
         "channels_last": True,  # on CUDA
         "compile": False,    # torch.compile the student
         "progress": True,
+        "checkpoint_every": 1,  # epochs between checkpoints (the last epoch always writes one)
     },
     "dafl": {                # empirical.dafl.distill_data_free; 0: DAFL_SETTINGS' value
         "steps": 0,
@@ -177,6 +178,7 @@ def validate_recipe(recipe: dict) -> dict:
     _positive(optim["weight_decay"], "optim.weight_decay", allow_zero=True)
     _positive(train["batch_size"], "train.batch_size", integer=True)
     _positive(train["eval_batch_size"], "train.eval_batch_size", integer=True)
+    _positive(train["checkpoint_every"], "train.checkpoint_every", integer=True)
     _positive(recipe["data"]["train_subset"], "data.train_subset", integer=True, allow_zero=True)
     _positive(recipe["data"]["test_subset"], "data.test_subset", integer=True, allow_zero=True)
     _positive(recipe["dafl"]["steps"], "dafl.steps", integer=True, allow_zero=True)

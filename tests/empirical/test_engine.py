@@ -132,3 +132,14 @@ def test_balanced_subset_is_class_balanced_nested_and_seeded():
     assert torch.equal(small, balanced_subset(labels, 40, 3))
     assert not torch.equal(small, balanced_subset(labels, 40, 4))
     assert len(balanced_subset(labels, 0, 3)) == 1000
+
+
+def test_sparse_checkpoints_resume_from_the_last_one_and_still_match(tmp_path):
+    extra = ["schedule.epochs=4", "train.checkpoint_every=2"]
+    train(tmp_path, extra=extra, name="full")
+    train(tmp_path, extra=extra, name="cut", stop_after_epochs=3)
+    assert load_checkpoint(tmp_path / "cut")["epoch"] == 2
+    assert len(read_jsonl(tmp_path / "cut" / METRICS)) == 3
+    train(tmp_path, extra=extra, name="cut", resume=True)
+    assert without_time(read_jsonl(tmp_path / "cut" / METRICS)) == \
+        without_time(read_jsonl(tmp_path / "full" / METRICS))
