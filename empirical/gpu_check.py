@@ -215,10 +215,17 @@ def main(argv: list[str] | None = None) -> int:
         recipe = load_recipe(METHOD_RECIPES[method], overrides)
         student_flops = forward_flops(build_model(recipe["model"]["name"], 10))
         flops = 3 * student_flops + (teacher_flops if method != "scratch" else 0)
-        summary = train_recipe(recipe, dataset=dataset, out=out / "runs",
-                               name=f"{model}-{method}", device=device, deadline=deadline,
-                               teacher=None if method == "scratch" else teacher_path,
-                               on_epoch=progress(f"{model}-{method}"))
+        try:
+            summary = train_recipe(recipe, dataset=dataset, out=out / "runs",
+                                   name=f"{model}-{method}", device=device, deadline=deadline,
+                                   teacher=None if method == "scratch" else teacher_path,
+                                   on_epoch=progress(f"{model}-{method}"))
+        except Exception as err:  # noqa: BLE001 - record it and go on to the next student
+            report["students"].append({"model": model, "method": method,
+                                       "error": f"{type(err).__name__}: {err}"})
+            write_json(path, report)
+            print(f"{model}-{method} failed: {type(err).__name__}: {err}", flush=True)
+            continue
         report["students"].append(run_entry(summary, _metrics(summary), model=model,
                                             method=method, flops_per_image=flops))
         report["wall_seconds"] = time.monotonic() - began
