@@ -121,7 +121,8 @@ def tanh_bound_attaining_range(k: int, top_count: int) -> float:
     """d = D_M/T = 2 log(k/j - 1), where k/(1 + e^{d/2}) = j: two-level logits with j = top_count
     classes on top attain TV = tanh(d/4) exactly (T3a). Needs 1 <= j <= k/2."""
     if not 1 <= top_count <= k / 2:
-        raise ValueError(f"top_count must be an integer in [1, k/2] = [1, {k / 2}], got {top_count}")
+        raise ValueError(f"top_count must be an integer in [1, k/2] = [1, {k / 2}], "
+                         f"got {top_count}")
     return 2 * math.log(k / top_count - 1)
 
 

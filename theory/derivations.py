@@ -9,6 +9,7 @@ on random and adversarial logits) or "failed". :func:`run_all` runs them all (a 
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import sympy as sp
@@ -72,7 +73,8 @@ def derive_t1_sparse_target():
     return _record("T1a", "p~(i) = p(i)/m on M and 0 off M; delta(i) = p(i)(1/m - 1) on M, "
                    "-p(i) off M", ok,
                    "softmax(z_M/T)(i) - p(i)/m and p~(i) - p(i) - p(i)(1/m-1) simplify to 0 for "
-                   "K=4, k=2 with symbolic z, T (the same cancellation of sum_K e^{z/T} for any K); "
+                   "K=4, k=2 with symbolic z, T (the same cancellation of sum_K e^{z/T} for "
+                   "any K); "
                    "off M p~(i) = 0 so delta(i) = -p(i) by definition.",
                    r"\tilde p(i) = \frac{p(i)}{m}\ (i\in M),\quad \tilde p(i)=0\ (i\notin M),\quad "
                    r"\delta(i) = p(i)\left(\tfrac1m - 1\right)\ (i\in M),\quad \delta(i) = -p(i)"
@@ -124,10 +126,10 @@ def derive_t2_bounds_and_monotonicity():
         for t, m in zip(temperatures, masses):
             lower, upper = kept_mass_bounds(logits, k, t)
             ok &= bool((m >= lower - 1e-12).all() and (m <= upper + 1e-12).all())
-        ok &= all(bool((a >= b - 1e-12).all()) for a, b in zip(masses, masses[1:]))
+        ok &= all(bool((a >= b - 1e-12).all()) for a, b in itertools.pairwise(masses))
     for t in temperatures:
         by_k = [kept_mass(logits, k, t) for k in range(1, 11)]
-        ok &= all(bool((b >= a - 1e-12).all()) for a, b in zip(by_k, by_k[1:]))
+        ok &= all(bool((b >= a - 1e-12).all()) for a, b in itertools.pairwise(by_k))
     return _record("T2b", "m in [k/K, upper]; m non-increasing in T and non-decreasing in k", ok,
                    "200 random rows (K=10, logits N(0, 25)), every k, T in "
                    f"{temperatures}.", r"\partial_T m \le 0,\quad m_{k+1} \ge m_k", CHECKED)
@@ -217,7 +219,8 @@ def derive_t3_tv_bound_numeric():
     ok &= max(gaps) < 1e-12
     return _record("T3b", "tanh bound holds on random logits and is attained by two-level logits",
                    ok, "2000 rows N(0, 36), K=10, k in {1,2,3,5,10}, T in {0.1,1,4,20}; "
-                   f"two-level (k, j) in (4,1),(6,1),(6,2),(10,3): max |TV - tanh| = {max(gaps):.1e}.",
+                   "two-level (k, j) in (4,1),(6,1),(6,2),(10,3): max |TV - tanh| = "
+                   f"{max(gaps):.1e}.",
                    r"\mathrm{TV} = \tanh(d/4)\ \text{at}\ x = j/k = 1/(1+e^{d/2})", CHECKED)
 
 
@@ -282,8 +285,10 @@ def derive_t4_expansion():
                    "(1/2)[Var_M(z) - 2Cov_M(z,s) + Var_K(s)] + O(1/T)", ok,
                    "Taylor coefficients of KL in eps = 1/T up to eps^2 for K=4, k=2 with symbolic "
                    "z_i, s_i equal the general formula; general K, k checked numerically (T4b).",
-                   r"T^2\,\mathrm{KL}(\tilde p\|q) = T^2\log\frac Kk - T(1-r)(\bar s_M - \bar s_{M^c})"
-                   r" + \tfrac12\left[\mathrm{Var}_M z - 2\mathrm{Cov}_M(z,s) + \mathrm{Var}_K s\right]"
+                   r"T^2\,\mathrm{KL}(\tilde p\|q) = T^2\log\frac Kk"
+                   r" - T(1-r)(\bar s_M - \bar s_{M^c})"
+                   r" + \tfrac12\left[\mathrm{Var}_M z - 2\mathrm{Cov}_M(z,s)"
+                   r" + \mathrm{Var}_K s\right]"
                    r" + O(T^{-1})")
 
 
@@ -324,7 +329,8 @@ def derive_t4_special_cases():
                    "Symbolic, K=4: Var(z)/2 - Cov(z,s) + Var(s)/2 = Var(z-s)/2 and (1-r) = 0; "
                    "for k = 1 the target is one-hot on the top class so KL = -log q(top) (no "
                    "expansion needed).",
-                   r"k=K:\ \tfrac12\mathrm{Var}_K(z-s);\quad k=1:\ T^2\mathrm{KL} = -T^2\log q_{\rm top}")
+                   r"k=K:\ \tfrac12\mathrm{Var}_K(z-s);\quad"
+                   r" k=1:\ T^2\mathrm{KL} = -T^2\log q_{\rm top}")
 
 
 def derive_t4_paper_last_line():
@@ -342,7 +348,8 @@ def derive_t4_paper_last_line():
                    "and drops the teacher-dependent matching (1/2)Var_M(z) - Cov_M(z, s)", ok,
                    "Taylor coefficients of -(1/k) sum_M log q(i) in eps = 1/T for K=4, k=2: "
                    "log K, -(1-r)(sbar_M - sbar_Mc), Var_K(s)/2; no z appears.",
-                   r"-\tfrac1k\sum_{i\in M}\log q_i = \log K - \frac{(1-r)(\bar s_M - \bar s_{M^c})}{T}"
+                   r"-\tfrac1k\sum_{i\in M}\log q_i = \log K"
+                   r" - \frac{(1-r)(\bar s_M - \bar s_{M^c})}{T}"
                    r" + \frac{\mathrm{Var}_K s}{2T^2} + O(T^{-3})")
 
 
@@ -369,7 +376,8 @@ def derive_t5_signal_norm():
     grads = [sp.diff(-covariance, v) for v in s]
     ok = all(_is_zero(g + (z[i] - _mean(z)) / k) for i, g in enumerate(grads))
     ok &= _is_zero(sum(g**2 for g in grads) - _var(z) / k)
-    return _record("T5b", "signal norm = sqrt(Var_M(z)/k); signal/drive = sqrt(Var_M z)/(T sqrt(1-r))",
+    return _record("T5b", "signal norm = sqrt(Var_M(z)/k); signal/drive = "
+                   "sqrt(Var_M z)/(T sqrt(1-r))",
                    ok, "Symbolic gradient of -Cov_M(z, s) for k = 3 (the sbar_M terms cancel "
                    "because sum_M (z - zbar_M) = 0 for any k); squared norm Var_M(z)/k.",
                    r"\frac{\|\nabla_s \mathrm{Cov}_M\|}{\|\nabla_s \text{drive}\|} = "
@@ -377,7 +385,8 @@ def derive_t5_signal_norm():
 
 
 def derive_t5_sharp_variance():
-    """Var of k points in a range D is at most D^2 floor(k/2)ceil(k/2)/k^2 ((k^2-1)/(4k^2) D^2, k odd)."""
+    """Var of k points in a range D is at most D^2 floor(k/2)ceil(k/2)/k^2 (odd k:
+    D^2 (k^2-1)/(4k^2))."""
     j, k = sp.symbols("j k", positive=True)
     two_level = j * (k - j) / k**2  # variance / D^2 with j points at D and k - j at 0
     ok = _is_zero(two_level.subs(j, (k - 1) / 2) - (k**2 - 1) / (4 * k**2))

@@ -24,8 +24,13 @@ from theory.moments import split_kept
 from theory.operators import kept_mass, numpy_in_numpy_out
 from theory.sparse_target import checked_teacher
 
-__all__ = ["kept_mass", "kept_mass_bounds", "kept_mass_expansion", "kept_mass_beta_derivative",
-           "kept_mass_upper_bound"]
+__all__ = [
+    "kept_mass",
+    "kept_mass_beta_derivative",
+    "kept_mass_bounds",
+    "kept_mass_expansion",
+    "kept_mass_upper_bound",
+]
 
 
 def kept_mass_upper_bound(logit_range: torch.Tensor, k: int, num_classes: int,

@@ -61,18 +61,18 @@ def theory_grid(logits, ks, temperatures, student_logits=None) -> list[dict]:
     if student_logits is not None:
         student_ordered = student_logits.gather(-1, order)
     full_range = value_range(logits)
+    # T-free moments of the kept set, once per k: (D_M, Var_M(z), zbar_M - zbar)
+    kept_moments = {k: (ordered[:, 0] - ordered[:, k - 1], population_var(ordered[:, :k]),
+                        ordered[:, :k].mean(dim=-1) - ordered.mean(dim=-1)) for k in ks}
     rows = []
     for temperature in temperatures:
         p = torch.softmax(ordered / temperature, dim=-1)
         if student_logits is not None:
             log_q = torch.log_softmax(student_ordered / temperature, dim=-1)
         for k in ks:
-            teacher_kept = ordered[:, :k]
-            kept_range = teacher_kept[:, 0] - teacher_kept[:, -1]
-            kept_variance = population_var(teacher_kept)
+            kept_range, kept_variance, mean_gap = kept_moments[k]
             m = p[:, :k].sum(dim=-1)
             kept_target = p[:, :k] / m.unsqueeze(-1)
-            mean_gap = teacher_kept.mean(dim=-1) - ordered.mean(dim=-1)
             row = {
                 "k": k,
                 "ratio": k / num_classes,
@@ -101,7 +101,7 @@ def theory_grid(logits, ks, temperatures, student_logits=None) -> list[dict]:
                     kept_range, k, num_classes, temperature, sharp=False)),
             }
             if student_logits is not None:
-                terms = terms_from_split(teacher_kept, student_ordered[:, :k], log_q[:, :k],
+                terms = terms_from_split(ordered[:, :k], student_ordered[:, :k], log_q[:, :k],
                                          student_ordered, temperature)
                 row.update({name: _mean(terms[name]) for name in EXPANSION_COLUMNS})
             rows.append(row)

@@ -85,7 +85,8 @@ def test_paper_last_line_keeps_drive_and_spread_but_not_teacher_logits():
     kept = top_k_mask(teacher, k)
     moved[kept] = moved[kept].max() + torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)
     assert bool((top_k_mask(moved, k) == kept).all())
-    before, after = expansion_terms(teacher, student, k, 4.0), expansion_terms(moved, student, k, 4.0)
+    before = expansion_terms(teacher, student, k, 4.0)
+    after = expansion_terms(moved, student, k, 4.0)
     assert torch.allclose(before["paper_last_line"], after["paper_last_line"])
     assert torch.allclose(before["order_t"], after["order_t"])  # the drive ignores z too
     assert not torch.allclose(before["teacher_matching"], after["teacher_matching"])

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from theory.operators import kd_loss
 
@@ -56,7 +56,8 @@ def test_kd_loss_matches_stored_numpy_fixture():
 
 def test_within_kept_equals_plain_loss_at_k_equals_K():
     generator = torch.Generator().manual_seed(3)
-    student, teacher = torch.randn(8, 10, generator=generator), torch.randn(8, 10, generator=generator)
+    student = torch.randn(8, 10, generator=generator)
+    teacher = torch.randn(8, 10, generator=generator)
     labels = torch.randint(0, 10, (8,), generator=generator)
     within = kd_loss(student, teacher, labels, 4.0, 0.9, k=10, within_kept=True)
     assert torch.allclose(within, kd_loss(student, teacher, labels, 4.0, 0.9, k=10))

@@ -1,5 +1,6 @@
 """T2: k/K <= m <= upper bound (attained), monotone in T and k, m -> r with the 1/T expansion."""
 
+import itertools
 import math
 
 import torch
@@ -61,7 +62,7 @@ def test_kept_mass_non_increasing_in_temperature(row, t1, t2, data):
 def test_kept_mass_non_decreasing_in_k(row, temperature):
     logits = torch.tensor(row, dtype=torch.float64)
     masses = [float(kept_mass(logits, k, temperature)) for k in range(1, len(row) + 1)]
-    assert all(b >= a - 1e-12 for a, b in zip(masses, masses[1:]))
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(masses))
     assert math.isclose(masses[-1], 1.0, rel_tol=1e-12)
 
 
