@@ -42,7 +42,8 @@ def _median_seconds(statement, env, min_run_time):
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
-def bench_kd_loss(batches=(128, 1024), class_counts=(10, 100, 1000), min_run_time=0.3) -> list[dict]:
+def bench_kd_loss(batches=(128, 1024), class_counts=(10, 100, 1000),
+                  min_run_time=0.3) -> list[dict]:
     """One row per (batch, K): median seconds of ours, the reference and a copy, and ratios."""
     rows = []
     for batch in batches:

@@ -71,7 +71,8 @@ def markdown(result: dict) -> str:
                      f"{throughput['images_per_second']:.0f} |")
     simulation = result.get("simulation")
     if simulation:
-        lines.append(f"| default simulation sweep (s) | {simulation.get('seconds', float('nan')):.1f} |")
+        seconds = simulation.get("seconds", float("nan"))
+        lines.append(f"| default simulation sweep (s) | {seconds:.1f} |")
     for key, value in (result.get("gpu_check") or {}).items():
         lines.append(f"| GPU check: {key} | {value} |")
     return "\n".join(lines)

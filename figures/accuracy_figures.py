@@ -32,11 +32,13 @@ def accuracy_panel(ax, rows, value="accuracy_mean", low=None, high=None, scale=1
     by_method = defaultdict(list)
     for row in rows:
         by_method[row["method"]].append(row)
+    curves = {method for method, chosen in by_method.items()
+              if method in SPARSE_METHODS or _has_curve(chosen)}
     ratios = sorted({row["ratio"] for row in rows
-                     if not is_missing(row["ratio"]) and (row["method"] in SPARSE_METHODS
-                                                           or _has_curve(by_method[row["method"]]))})
+                     if not is_missing(row["ratio"]) and row["method"] in curves})
     if not ratios:
-        ratios = sorted({row["ratio"] for row in rows if not is_missing(row["ratio"])}) or [math.nan]
+        ratios = sorted({row["ratio"] for row in rows if not is_missing(row["ratio"])})
+    ratios = ratios or [math.nan]
     x = np.arange(len(ratios))
     for method in sorted(by_method, key=_order):
         chosen = by_method[method]
@@ -54,7 +56,9 @@ def accuracy_panel(ax, rows, value="accuracy_mean", low=None, high=None, scale=1
             ax.axhline(mean, color=colour, ls="--", lw=1.2, label=label)
             if low and high and len(chosen) == 1 and not is_missing(chosen[0][low]):
                 ax.axhspan(chosen[0][low] * scale, chosen[0][high] * scale, color=colour,
-                           alpha=0.1, lw=0)
+                           alpha=0.07, lw=0)
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(max(bottom, 0.0), min(top, 100.0))  # percent
     ax.set_xticks(x, [_ratio_label(r) for r in ratios])
     ax.set_xlim(-0.3, len(ratios) - 0.7)
     ax.set_xlabel("sparse ratio r")
@@ -200,6 +204,7 @@ def draw_cifar_accuracy(quick_summary_csv, out_stem, gpu_check_json=None) -> dic
                 else " No GPU check results were found.")
     caption = ("CIFAR-10 (JPEG q75 mirror): student test accuracy against the sparse ratio r "
                "for stingy KD, with the dense baselines (scratch, normal KD, ...) as dashed "
-               f"lines. {'Left: ' if gpu_rows else ''}{source} (one seed, no error bars; the quick profile uses "
+               f"lines. {'Left: ' if gpu_rows else ''}{source} (one seed, no error bars; the "
+               "quick profile uses "
                f"a small CNN, few epochs and subsampled data).{gpu_note}")
     return {**paths, "caption": caption}

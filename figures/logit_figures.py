@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 
 from figures.inputs import group_mean, read_rows, require
 from figures.style import FULL_WIDTH, GREY, SEQUENCE, TEACHER_COLOURS, save_figure
@@ -70,7 +67,8 @@ def draw_logit_responses(teacher_logits_npz, out_stem, images=4, temperature=Non
                 ax.set_title(f"true: {names[int(labels[column])]}")
     for ax in axes[-1]:
         ax.set_xticks(classes, names, rotation=90)
-    missing = "" if "nasty" in logits else " No nasty teacher was in the file: normal and stingy only."
+    missing = ("" if "nasty" in logits
+               else " No nasty teacher was in the file: normal and stingy only.")
     fig.suptitle(f"Teacher responses softmax(z/T), T={temperature:g}", y=1.0)
     paths = save_figure(fig, out_stem)
     caption = (f"Tempered teacher outputs softmax(z/T) at T={temperature:g} on {count} CIFAR-10 "
@@ -81,66 +79,82 @@ def draw_logit_responses(teacher_logits_npz, out_stem, images=4, temperature=Non
 
 
 def _empirical_gap(metrics_jsonl):
-    """(epochs, logit gaps, predicted gap or None) from a stingy student's metrics.jsonl; the
-    prediction T(1-r) comes from the records or the run's recipe.json beside it."""
+    """(epochs, logit gaps) from a CIFAR-10 stingy student's metrics.jsonl."""
     path = require(metrics_jsonl, STINGY_LOG)
     records = [r for r in read_jsonl(path) if r.get("logit_gap") is not None]
     if not records:
         raise ValueError(f"{path} has no records with a logit_gap")
-    epochs = [r.get("epoch", i + 1) for i, r in enumerate(records)]
-    gaps = [r["logit_gap"] for r in records]
-    predicted = records[-1].get("predicted_gap")
-    recipe = Path(path).with_name("recipe.json")
-    if predicted is None and recipe.is_file():
-        method = json.loads(recipe.read_text()).get("method", {})
-        ratio, temperature = method.get("ratio"), method.get("temperature")
-        if method.get("k") and not ratio:
-            ratio = method["k"] / 10  # the recipe's k on CIFAR-10 (K = 10)
-        if ratio and temperature:
-            predicted = temperature * (1 - ratio)
-    return epochs, gaps, predicted
+    return [r.get("epoch", i + 1) for i, r in enumerate(records)], [r["logit_gap"] for r in records]
+
+
+def _gap_lines(ax, rows, key, label, max_lines):
+    """Mean over seeds of logit_gap (solid) and predicted_gap (dashed) against step, one colour
+    per value of ``key``."""
+    for colour, value in zip(SEQUENCE, pick_evenly(sorted({row[key] for row in rows}), max_lines)):
+        table = group_mean([row for row in rows if row[key] == value], ("step",),
+                           ("logit_gap", "predicted_gap"))
+        steps = np.array([row["step"] for row in table])
+        ax.plot(steps, [row["logit_gap"] for row in table], color=colour, label=label(value))
+        ax.plot(steps, [row["predicted_gap"] for row in table], color=colour, ls="--", lw=1.2)
+    ax.set_xlabel("training step")
 
 
 def draw_logit_gap(gap_trajectory_csv, out_stem, stingy_metrics_jsonl=None, max_lines=4) -> dict:
-    """F7: the student's logit gap sbar_M - sbar_Mc during stingy KD against the prediction
-    (simulations, clean labels, mean over seeds; and the empirical stingy run when given)."""
+    """F7: the student's logit gap sbar_M - sbar_Mc under stingy KD (simulations, lowest noise,
+    mean over seeds) against the early-drive prediction: the SGD probe at several T (when the
+    file has a probe phase), the main training over r, and the CIFAR-10 stingy student's gap
+    per epoch when ``stingy_metrics_jsonl`` is given."""
     rows = read_rows(gap_trajectory_csv, GAP_TRAJECTORY,
                      ("step", "noise", "method", "ratio", "temperature", "logit_gap",
                       "predicted_gap"))
-    methods = {row["method"] for row in rows}
-    method = "stingy_kd" if "stingy_kd" in methods else sorted(methods)[0]
     noise = min(row["noise"] for row in rows)
-    rows = [row for row in rows if row["method"] == method and row["noise"] == noise]
+    rows = [row for row in rows if row["method"] == "stingy_kd" and row["noise"] == noise]
+    if not rows:
+        raise ValueError(f"{gap_trajectory_csv} has no stingy_kd rows")
+    probe = [row for row in rows if row.get("phase") == "probe"]
+    train = [row for row in rows if row.get("phase", "train") == "train"]
     empirical = _empirical_gap(stingy_metrics_jsonl) if stingy_metrics_jsonl else None
-    fig, axes = plt.subplots(1, 2 if empirical else 1,
-                             figsize=(FULL_WIDTH if empirical else FULL_WIDTH * 0.6, 2.5),
-                             squeeze=False)
-    ax = axes[0][0]
-    settings = sorted({(row["ratio"], row["temperature"]) for row in rows})
-    for colour, (ratio, temperature) in zip(SEQUENCE, pick_evenly(settings, max_lines)):
-        chosen = [row for row in rows if row["ratio"] == ratio and row["temperature"] == temperature]
-        table = group_mean(chosen, ("step",), ("logit_gap", "predicted_gap"))
-        steps = [row["step"] for row in table]
-        ax.plot(steps, [row["logit_gap"] for row in table], color=colour,
-                label=f"r={ratio:.0%}, T={temperature:g}")
-        ax.plot(steps, [row["predicted_gap"] for row in table], color=colour, ls="--", lw=1)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("student logit gap s_M - s_Mc")
-    ax.set_title(f"Simulation ({'clean labels' if noise == 0 else f'noise {noise:g}'})")
-    ax.legend(loc="best", title="solid: measured, dashed: predicted")
+    panels = ["probe"] * bool(probe) + ["train"] * bool(train) + ["cifar"] * bool(empirical)
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(FULL_WIDTH * min(1.0, 0.4 * len(panels) + 0.2), 2.6))
+    axes = dict(zip(panels, axes[0]))
+    noise_text = "clean labels" if noise == 0 else f"label noise {noise:g}"
+    if probe:
+        ratio = _middle(sorted({row["ratio"] for row in probe}))
+        chosen = [row for row in probe if row["ratio"] == ratio]
+        _gap_lines(axes["probe"], chosen, "temperature", lambda t: f"T={t:g}", max_lines)
+        axes["probe"].set_title(f"SGD drive probe, r={ratio:.0%}")
+        axes["probe"].legend(loc="upper left")
+    if train:
+        temperature = _middle(sorted({row["temperature"] for row in train}))
+        chosen = [row for row in train if row["temperature"] == temperature]
+        _gap_lines(axes["train"], chosen, "ratio", lambda r: f"r={r:.0%}", max_lines)
+        axes["train"].set_xscale("symlog", linthresh=10, linscale=0.8)
+        axes["train"].set_title(f"Training, T={temperature:g}, {noise_text}")
+        axes["train"].legend(loc="best")
+    fig.legend([Line2D([], [], color=GREY), Line2D([], [], color=GREY, ls="--", lw=1.2)],
+               ["measured (mean over seeds)", "early-drive prediction"],
+               loc="outside lower center", ncol=2)
+    axes[panels[0]].set_ylabel(r"student logit gap $\bar s_M - \bar s_{M^c}$")
     note = ""
     if empirical:
-        epochs, gaps, predicted = empirical
-        right = axes[0][1]
-        right.plot(epochs, gaps, color=SEQUENCE[1], marker="o", ms=3, label="measured")
-        if predicted is not None:
-            right.axhline(predicted, color=GREY, ls="--", lw=1, label=f"T(1-r) = {predicted:g}")
-        right.set_xlabel("epoch")
-        right.set_title("CIFAR-10 stingy student")
-        right.legend(loc="best")
-        note = " Right: the CIFAR-10 stingy student (quick profile) per epoch."
+        epochs, gaps = empirical
+        axes["cifar"].plot(epochs, gaps, color=SEQUENCE[1], marker="o", ms=3)
+        axes["cifar"].set_xlabel("epoch")
+        axes["cifar"].set_title("CIFAR-10 stingy student")
+        note = (" Right: the CIFAR-10 stingy student's gap on test images per epoch (no "
+                "prediction is drawn: the linear drive prediction holds for the first steps only).")
     paths = save_figure(fig, out_stem)
-    caption = ("Mean student logit on the teacher's kept set minus on the dropped set during "
-               f"{method.replace('_', ' ')} training (solid; simulation mean over seeds) against the "
-               f"prediction (dashed).{note}")
+    probe_text = (" Left: stingy students trained by plain SGD for a few steps at several T, "
+                  "whose early growth the drive predicts to be linear with rate kappa a T/k lr."
+                  if probe else "")
+    caption = ("Mean student logit on the teacher's kept set M minus on the dropped set during "
+               f"stingy KD in the simulations ({noise_text}; solid: measured, mean over seeds; "
+               "dashed: the early-drive prediction gap(0) + kappa a T/k lr step, given for the "
+               "first steps only; the training panel's step axis is linear up to 10, then "
+               f"log).{probe_text}{note}")
     return {**paths, "caption": caption}
+
+
+def _middle(values):
+    return values[len(values) // 2]

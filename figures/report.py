@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from figures.draw import GPU_CHECK, PAPER_DIR, QUICK_DIR, SIMULATION_DIR, THEORY_DIR
 from figures.inputs import group_mean, is_missing, read_rows
@@ -171,8 +172,9 @@ def cifar_section(results_dir: Path, paper: dict) -> str:
                        fmt(paper_cnn.get(row["method"]), 2)] for row in rows]
         lines.append(table(["method", "student", "r", "T", "test acc (%)", "teacher acc (%)",
                             "paper (CNN student, %)"], table_rows))
-        lines.append(f"\nPaper's CIFAR-10 ResNet-18 teacher: {reference['teacher_accuracy']['normal']}"
-                     f"% (nasty {reference['teacher_accuracy']['nasty']}%); data-free KD (DAFL, "
+        teacher = reference["teacher_accuracy"]
+        lines.append(f"\nPaper's CIFAR-10 ResNet-18 teacher: {teacher['normal']}"
+                     f"% (nasty {teacher['nasty']}%); data-free KD (DAFL, "
                      f"ResNet-34 teacher) stingy student {paper['dafl_cifar10']['stingy'][1]}%.")
     gpu = _read_json(results_dir / GPU_CHECK)
     lines.append("\n" + gpu_section(gpu, reference) if gpu else

@@ -14,10 +14,10 @@ Stages (profile ``quick``, results folder ``results/`` by default):
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import numpy as np
+import tomllib
 
 from figures.draw import (
     PAPER_DIR,

@@ -90,7 +90,8 @@ def draw_kept_mass(theory_grid, out_stem, teacher_theory=None, theory_label="rep
         _kept_mass_panel(right, teacher_rows, "Measured: trained teacher", max_lines)
         right.set_ylabel("")
         right.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
-        measured = "right: the same quantities on a trained teacher's test logits (teacher_theory.csv)"
+        measured = ("right: the same quantities on a trained teacher's test logits "
+                    "(teacher_theory.csv)")
     else:
         measured = ("theory only: no trained teacher's logits were available "
                     "(teacher_theory.csv missing; run `stingy quick` with CIFAR-10 data)")
@@ -98,7 +99,8 @@ def draw_kept_mass(theory_grid, out_stem, teacher_theory=None, theory_label="rep
     paths = save_figure(fig, out_stem)
     caption = ("Kept mass m = sum of the dense tempered teacher over its top-k classes against "
                "temperature (solid), with the T2 bounds k/K <= m <= 1/(1+((K-k)/k)e^{-D/T}) "
-               f"(dash-dot, dashed) and the 1/T expansion (dotted). Left: {theory_label}; {measured}. "
+               "(dash-dot, dashed) and the 1/T expansion (dotted). "
+               f"Left: {theory_label}; {measured}. "
                "m falls to r = k/K only when T is much larger than the logit range.")
     return {**paths, "caption": caption}
 
@@ -233,6 +235,7 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative log
                f"gradient over sparse ratio r and temperature T, on {theory_label} "
                f"(K={num_classes}). Left: heatmap (log colour); right: the ratio against T for "
                "a few r, with its T5 bound dashed. Small values mean the student mostly learns "
-               "'kept vs dropped' and little about the teacher's ranking inside M; with k = 1 there "
+               "'kept vs dropped' and little about the teacher's ranking inside M; with k = 1 "
+               "there "
                "is no ranking inside M and the signal is 0 (blank row, no line).")
     return {**paths, "caption": caption}

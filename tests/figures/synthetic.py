@@ -3,7 +3,6 @@ report tests. Values are made up but shaped like the real files (same columns)."
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -60,15 +59,23 @@ def simulation_summary_rows(stingy_dip=20.0) -> list[dict]:
 
 
 def gap_trajectory_rows() -> list[dict]:
+    """Main training (phase train, prediction for the first 10 steps only) and the SGD probe
+    (phase probe, several temperatures), as simulations/sweep.py writes them."""
     rows = []
+    common = {"classes": 100, "noise": 0.0, "noise_kind": "symmetric", "method": "stingy_kd"}
     for ratio in (0.1, 0.5):
         for seed in (0, 1):
-            for step in range(0, 200, 20):
-                predicted = 20 * (1 - ratio)
-                rows.append({"step": step, "noise": 0.0, "noise_kind": "symmetric",
-                             "method": "stingy_kd", "ratio": ratio, "temperature": 20.0,
-                             "seed": seed, "logit_gap": predicted * (1 - math.exp(-step / 50)),
-                             "predicted_gap": predicted})
+            for step in [*range(11), *range(25, 201, 25)]:
+                rows.append({**common, "phase": "train", "step": step, "ratio": ratio,
+                             "k": int(ratio * 100), "temperature": 20.0, "seed": seed,
+                             "logit_gap": 15 * (1 - math.exp(-step / 50)),
+                             "predicted_gap": 0.3 * step if step <= 10 else math.nan})
+    for temperature in (5.0, 20.0):
+        for step in range(11):
+            rows.append({**common, "phase": "probe", "step": step, "ratio": 0.1, "k": 10,
+                         "temperature": temperature, "seed": 0,
+                         "logit_gap": 0.011 * temperature * step,
+                         "predicted_gap": 0.01 * temperature * step})
     return rows
 
 

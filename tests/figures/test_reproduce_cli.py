@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import figures_synthetic as synthetic
-from stingy.cli import main
 
 from figures.reproduce import build_stages, profile_names
+from stingy.cli import main
 
 
 def test_reproduce_with_a_bad_profile_exits_2_with_one_line(capsys):
