@@ -86,18 +86,41 @@ def derivations_section(results_dir: Path) -> str:
     return head + table(["id", "statement", "status", "detail"], rows)
 
 
+def simulation_setup(results_dir: Path) -> str:
+    """One sentence on the simulated task from simulations/config.json."""
+    saved = _read_json(results_dir / SIMULATION_DIR / "config.json")
+    config = (saved or {}).get("config")
+    if not config:
+        return "Simulations are synthetic (simulations/config.json absent)."
+    task, student, distill = config["task"], config["student"], config["distill"]
+    return (f"Synthetic task: {task['classes']} classes, {task['train_size']} training examples "
+            f"per seed, teacher {config['teacher']['kind']}, students with {student['hidden']} "
+            f"hidden units trained {student['steps']} steps, {student['seeds']} seeds, "
+            f"T={distill['temperature']:g}, alpha={distill['alpha']:g}; wall time "
+            f"{fmt(saved.get('wall_time_s'), 0)} s (simulations/config.json).")
+
+
 def verdicts_section(results_dir: Path) -> str:
     verdicts = _read_json(results_dir / SIMULATION_DIR / "verdicts.json")
     if verdicts is None:
         return "Not run (no simulations/verdicts.json)."
-    rows = [[fmt(v.get("check", "")), fmt(v.get("statement", "")), fmt(v.get("predicted")),
+    rows = [[fmt(v.get("check", "")), _setting(v), fmt(v.get("statement", "")),
+             fmt(v.get("predicted")),
              fmt(v.get("measured")), fmt(v.get("ci95")), verdict_text(v.get("verdict")),
              fmt(v.get("detail", ""))] for v in verdicts]
     failing = sum(verdict_text(v.get("verdict")) != "pass" for v in verdicts)
-    head = (f"{len(verdicts)} checks, {failing} not passing (marked in bold). Simulations are "
-            "synthetic (see simulations/config.json).\n\n")
-    return head + table(["check", "statement", "predicted", "measured", "95% CI", "verdict",
-                         "detail"], rows)
+    head = (f"{len(verdicts)} checks, {failing} not passing (marked in bold). "
+            f"{simulation_setup(results_dir)}\n\n")
+    return head + table(["check", "setting", "statement", "predicted", "measured", "95% CI",
+                         "verdict", "detail"], rows)
+
+
+def _setting(verdict: dict) -> str:
+    """The label-noise setting a verdict belongs to ('-' when it spans settings)."""
+    noise, kind = verdict.get("noise"), verdict.get("noise_kind")
+    if noise is None:
+        return "-"
+    return f"noise {fmt(noise)}" + (f" {kind}" if isinstance(kind, str) else "")
 
 
 def sparse_ratio_section(results_dir: Path, paper: dict) -> str:

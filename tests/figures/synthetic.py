@@ -82,7 +82,7 @@ def gap_trajectory_rows() -> list[dict]:
 VERDICTS = [
     {"check": "u_shape", "statement": "stingy accuracy is lowest at an intermediate r",
      "predicted": "minimum at 0.05 <= r <= 0.2", "measured": 0.1, "ci95": [0.05, 0.2],
-     "verdict": "pass", "detail": "min at r=0.1"},
+     "verdict": "pass", "detail": "min at r=0.1", "noise": 0.2, "noise_kind": "symmetric"},
     {"check": "gap_matches", "statement": "logit gap tends to T(1-r)", "predicted": 18.0,
      "measured": 12.345, "ci95": [11.9, 12.8], "verdict": "fail", "detail": "gap saturates lower"},
 ]

@@ -22,6 +22,7 @@ def test_report_contains_the_verdict_numbers_and_marks_the_failing_one(drawn_res
     failing_line = next(line for line in text.splitlines() if line.startswith("| gap_matches"))
     assert "**FAIL**" in failing_line
     passing_line = next(line for line in text.splitlines() if line.startswith("| u_shape"))
+    assert "noise 0.2 symmetric" in passing_line
     assert "FAIL" not in passing_line and "| pass |" in passing_line
 
 
