@@ -28,7 +28,7 @@ from figures.draw import (
     THEORY_GRID,
     draw_all,
 )
-from figures.stages import Stage, StageUnavailable, run_stage
+from figures.stages import Stage, StageUnavailable, run_stage, source_digest
 from stingy.io import write_csv, write_json, write_text
 
 PROFILES_FILE = Path(__file__).with_name("profiles.toml")
@@ -181,26 +181,30 @@ def build_stages(profile: str, results_dir: Path, data: str | None) -> list[Stag
         raise ValueError(f"profile must be one of {', '.join(profiles)}, got {profile!r}")
     spec = profiles[profile]
     results_dir = Path(results_dir)
+    theory_code = {"code": source_digest("theory")}
     stages = [
-        Stage("derivations", {"theory": "T1-T5"}, lambda: write_derivations(results_dir),
+        Stage("derivations", theory_code, lambda: write_derivations(results_dir),
               (f"{THEORY_DIR}/derivations.json",), description="sympy derivations T1-T5"),
-        Stage("theory_grid", spec["theory_grid"],
+        Stage("theory_grid", {**spec["theory_grid"], **theory_code},
               lambda: write_theory_grid(results_dir, spec["theory_grid"]), (THEORY_GRID,),
               description="theory grid on representative logits"),
-        Stage("simulations", spec["simulations"],
+        Stage("simulations", {**spec["simulations"], "code": source_digest("simulations")},
               lambda: run_simulations(results_dir, spec["simulations"]["args"]),
               (f"{SIMULATION_DIR}/summary.csv", f"{SIMULATION_DIR}/verdicts.json"),
               description="simulation sweep"),
     ]
     cifar = spec["cifar10"]
+    empirical_code = source_digest("empirical")
     if cifar["kind"] == "quick":
-        stages.append(Stage("cifar10_quick", {"kind": "quick", "data": data},
+        stages.append(Stage("cifar10_quick", {"kind": "quick", "data": data,
+                                              "code": empirical_code},
                             lambda: run_cifar10_quick(results_dir, data),
                             (f"{QUICK_DIR}/summary.csv",),
                             description="CIFAR-10 quick comparison (CPU)"))
     else:
         for run in cifar["runs"]:
-            stages.append(Stage(f"cifar10_{run['name']}", {**run, "data": data},
+            stages.append(Stage(f"cifar10_{run['name']}",
+                                {**run, "data": data, "code": empirical_code},
                                 lambda run=run: run_recipe(results_dir, run, data),
                                 (f"{PAPER_DIR}/runs/{run['name']}/summary.json",),
                                 description=f"CIFAR-10 recipe {run['recipe']}"))

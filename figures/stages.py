@@ -43,6 +43,19 @@ def config_digest(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def source_digest(*packages: str) -> str:
+    """sha256 of the .py and .toml files of the named top-level packages (the code a stage
+    runs), so that a stage reruns when its layer's code or packaged config changes."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in packages:
+        for path in sorted((root / package).rglob("*")):
+            if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def marker_path(results_dir: Path, name: str) -> Path:
     return Path(results_dir) / MARKER_DIR / f"{name}.json"
 

@@ -69,3 +69,11 @@ def test_an_unavailable_stage_prints_one_line_and_is_tried_again_next_time(tmp_p
         assert record["status"] == "unavailable"
     assert len(calls) == 2 and not marker_path(tmp_path, "cifar").exists()
     assert sum("not run: CIFAR-10 data not found" in line for line in lines) == 2
+
+
+def test_source_digest_changes_with_the_code_and_is_stable_otherwise():
+    from figures.stages import source_digest
+
+    assert source_digest("figures") == source_digest("figures")
+    assert source_digest("figures") != source_digest("theory")
+    assert len(source_digest("figures")) == 16
