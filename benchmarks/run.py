@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from benchmarks.bench_kd_loss import bench_kd_loss
 from benchmarks.bench_throughput import bench_cnn_throughput
 from figures.machine import describe, machine_info
@@ -57,7 +59,8 @@ def gpu_numbers(path: Path) -> dict | None:
 
 def markdown(result: dict) -> str:
     machine = result["machine"]
-    lines = [f"Machine: {describe(machine)}; {machine['date']}.", "",
+    lines = [f"Machine: {describe(machine)}, {machine['torch_threads']} torch thread(s); "
+             f"{machine['date']}.", "",
              "| batch | K | k | ours (us) | reference (us) | copy (us) | reference / ours "
              "| ours / copy |", "|---|---|---|---|---|---|---|---|"]
     for row in result["kd_loss"]:
@@ -84,7 +87,12 @@ def main(argv=None) -> int:
     parser.add_argument("--gpu-check", default="results/gpu_check.json")
     parser.add_argument("--quick", action="store_true", help="shorter timing runs")
     parser.add_argument("--skip-simulation", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice); 1 is steadier on a busy "
+                        "machine")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     result = {"machine": machine_info()}
     print("kd_loss forward + backward ...", flush=True)
     result["kd_loss"] = bench_kd_loss(min_run_time=0.1 if args.quick else 0.5)
