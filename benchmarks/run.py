@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -24,22 +25,15 @@ from figures.machine import describe, machine_info
 from stingy.io import write_json
 
 
-def bench_simulation_sweep() -> dict:
-    """Wall time of the default simulation sweep (the simulations helper's benchmark when it
-    exists, else `stingy simulate` with its defaults into a temporary folder)."""
-    try:
-        from benchmarks.bench_simulation import bench_simulation
-    except ImportError:
-        bench_simulation = None
-    if bench_simulation is not None:
-        return bench_simulation()
-    from stingy.cli import build_parser
-
-    with tempfile.TemporaryDirectory() as out:
-        args = build_parser().parse_args(["simulate", "--out", out])
-        start = time.perf_counter()
-        args.run(args)
-        return {"sweep": "default", "seconds": time.perf_counter() - start}
+def bench_simulation_sweep(threads: int) -> dict:
+    """Wall time of the default simulation sweep: runs the simulations layer's
+    benchmarks/bench_simulation.py (a fresh sweep, nothing reused) and returns its JSON."""
+    script = Path(__file__).with_name("bench_simulation.py")
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "bench_simulation.json"
+        subprocess.run([sys.executable, str(script), "--out", str(out), "--threads",
+                        str(threads)], check=True, cwd=script.parents[1])
+        return json.loads(out.read_text())
 
 
 def gpu_numbers(path: Path) -> dict | None:
@@ -74,8 +68,8 @@ def markdown(result: dict) -> str:
                      f"{throughput['images_per_second']:.0f} |")
     simulation = result.get("simulation")
     if simulation:
-        seconds = simulation.get("seconds", float("nan"))
-        lines.append(f"| default simulation sweep (s) | {seconds:.1f} |")
+        lines.append(f"| default simulation sweep, {simulation['students']} students "
+                     f"(wall s) | {simulation['wall_time_s']:.1f} |")
     for key, value in (result.get("gpu_check") or {}).items():
         lines.append(f"| GPU check: {key} | {value} |")
     return "\n".join(lines)
@@ -100,7 +94,7 @@ def main(argv=None) -> int:
     result["cnn_throughput"] = bench_cnn_throughput(steps=5 if args.quick else 20)
     if not args.skip_simulation:
         print("default simulation sweep ...", flush=True)
-        result["simulation"] = bench_simulation_sweep()
+        result["simulation"] = bench_simulation_sweep(torch.get_num_threads())
     result["gpu_check"] = gpu_numbers(Path(args.gpu_check))
     write_json(args.out, result)
     print(markdown(result))
