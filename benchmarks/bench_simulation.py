@@ -1,0 +1,67 @@
+"""Wall time of the default `stingy simulate` sweep (not part of the test suite).
+
+Runs the sweep of simulations/default.toml (or --config) into a fresh temporary folder, so no
+finished setting is reused, and prints a table: wall time, per-setting time, students trained,
+student-steps per second, torch threads and the machine's load average at start and end (the
+target is under 2 minutes on 2 CPU cores; a loaded machine inflates the time). Writes the
+numbers as JSON to --out. With --keep DIR the sweep's result files are kept there.
+
+    python benchmarks/bench_simulation.py --out bench_simulation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from simulations.cli import simulate
+from simulations.config import load_config
+from simulations.training import build_specs
+from stingy.io import write_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="JSON file for the measurements")
+    parser.add_argument("--config", help="TOML override of simulations/default.toml")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--keep", help="folder to keep the sweep's result files in")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(args.keep) if args.keep else Path(scratch)
+        start = time.perf_counter()
+        simulate(config, out, quiet=False)
+        wall = time.perf_counter() - start
+    load_end = os.getloadavg()
+    settings = len(config["noise"]["rates"]) * len(config["noise"]["kinds"])
+    students = settings * len(build_specs(
+        config["distill"]["methods"], config["distill"]["ratios"],
+        [config["distill"]["temperature"]], config["distill"]["alpha"],
+        config["student"]["seeds"], config["task"]["classes"]))
+    result = {
+        "benchmark": "default simulate sweep", "wall_time_s": wall, "target_s": 120.0,
+        "settings": settings, "students": students, "steps": config["student"]["steps"],
+        "student_steps_per_s": students * config["student"]["steps"] / wall,
+        "seconds_per_setting": wall / settings, "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(), "load_average_start": load_start,
+        "load_average_end": load_end, "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    }
+    write_json(args.out, result)
+    width = max(map(len, result))
+    for key, value in result.items():
+        shown = f"{value:.2f}" if isinstance(value, float) else value
+        print(f"{key:<{width}}  {shown}")
+
+
+if __name__ == "__main__":
+    main()
