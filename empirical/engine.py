@@ -266,7 +266,8 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
         if stop_after_epochs is not None and len(seconds_here) >= stop_after_epochs:
             stop_reason = "stop_after_epochs"
         elif deadline is not None and seconds_here:
-            mean_seconds = sum(seconds_here) / len(seconds_here)
+            steady = seconds_here[1:] or seconds_here  # the first epoch includes warm-up
+            mean_seconds = sum(steady) / len(steady)
             if time.monotonic() + mean_seconds * (schedule["epochs"] - epoch) > deadline:
                 stop_reason = "deadline"
         if stop_reason:
