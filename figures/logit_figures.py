@@ -32,6 +32,16 @@ def tempered_softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
     return weights / weights.sum(axis=-1, keepdims=True)
 
 
+def distinct_label_images(labels, available: int, count: int) -> list[int]:
+    """Indices of up to ``count`` images, the first image of each label first (test sets are
+    often sorted by class), then the remaining images in order."""
+    if labels is None:
+        return list(range(min(count, available)))
+    first = list({int(label): index for index, label in reversed(list(enumerate(labels)))}.values())
+    order = sorted(first) + [i for i in range(available) if i not in first]
+    return order[:count]
+
+
 def draw_logit_responses(teacher_logits_npz, out_stem, images=4, temperature=None) -> dict:
     """F6: bar charts of softmax(z/T) per class for a normal, a nasty (if in the file) and a
     stingy teacher on a few test images (rows: teachers, columns: images)."""
@@ -47,7 +57,10 @@ def draw_logit_responses(teacher_logits_npz, out_stem, images=4, temperature=Non
                  else [str(i) for i in range(logits["normal"].shape[-1])])
         if temperature is None:
             temperature = float(archive["temperature"]) if "temperature" in archive.files else 4.0
-    count = min(images, logits["normal"].shape[0])
+    shown = distinct_label_images(labels, logits["normal"].shape[0], images)
+    logits = {name: values[shown] for name, values in logits.items()}
+    labels = labels[shown] if labels is not None else None
+    count = len(shown)
     fig, axes = plt.subplots(len(logits), count, figsize=(FULL_WIDTH, 1.25 * len(logits) + 0.6),
                              sharex=True, sharey=True, squeeze=False)
     classes = np.arange(len(names))
@@ -69,7 +82,7 @@ def draw_logit_responses(teacher_logits_npz, out_stem, images=4, temperature=Non
         ax.set_xticks(classes, names, rotation=90)
     missing = ("" if "nasty" in logits
                else " No nasty teacher was in the file: normal and stingy only.")
-    fig.suptitle(f"Teacher responses softmax(z/T), T={temperature:g}", y=1.0)
+    fig.suptitle(f"Teacher responses softmax(z/T), T={temperature:g}")
     paths = save_figure(fig, out_stem)
     caption = (f"Tempered teacher outputs softmax(z/T) at T={temperature:g} on {count} CIFAR-10 "
                "test images (columns; true class outlined). Rows: " + ", ".join(logits) +

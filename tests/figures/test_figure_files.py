@@ -3,6 +3,7 @@ and names the missing file when its input is absent."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from figures_synthetic import write_results
 
@@ -63,3 +64,11 @@ def test_logit_responses_say_when_no_nasty_teacher_is_in_the_file(drawn_results)
     _, drawn, _ = drawn_results
     record = next(r for r in drawn if r["figure_id"] == "F6_logit_responses")
     assert "No nasty teacher" in record["caption"]
+
+
+def test_logit_responses_show_distinct_classes_first_when_the_file_is_sorted_by_class():
+    from figures.logit_figures import distinct_label_images
+
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    assert distinct_label_images(labels, 6, 4) == [0, 3, 5, 1]
+    assert distinct_label_images(None, 2, 4) == [0, 1]
