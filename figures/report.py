@@ -32,7 +32,7 @@ def fmt(value, digits: int = 4) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         if isinstance(value, (list, tuple)):
             return "[" + ", ".join(fmt(v, digits) for v in value) + "]"
-        return str(value).replace("|", "/").replace("\n", " ")
+        return str(value).replace("|", "\\|").replace("\n", " ")
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     if value != 0 and abs(value) < 10 ** -digits:

@@ -59,6 +59,7 @@ def test_fmt_keeps_four_decimals_and_trims_zeros():
     assert fmt(12.345) == "12.345" and fmt(0.5) == "0.5" and fmt(3) == "3"
     assert fmt(25000.0, 0) == "25000" and fmt(100) == "100"
     assert fmt(float("nan")) == "-" and fmt([0.05, 0.2]) == "[0.05, 0.2]"
+    assert fmt("KL(p||q)") == "KL(p\\|\\|q)"  # pipes escaped inside Markdown tables
 
 
 def test_paper_numbers_file_has_a_source_and_the_sparse_ratio_ablation():
