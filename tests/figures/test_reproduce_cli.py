@@ -67,3 +67,23 @@ def test_reproduce_runs_fake_stages_then_reuses_them_and_writes_the_report(tmp_p
     assert [r["status"] for r in second] == ["reused", "unavailable"]
     assert calls == ["simulations", "cifar10_quick", "cifar10_quick"]
     assert sum("CIFAR-10 data not found" in line for line in lines) == 2
+
+
+def test_paper_runs_are_summarised_in_the_quick_summary_columns(tmp_path):
+    from figures.reproduce import PAPER_DIR, summarise_paper_runs
+    from stingy.io import write_json
+
+    runs = [{"name": "scratch", "recipe": "cifar10-scratch"},
+            {"name": "stingy-r0.2", "recipe": "cifar10-stingy", "teacher": "teacher"},
+            {"name": "unfinished", "recipe": "cifar10-kd", "teacher": "teacher"}]
+    for name, method, accuracy in (("scratch", {"name": "scratch"}, 0.9228),
+                                   ("stingy-r0.2", {"name": "stingy", "ratio": 0.2, "k": 0,
+                                                    "temperature": 20.0, "alpha": 0.9}, 0.5544)):
+        folder = tmp_path / PAPER_DIR / "runs" / name
+        write_json(folder / "summary.json", {"test_accuracy": accuracy, "train_seconds": 10.0,
+                                             "device": "cuda"})
+        write_json(folder / "recipe.json", {"method": method, "model": {"name": "preresnet20"}})
+    assert summarise_paper_runs(tmp_path, runs, None) == {"runs": 2}
+    text = (tmp_path / PAPER_DIR / "summary.csv").read_text()
+    assert "stingy,stingy-r0.2,teacher,preresnet20,0,0.2,20.0,0.9,0.5544" in text
+    assert "unfinished" not in text
