@@ -78,7 +78,8 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/benchmarks.json")
-    parser.add_argument("--gpu-check", default="results/gpu_check.json")
+    parser.add_argument("--gpu-check", default=None, help="the GPU check's JSON (default: "
+                        "results/gpu_check.json or results/gpu/gpu_check.json)")
     parser.add_argument("--quick", action="store_true", help="shorter timing runs")
     parser.add_argument("--skip-simulation", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
@@ -95,7 +96,10 @@ def main(argv=None) -> int:
     if not args.skip_simulation:
         print("default simulation sweep ...", flush=True)
         result["simulation"] = bench_simulation_sweep(torch.get_num_threads())
-    result["gpu_check"] = gpu_numbers(Path(args.gpu_check))
+    gpu_check = args.gpu_check or next(
+        (p for p in ("results/gpu_check.json", "results/gpu/gpu_check.json") if Path(p).is_file()),
+        "results/gpu_check.json")
+    result["gpu_check"] = gpu_numbers(Path(gpu_check))
     write_json(args.out, result)
     print(markdown(result))
     print(f"wrote {args.out}")

@@ -19,7 +19,7 @@ THEORY_CONFIG = f"{THEORY_DIR}/theory_grid.json"
 SIMULATION_DIR = "simulations"
 QUICK_DIR = "cifar10_quick"
 PAPER_DIR = "cifar10_paper"
-GPU_CHECK = "gpu_check.json"
+GPU_CHECK = ("gpu_check.json", "gpu/gpu_check.json")  # where empirical/gpu_check.py's file is kept
 FIGURE_DIR = "figures"
 
 

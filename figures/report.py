@@ -11,7 +11,7 @@ from pathlib import Path
 
 import tomllib
 
-from figures.draw import GPU_CHECK, PAPER_DIR, QUICK_DIR, SIMULATION_DIR, THEORY_DIR
+from figures.draw import GPU_CHECK, PAPER_DIR, QUICK_DIR, SIMULATION_DIR, THEORY_DIR, resolve
 from figures.inputs import group_mean, is_missing, read_rows
 from figures.machine import describe, machine_info
 from stingy.io import write_text
@@ -199,9 +199,10 @@ def cifar_section(results_dir: Path, paper: dict) -> str:
         lines.append(f"\nPaper's CIFAR-10 ResNet-18 teacher: {teacher['normal']}"
                      f"% (nasty {teacher['nasty']}%); data-free KD (DAFL, "
                      f"ResNet-34 teacher) stingy student {paper['dafl_cifar10']['stingy'][1]}%.")
-    gpu = _read_json(results_dir / GPU_CHECK)
+    gpu_path = resolve(results_dir, GPU_CHECK)
+    gpu = _read_json(gpu_path) if gpu_path else None
     lines.append("\n" + gpu_section(gpu, reference) if gpu else
-                 "\nNo GPU check results (`gpu_check.json` absent).")
+                 "\nNo GPU check results (no gpu_check.json or gpu/gpu_check.json).")
     return "\n".join(lines)
 
 
@@ -211,9 +212,12 @@ def gpu_section(gpu: dict, reference: dict) -> str:
     teacher = gpu.get("teacher") or {}
     reached = teacher.get("time_to_93") or {}
     toy = " TOY RUN (synthetic data): not a measurement." if gpu.get("toy") else ""
-    lines = [f"GPU check (`gpu_check.json`): {gpu.get('device_name', gpu.get('device'))}, torch "
+    device = gpu.get("device_name", gpu.get("device"))
+    lines = [f"GPU check (`gpu_check.json`, empirical/gpu_check.py): {device}, torch "
              f"{gpu.get('torch')}, CUDA {gpu.get('cuda')}, {gpu.get('date')}, commit "
-             f"{gpu.get('commit')}.{toy}\n",
+             f"{gpu.get('commit')}.{toy} Short one-cycle schedules sized to a few minutes of "
+             "GPU time (not the reference's 160 epochs), one seed; the paper column holds the "
+             "reference's full-schedule CIFAR-10 numbers (Nasty Teacher table).\n",
              table(["teacher", "test acc (%)", "time to 93% (train s)", "epoch reached",
                     "images/s", "TFLOP/s"],
                    [[fmt(teacher.get("model")), percent(teacher.get("test_accuracy")),
