@@ -22,7 +22,7 @@ import torch
 from benchmarks.bench_kd_loss import bench_kd_loss
 from benchmarks.bench_throughput import bench_cnn_throughput
 from figures.machine import describe, machine_info
-from figures.report import fmt
+from figures.report import fmt, percent
 from stingy.io import write_json
 
 
@@ -72,6 +72,8 @@ def markdown(result: dict) -> str:
         lines.append(f"| default simulation sweep, {simulation['students']} students "
                      f"(wall s) | {simulation['wall_time_s']:.1f} |")
     for key, value in (result.get("gpu_check") or {}).items():
+        if "accuracy" in key:
+            key, value = key + "_%", percent(value)
         shown = "not reached" if value is None and "to_93" in key else fmt(value, 2)
         lines.append(f"| GPU check: {key.replace('_', ' ')} | {shown} |")
     return "\n".join(lines)
