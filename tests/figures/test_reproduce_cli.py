@@ -87,3 +87,15 @@ def test_paper_runs_are_summarised_in_the_quick_summary_columns(tmp_path):
     text = (tmp_path / PAPER_DIR / "summary.csv").read_text()
     assert "stingy,stingy-r0.2,teacher,preresnet20,0,0.2,20.0,0.9,0.5544" in text
     assert "unfinished" not in text
+
+
+def test_cifar_stage_with_a_missing_data_path_prints_one_line_on_providing_data(tmp_path):
+    from figures.stages import run_stage
+
+    stage = next(s for s in build_stages("quick", tmp_path, str(tmp_path / "absent.tar.gz"))
+                 if s.name == "cifar10_quick")
+    lines = []
+    record = run_stage(stage, tmp_path, log=lines.append)
+    assert record["status"] == "unavailable"
+    hint = [line for line in lines if "not run" in line]
+    assert len(hint) == 1 and "--data PATH" in hint[0] and "STINGY_DATA" in hint[0]
