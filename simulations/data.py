@@ -112,5 +112,17 @@ def noisy_labels(labels: torch.Tensor, transition: torch.Tensor,
 
 
 def noisy_log_posterior(clean_log_probs: torch.Tensor, transition: torch.Tensor) -> torch.Tensor:
-    """log p(y~ | x) = log sum_c p(c | x) N[c, y~], exact, in log space (float64)."""
-    return torch.logsumexp(clean_log_probs[:, :, None] + transition.log()[None], dim=1)
+    """log p(y~ | x) = log sum_c p(c | x) N[c, y~], exact (float64).
+
+    Computed as l_max + log(exp(l - l_max) @ N) per example (one matmul); entries where that
+    comes near float64's underflow (below e^-700 of the largest term) are recomputed with a
+    log-sum-exp.
+    """
+    clean_log_probs = clean_log_probs.double()
+    top = clean_log_probs.amax(dim=-1, keepdim=True)
+    result = top + ((clean_log_probs - top).exp() @ transition).log()
+    rows = (~(result > top - 700)).any(dim=-1).nonzero().squeeze(1)
+    if len(rows):
+        result[rows] = torch.logsumexp(clean_log_probs[rows, :, None] + transition.log()[None],
+                                       dim=1)
+    return result

@@ -212,8 +212,10 @@ def run_setting(config: dict, rate: float, kind: str, progress=None) -> dict:
                               distill["alpha"], seeds, classes)
     probe_settings = dict(student, optimizer="sgd", momentum=0.0, weight_decay=0.0,
                           lr=probe["lr"], steps=probe["steps"], schedule="constant")
-    _, probe_gaps = train_students(probe_specs, setting["inputs"], setting["noisy"],
-                                   setting["train_teacher"], probe_settings, probe_x,
+    used = probe["steps"] * student["batch_size"]  # the probe sees only its first epoch
+    _, probe_gaps = train_students(probe_specs, setting["inputs"][:, :used],
+                                   setting["noisy"][:, :used], setting["train_teacher"][:, :used],
+                                   probe_settings, probe_x,
                                    kept_masks(probe_teacher, probe_specs),
                                    set(range(probe["steps"] + 1)),
                                    _generator(config["task"]["task_seed"], 4), progress)

@@ -13,7 +13,8 @@ with the target built from the teacher's logits z of model m's seed:
                       student's softmax is renormalised over M (kd_loss(..., within_kept=True));
 ``label_smoothing``   target uniform at T = 1: (1-a) CE(s, y) + a KL(u || softmax(s)), i.e.
                       label smoothing with epsilon = a (up to a constant).
-The KL is :func:`theory.operators.distillation_kl`; all models step together (one optimizer on
+The KL is :func:`theory.operators.distillation_kl` (in the form of
+:func:`per_model_losses`); all models step together (one optimizer on
 stacked parameters); models of the same seed share the data, initial weights and batch order,
 so method comparisons are paired by seed.
 """
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 
 from simulations.students import init_mlp, make_optimizer, mlp_forward
 from theory.expansion import logit_gap
-from theory.operators import distillation_kl, reverse_logits, top_k_mask
+from theory.operators import reverse_logits, top_k_mask
 
 METHODS = ("scratch", "normal_kd", "stingy_kd", "reversed_kd", "within_m_kd", "label_smoothing")
 SPARSE_METHODS = ("stingy_kd", "within_m_kd")
@@ -76,12 +77,13 @@ def build_specs(methods: list[str], ratios: list[float], temperatures: list[floa
 
 
 class TargetBank:
-    """Each model's tempered target log-probabilities, precomputed per distinct target.
+    """Each model's tempered target, precomputed per distinct target.
 
     A target is fixed by (teacher source, k, T): the normal or reversed teacher, or the
     uniform distribution (label smoothing), sparsified to its top-k set M with
-    :func:`theory.operators.top_k_mask`. The table [U, S, N, C] holds log softmax(z_k / T)
-    for every distinct target U, seed S and training example N (-inf off M).
+    :func:`theory.operators.top_k_mask`. Per distinct target U, seed S and training example N
+    the bank holds the probabilities p = softmax(z_k / T) [U, S, N, C] (0 off M), the constant
+    sum_i p(i) log p(i) [U, S, N] (0 log 0 = 0) and M itself [U, S, N, C] (used by within-M KD).
     """
 
     def __init__(self, teacher_logits: torch.Tensor, specs: ModelSpecs):
@@ -92,33 +94,54 @@ class TargetBank:
         distinct = sorted(set(keys))
         logits = {"teacher": teacher_logits, "reversed": reverse_logits(teacher_logits),
                   "uniform": torch.zeros_like(teacher_logits)}
-        self.table = torch.stack([
-            torch.log_softmax(logits[source].masked_fill(
-                ~top_k_mask(logits[source], k), float("-inf")) / temperature, dim=-1)
+        num_classes = teacher_logits.shape[-1]
+        masks = {(source, k): top_k_mask(logits[source], k) if k < num_classes
+                 else torch.ones_like(teacher_logits, dtype=torch.bool)
+                 for source, k, _ in distinct}
+        self.probs = torch.stack([torch.softmax(logits[source].masked_fill(
+            ~masks[source, k], float("-inf")) / temperature, dim=-1)
             for source, k, temperature in distinct])
+        self.neg_entropy = torch.special.xlogy(self.probs, self.probs).sum(-1)
+        self.kept = torch.stack([masks[source, k] for source, k, _ in distinct])
         self.target_index = torch.tensor([distinct.index(key) for key in keys])
         self.within_m = torch.tensor([m == "within_m_kd" for m in specs.method])
         self.seed_index = specs.seed_index
 
-    def target_log_probs(self, batch: torch.Tensor) -> torch.Tensor:
-        """log softmax(z_k / T) of each model's target on its batch [n, B] -> [n, B, C]."""
-        return self.table[self.target_index[:, None], self.seed_index[:, None], batch]
+    def targets(self, batch: torch.Tensor) -> dict:
+        """The targets of each model on its batch [n, B]: probs [n, B, C], neg_entropy [n, B],
+        and kept [n_within, B, C], M of the within-M models only."""
+        target, seed = self.target_index[:, None], self.seed_index[:, None]
+        within = self.within_m
+        return {"probs": self.probs[target, seed, batch],
+                "neg_entropy": self.neg_entropy[target, seed, batch],
+                "kept": self.kept[target[within], seed[within], batch[within]]}
 
-    def within_mask(self, target_log_probs: torch.Tensor) -> torch.Tensor:
-        """Classes the student's softmax runs over: M for within-M KD, all classes otherwise."""
-        return torch.isfinite(target_log_probs) | ~self.within_m[:, None, None]
 
+def per_model_losses(student_logits: torch.Tensor, labels: torch.Tensor, targets: dict,
+                     within_m: torch.Tensor, temperature: torch.Tensor,
+                     alpha: torch.Tensor) -> dict:
+    """Each model's KD loss (module docstring), shape [n], batch means.
 
-def per_model_losses(student_logits: torch.Tensor, labels: torch.Tensor,
-                     target_log_probs: torch.Tensor, within_mask: torch.Tensor,
-                     temperature: torch.Tensor, alpha: torch.Tensor) -> dict:
-    """Each model's KD loss (module docstring), shape [n]; ``within_mask`` False = -inf."""
+    The KL is :func:`theory.operators.distillation_kl` written so that the constant and the
+    student-dependent parts separate (one log-sum-exp, no mask of the target per step):
+
+        KL(p || softmax(s_S / T)) = sum_i p(i) log p(i) + logsumexp_{i in S}(s(i) / T)
+                                    - sum_i p(i) s(i) / T,
+
+    with S the classes the student's softmax runs over: M for the ``within_m`` models
+    (``targets["kept"]``), all classes otherwise; p = 0 off M, so the last sum runs over M.
+    """
     num_models, batch_size, num_classes = student_logits.shape
     hard = F.cross_entropy(student_logits.reshape(-1, num_classes), labels.reshape(-1),
                            reduction="none").view(num_models, batch_size).mean(1)
-    distill_logits = student_logits.masked_fill(~within_mask, float("-inf"))
-    distill = distillation_kl(distill_logits / temperature[:, None, None], target_log_probs,
-                              1.0).mean(1)
+    scaled = student_logits / temperature[:, None, None]
+    normaliser = torch.logsumexp(scaled, dim=-1)
+    if within_m.any():
+        within = torch.logsumexp(scaled[within_m].masked_fill(~targets["kept"], float("-inf")),
+                                 dim=-1)
+        normaliser = normaliser.index_put((within_m,), within)
+    cross = (targets["probs"] * scaled).sum(-1)
+    distill = (targets["neg_entropy"] + normaliser - cross).mean(1)
     total = (1 - alpha) * hard + alpha * temperature**2 * distill
     return {"total": total, "hard": hard, "distill": distill}
 
@@ -157,9 +180,8 @@ def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor
         batch = seed_batch[specs.seed_index]
         rows = specs.seed_index[:, None]
         logits = mlp_forward(params, inputs[rows, batch])
-        target = bank.target_log_probs(batch)
-        losses = per_model_losses(logits, labels[rows, batch], target, bank.within_mask(target),
-                                  specs.temperature, specs.alpha)
+        losses = per_model_losses(logits, labels[rows, batch], bank.targets(batch),
+                                  bank.within_m, specs.temperature, specs.alpha)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].sum().backward()
         if settings.get("schedule", "cosine") == "cosine":

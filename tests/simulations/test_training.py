@@ -17,11 +17,13 @@ def test_within_m_loss_equals_full_loss_when_k_is_K():
     labels = torch.randint(6, (3, 8), generator=generator)
     temperature = torch.full((3,), 4.0)
     alpha = torch.full((3,), 0.7)
-    target = torch.log_softmax(teacher / 4.0, dim=-1)
-    everything = torch.ones_like(student, dtype=torch.bool)
-    full = per_model_losses(student, labels, target, everything, temperature, alpha)["total"]
-    kept = torch.isfinite(target)  # k = K: M is every class
-    within = per_model_losses(student, labels, target, kept, temperature, alpha)["total"]
+    log_target = torch.log_softmax(teacher / 4.0, dim=-1)
+    targets = {"probs": log_target.exp(), "neg_entropy": (log_target.exp() * log_target).sum(-1),
+               "kept": torch.ones_like(student, dtype=torch.bool)}  # k = K: M is every class
+    full = per_model_losses(student, labels, dict(targets, kept=targets["kept"][:0]),
+                            torch.zeros(3, dtype=torch.bool), temperature, alpha)["total"]
+    within = per_model_losses(student, labels, targets, torch.ones(3, dtype=torch.bool),
+                              temperature, alpha)["total"]
     assert torch.allclose(within, full)
     for m in range(3):  # and each model's loss is theory.operators.kd_loss
         assert torch.allclose(full[m], kd_loss(student[m], teacher[m], labels[m], 4.0, 0.7))
@@ -37,8 +39,7 @@ def test_batched_losses_match_kd_loss_per_model_for_every_method():
     batch = torch.arange(16).expand(len(specs), 16)
     student = torch.randn(len(specs), 16, classes, generator=generator)
     labels = torch.randint(classes, (seeds, 16), generator=generator)[specs.seed_index]
-    target = bank.target_log_probs(batch)
-    losses = per_model_losses(student, labels, target, bank.within_mask(target),
+    losses = per_model_losses(student, labels, bank.targets(batch), bank.within_m,
                               specs.temperature, specs.alpha)["total"]
     from theory.operators import reverse_logits
     for m, method in enumerate(specs.method):
