@@ -93,3 +93,15 @@ def test_bad_noise_arguments_name_the_argument():
         data.noise_transition(small_task(), 1.0, "symmetric")
     with pytest.raises(ValueError, match="noise_kind"):
         data.noise_transition(small_task(), 0.1, "pairwise")
+
+
+@pytest.mark.parametrize("kind", data.NOISE_KINDS)
+@pytest.mark.parametrize("rate, sharpen", [(0.0, 1.0), (0.3, 1.0), (0.0, 30.0), (0.2, 30.0)])
+def test_noisy_posterior_equals_the_log_sum_exp_definition(kind, rate, sharpen):
+    """Also when the clean logits span thousands (sharpen=30), where exp underflows."""
+    task = small_task()
+    x, _ = data.sample(task, 500, torch.Generator().manual_seed(3))
+    clean = data.clean_log_posterior(task, x) * sharpen
+    transition = data.noise_transition(task, rate, kind)
+    expected = torch.logsumexp(clean[:, :, None] + transition.log()[None], dim=1)
+    assert torch.allclose(data.noisy_log_posterior(clean, transition), expected, atol=1e-9)
