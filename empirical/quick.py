@@ -1,5 +1,6 @@
 """``stingy quick``: the CPU profile. A small CNN teacher, then four CNN students on CIFAR-10:
-from scratch, normal KD, stingy KD and within-M KD (recipes ``quick-*.toml``).
+from scratch, normal KD, stingy KD and within-M KD (recipes ``quick-*.toml``), and a Nasty
+Teacher trained against the teacher (``quick-nasty``), whose logits figure F6 shows.
 
 The profile is sized for about 10 minutes on 2 CPU cores: the teacher sees a class-balanced
 8,000-image subset of the training set for 6 epochs; students see 4,000 of those images for
@@ -18,8 +19,9 @@ Outputs in ``out``:
     summary.json, summary.csv    one row per student (columns :data:`SUMMARY_COLUMNS`)
     teacher_theory.csv           theory_grid on the teacher's test logits, k in {1, 2, 5, 10},
                                  T on a log grid 0.5..100
-    teacher_logits.npz           normal, stingy (top-k, -inf elsewhere) logits of the first 16
-                                 test images, labels, class_names
+    teacher_logits.npz           normal, stingy (top-k, -inf elsewhere) and nasty logits of
+                                 the first test image of each class (up to 16 images), labels,
+                                 class_names
     logit_gap.csv                per epoch, for stingy and within-M KD: the student's logit gap
                                  sbar_M - sbar_Mc and the T4 terms (engine.drive_record)
     runs/quick-*/                the run directories (a rerun reuses finished runs and resumes
@@ -48,6 +50,16 @@ STUDENT_RECIPES = ("quick-scratch", "quick-kd", "quick-stingy", "quick-within")
 SUMMARY_COLUMNS = ("method", "teacher", "student", "k", "ratio", "temperature", "alpha",
                    "test_accuracy", "teacher_accuracy", "logit_gap", "seconds", "device")
 LOGITS_SHOWN = 16
+
+
+def first_of_each_class(labels: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the first example of each class, in class order, then the next ones, up to
+    ``count`` (so a figure of a few images shows different classes)."""
+    order = torch.argsort(labels, stable=True)
+    first = order[torch.cat([torch.tensor([True]), labels[order][1:] != labels[order][:-1]])]
+    is_first = torch.zeros(len(labels), dtype=torch.bool)
+    is_first[first] = True
+    return torch.cat([first, torch.nonzero(~is_first).flatten()])[:count]
 
 
 def _run(recipe_name: str, *, dataset, out: Path, device, teacher=None, overrides=None) -> dict:
@@ -124,9 +136,14 @@ def run_quick_profile(*, data=None, out="out/quick", device="cpu", dataset=None,
     write_csv(out / "teacher_theory.csv",
               theory_grid(teacher_logits, [k for k in (1, 2, 5, 10) if k <= num_classes],
                           GRID_TEMPERATURES))
-    shown = teacher_logits[:LOGITS_SHOWN]
-    arrays = {"normal": shown.numpy(), "stingy": sparsify_logits(shown, gap_k).numpy(),
-              "labels": test.labels[:LOGITS_SHOWN].cpu().numpy(),
+    nasty_summary = _run("quick-nasty", dataset=dataset, out=out, device=device,
+                         teacher=teacher_path, overrides=overrides)
+    nasty, _ = load_teacher(Path(nasty_summary["run_dir"]) / MODEL, num_classes)
+    shown = first_of_each_class(test.labels.cpu(), LOGITS_SHOWN)
+    nasty_logits = predict(nasty.to(device), test, 500, False, False).cpu()[shown]
+    arrays = {"normal": teacher_logits[shown].numpy(),
+              "stingy": sparsify_logits(teacher_logits[shown], gap_k).numpy(),
+              "nasty": nasty_logits.numpy(), "labels": test.labels.cpu()[shown].numpy(),
               "class_names": np.array(dataset.classes), "k": np.array(gap_k)}
     atomic_write(out / "teacher_logits.npz", lambda f: np.savez(f, **arrays), binary=True)
     write_csv(out / "logit_gap.csv", gap_rows)
@@ -134,7 +151,8 @@ def run_quick_profile(*, data=None, out="out/quick", device="cpu", dataset=None,
     write_json(out / "summary.json", {
         "profile": "quick (CPU): CNN teacher on 8k CIFAR-10 train images, CNN students on 4k; "
                    "accuracy on a class-balanced 2k test subset",
-        "logit_gap_k": gap_k, "wall_seconds": time.perf_counter() - began,
+        "logit_gap_k": gap_k, "nasty_teacher_accuracy": nasty_summary["test_accuracy"],
+        "wall_seconds": time.perf_counter() - began,
         "torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows})
     return rows
 

@@ -29,6 +29,8 @@ def test_quick_profile_writes_summary_theory_logits_and_gap_log(tmp_path):
     assert len(theory_lines) == 1 + 4 * 16  # k in {1, 2, 5, 10} x 16 temperatures
     arrays = np.load(out / "teacher_logits.npz")
     assert arrays["normal"].shape == (16, 10) and arrays["labels"].shape == (16,)
+    assert arrays["nasty"].shape == (16, 10) and np.isfinite(arrays["nasty"]).all()
+    assert sorted(arrays["labels"][:10]) == list(range(10))  # one image of each class first
     assert (np.isfinite(arrays["stingy"]).sum(axis=1) == 2).all()
     np.testing.assert_array_equal(arrays["normal"].argmax(1), arrays["stingy"].argmax(1))
     assert list(arrays["class_names"]) == [f"class{i}" for i in range(10)]
