@@ -155,6 +155,11 @@ def derive_t2_beta_derivative():
                    r"\mathbb E_p[z\mid M^c]\right) \ge 0,\quad \beta = 1/T")
 
 
+def _taylor_coefficients(expression, eps, order: int) -> list:
+    """The first ``order`` Taylor coefficients of ``expression`` in ``eps`` at 0."""
+    return [sp.diff(expression, eps, n).subs(eps, 0) / sp.factorial(n) for n in range(order)]
+
+
 def derive_t2_expansion():
     """m = r(1 + (zbar_M - zbar)/T) + O(1/T^2) (K = 4, k = 2 symbolic series in eps = 1/T)."""
     num_classes, k = 4, 2
@@ -163,7 +168,7 @@ def derive_t2_expansion():
     weights = [sp.exp(eps * v) for v in z]
     m = sum(weights[:k]) / sum(weights)
     ratio = sp.Rational(k, num_classes)
-    coefficients = [sp.diff(m, eps, n).subs(eps, 0) / sp.factorial(n) for n in range(2)]
+    coefficients = _taylor_coefficients(m, eps, 2)
     ok = _is_zero(coefficients[0] - ratio)
     ok &= _is_zero(coefficients[1] - ratio * (_mean(z[:k]) - _mean(z)))
     return _record("T2d", "m -> r as T -> inf, m = r(1 + (zbar_M - zbar)/T) + O(1/T^2)", ok,
@@ -267,7 +272,7 @@ def _kl_series(num_classes, k, order=3):
     lse = sp.log(sum(sp.exp(eps * v) for v in s))
     target = [sp.exp(eps * v) / kept_total for v in z[:k]]
     kl = sum(target[i] * (eps * z[i] - sp.log(kept_total) - eps * s[i] + lse) for i in range(k))
-    return z, s, [sp.diff(kl, eps, n).subs(eps, 0) / sp.factorial(n) for n in range(order)]
+    return z, s, _taylor_coefficients(kl, eps, order)
 
 
 def derive_t4_expansion():
@@ -340,7 +345,7 @@ def derive_t4_paper_last_line():
     eps = sp.symbols("epsilon", positive=True)
     lse = sp.log(sum(sp.exp(eps * v) for v in s))
     paper = -sum(eps * v - lse for v in s[:k]) / k
-    coefficients = [sp.diff(paper, eps, n).subs(eps, 0) / sp.factorial(n) for n in range(3)]
+    coefficients = _taylor_coefficients(paper, eps, 3)
     ratio = sp.Rational(k, num_classes)
     expected = [sp.log(num_classes), -(1 - ratio) * (_mean(s[:k]) - _mean(s[k:])), _var(s) / 2]
     ok = all(_is_zero(c - e) for c, e in zip(coefficients, expected))
