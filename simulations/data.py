@@ -62,7 +62,10 @@ def make_task(num_classes: int, num_superclasses: int, latent_dim: int, input_di
     if not 1 <= input_dim <= latent_dim:
         raise ValueError(f"input_dim must be in [1, latent_dim={latent_dim}], got {input_dim}")
     generator = torch.Generator().manual_seed(seed)
-    normal = lambda *shape: torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    def normal(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
     superclass = torch.arange(num_classes) // (num_classes // num_superclasses)
     centres = superclass_spread * normal(num_superclasses, latent_dim)
     class_means = centres[superclass] + member_spread * normal(num_classes, latent_dim)
