@@ -71,6 +71,11 @@ def tv_from_kept_target(kept_target: torch.Tensor) -> torch.Tensor:
     return 0.5 * (kept_target - 1 / kept_target.shape[-1]).abs().sum(dim=-1)
 
 
+def tv_bound_from_range(kept_range: torch.Tensor, temperature: float) -> torch.Tensor:
+    """tanh(D_M / (4T)) from the kept logits' range D_M (T3a)."""
+    return torch.tanh(kept_range / (4 * temperature))
+
+
 @numpy_in_numpy_out
 def mass_shift_error(logits, k: int, temperature: float) -> torch.Tensor:
     """max_{i in M} |delta(i) - (1 - r)/k|, the paper approximation's error (T3b)."""
@@ -99,7 +104,7 @@ def tv_to_uniform(logits, k: int, temperature: float) -> torch.Tensor:
 def tv_to_uniform_bound(logits, k: int, temperature: float) -> torch.Tensor:
     """tanh(D_M / (4T)) >= TV(p~, U_M), tight (T3a)."""
     logits, k, temperature, kept = checked_teacher(logits, k, temperature)
-    return torch.tanh(value_range(split_kept(logits, kept)[0]) / (4 * temperature))
+    return tv_bound_from_range(value_range(split_kept(logits, kept)[0]), temperature)
 
 
 def two_level_logits(k: int, top_count: int, kept_range: float, num_classes: int | None = None,

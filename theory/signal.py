@@ -41,11 +41,16 @@ def drive_norm(k: int, num_classes: int, temperature: float) -> float:
     return temperature * math.sqrt(max(1 / k - 1 / num_classes, 0.0))
 
 
+def signal_norm_from_variance(kept_variance: torch.Tensor, k: int) -> torch.Tensor:
+    """sqrt(Var_M(z) / k) from the kept logits' population variance (T5)."""
+    return (kept_variance.clamp_min(0) / k).sqrt()
+
+
 @numpy_in_numpy_out
 def signal_norm(logits, k: int) -> torch.Tensor:
     """sqrt(Var_M(z) / k): norm of the student gradient of -Cov_M(z, s) (T5)."""
     logits, k, _, kept = checked_teacher(logits, k)
-    return (population_var(split_kept(logits, kept)[0]).clamp_min(0) / k).sqrt()
+    return signal_norm_from_variance(population_var(split_kept(logits, kept)[0]), k)
 
 
 def ratio_from_variance(kept_variance: torch.Tensor, k: int, num_classes: int,

@@ -15,12 +15,18 @@ from theory.approximation import (
     error_bound_from_ranges,
     error_from_kept_shift,
     paper_mass_shift,
+    tv_bound_from_range,
     tv_from_kept_target,
 )
 from theory.expansion import terms_from_split
 from theory.kept_mass import expansion_from_mean_gap, kept_mass_upper_bound
 from theory.moments import population_var, value_range
-from theory.signal import drive_norm, ratio_bound_from_range, ratio_from_variance
+from theory.signal import (
+    drive_norm,
+    ratio_bound_from_range,
+    ratio_from_variance,
+    signal_norm_from_variance,
+)
 from theory.validation import (
     as_tensor,
     check_keep_count,
@@ -90,9 +96,9 @@ def theory_grid(logits, ks, temperatures, student_logits=None) -> list[dict]:
                 "mass_shift_error_bound": _mean(error_bound_from_ranges(
                     full_range, kept_range, k, num_classes, temperature)),
                 "tv_to_uniform": _mean(tv_from_kept_target(kept_target)),
-                "tv_to_uniform_bound": _mean(torch.tanh(kept_range / (4 * temperature))),
+                "tv_to_uniform_bound": _mean(tv_bound_from_range(kept_range, temperature)),
                 "drive_norm": drive_norm(k, num_classes, temperature),
-                "signal_norm": _mean((kept_variance.clamp_min(0) / k).sqrt()),
+                "signal_norm": _mean(signal_norm_from_variance(kept_variance, k)),
                 "signal_to_drive": _mean(ratio_from_variance(kept_variance, k, num_classes,
                                                              temperature)),
                 "signal_to_drive_bound": _mean(ratio_bound_from_range(
