@@ -1,4 +1,4 @@
-"""Stingy KD loss, forward + backward: ours (theory.operators.kd_loss) against the reference
+"""Stingy KD loss, forward + backward: ours (stingy.theory.operators.kd_loss) against the reference
 code's pattern, each against a plain copy of the logits (the memory-traffic floor).
 
 The reference (github.com/HowieMa/stingy-teacher) sparsifies with torch.topk, a row index built
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.benchmark import Timer
 
-from theory.operators import kd_loss
+from stingy.theory.operators import kd_loss
 
 TEMPERATURE, ALPHA, RATIO = 20.0, 0.9, 0.1
 

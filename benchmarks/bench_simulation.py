@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from simulations.cli import simulate
-from simulations.config import load_config
-from simulations.training import build_specs
+from stingy.simulations.cli import simulate
+from stingy.simulations.config import load_config
+from stingy.simulations.training import build_specs
 from stingy.io import write_json
 
 

@@ -1,5 +1,5 @@
 """CPU training throughput of the reference CNN: images/s for forward + backward + SGD step at
-batch 128 on 32x32 RGB inputs (empirical.models.build_model("cnn", 10))."""
+batch 128 on 32x32 RGB inputs (stingy.empirical.models.build_model("cnn", 10))."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 
 def bench_cnn_throughput(batch=128, warmup=3, steps=10) -> dict:
-    from empirical.models import build_model
+    from stingy.empirical.models import build_model
 
     torch.manual_seed(0)
     model = build_model("cnn", 10).train()

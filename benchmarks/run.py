@@ -1,6 +1,6 @@
 """Run every benchmark; write a JSON file and print a Markdown table for the README.
 
-    python -m benchmarks.run [--out results/benchmarks.json] [--quick] [--skip-simulation]
+    python -m stingy.benchmarks.run [--out results/benchmarks.json] [--quick] [--skip-simulation]
 
 Benchmarks: the stingy KD loss against the reference's pattern (bench_kd_loss), the default
 simulation sweep's wall time (benchmarks/bench_simulation.py), the CNN's CPU training
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bench_kd_loss import bench_kd_loss
-from benchmarks.bench_throughput import bench_cnn_throughput
-from figures.machine import describe, machine_info
-from figures.report import fmt, percent
+from stingy.benchmarks.bench_kd_loss import bench_kd_loss
+from stingy.benchmarks.bench_throughput import bench_cnn_throughput
+from stingy.figures.machine import describe, machine_info
+from stingy.figures.report import fmt, percent
 from stingy.io import write_json
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from empirical.recipes import load_recipe, needs_teacher, packaged_recipes
+from stingy.empirical.recipes import load_recipe, needs_teacher, packaged_recipes
 
 
 def _run_options(parser, teacher_required: bool) -> None:
@@ -42,7 +42,7 @@ def run_train(args) -> int:
                          f"which needs a teacher: use `stingy distill {args.recipe} --teacher ...`")
     if args.command == "distill" and not needs_teacher(recipe):
         raise ValueError(f"recipe {args.recipe!r} trains from scratch: use `stingy train`")
-    from empirical.train import train_recipe
+    from stingy.empirical.train import train_recipe
 
     summary = train_recipe(recipe, data=args.data, out=args.out, name=args.name,
                            device=args.device, resume=args.resume, teacher=args.teacher,
@@ -59,7 +59,7 @@ def _print_epoch(record: dict) -> None:
 
 
 def run_teacher_theory(args) -> int:
-    from empirical.real_teacher_theory import teacher_theory
+    from stingy.empirical.real_teacher_theory import teacher_theory
 
     result = teacher_theory(args.teacher, data=args.data, out=args.out, device=args.device)
     print(json.dumps(result["reference"], indent=2))
@@ -68,7 +68,7 @@ def run_teacher_theory(args) -> int:
 
 
 def run_quick(args) -> int:
-    from empirical.quick import run_quick_profile
+    from stingy.empirical.quick import run_quick_profile
 
     rows = run_quick_profile(data=args.data, out=args.out, device=args.device)
     for row in rows:

@@ -30,8 +30,8 @@ from torch import nn
 from tqdm import tqdm
 
 from stingy.io import save_torch
-from theory.operators import distillation_kl
-from theory.validation import check_temperature
+from stingy.theory.operators import distillation_kl
+from stingy.theory.validation import check_temperature
 
 # DAFL's CIFAR settings from its public code (README commands and DAFL-train.py): 2000 epochs
 # of 120 iterations = 240,000 steps, batch 1024, latent 1000, generator Adam lr 0.02 (default

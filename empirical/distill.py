@@ -1,7 +1,7 @@
 """A distiller: a student, an optional frozen teacher and a method's loss (mdistiller style).
 
 ``Distiller(images, labels) -> (student_logits, losses)`` where ``losses`` is the dict of
-:func:`empirical.objectives.method_losses`. The teacher stays in eval mode whatever
+:func:`stingy.empirical.objectives.method_losses`. The teacher stays in eval mode whatever
 ``.train()`` is called with, and runs under ``torch.inference_mode``; its parameters are
 frozen and never reach the optimizer (``Distiller.parameters`` is the student's).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from empirical.objectives import method_losses
-from empirical.recipes import needs_teacher
+from stingy.empirical.objectives import method_losses
+from stingy.empirical.recipes import needs_teacher
 
 
 class Distiller(nn.Module):

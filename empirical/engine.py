@@ -1,7 +1,7 @@
 """The training loop: one recipe, one student (and maybe a teacher), one run directory.
 
 Speed: the whole dataset lives on the device as uint8; batches are indexed there, augmented
-there (random crop with padding 4 and horizontal flip, ``empirical.augment``) and normalised
+there (random crop with padding 4 and horizontal flip, ``stingy.empirical.augment``) and normalised
 there. On CUDA: bf16 autocast, channels_last, optional ``torch.compile`` (recipe flags).
 
 Reliability: ``checkpoint.pt`` is rewritten atomically after every epoch (every
@@ -28,10 +28,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from empirical import augment
-from empirical.distill import Distiller
-from empirical.objectives import kept_classes
-from empirical.runs import (
+from stingy.empirical import augment
+from stingy.empirical.distill import Distiller
+from stingy.empirical.objectives import kept_classes
+from stingy.empirical.runs import (
     METRICS,
     MODEL,
     RECIPE,
@@ -45,9 +45,9 @@ from empirical.runs import (
     write_summary,
 )
 from stingy.io import append_jsonl, write_json
-from theory.expansion import logit_gap
-from theory.operators import top_k_mask
-from theory.sweep import theory_grid
+from stingy.theory.expansion import logit_gap
+from stingy.theory.operators import top_k_mask
+from stingy.theory.sweep import theory_grid
 
 # ----------------------------------------------------------------------------- data
 
@@ -159,7 +159,7 @@ def drive_record(student_logits, teacher_logits, k: int, temperature: float) -> 
     """The student's logit gap sbar_M - sbar_Mc (M: the teacher's top k) and the T4 terms.
 
     ``t4_order_t`` = -T (1 - r)(sbar_M - sbar_Mc) is the order-T drive of T^2 KL(p~ || q)
-    (theory.expansion); ``t4_exact`` the exact T^2 KL; both averaged over the test set.
+    (stingy.theory.expansion); ``t4_exact`` the exact T^2 KL; both averaged over the test set.
     """
     gap = logit_gap(student_logits, top_k_mask(teacher_logits, k)).mean()
     row = theory_grid(teacher_logits, [k], [temperature], student_logits=student_logits)[0]

@@ -1,9 +1,9 @@
 """One-GPU check: a fast CIFAR-10 ResNet-18 teacher, then as many students of the reference's
 CIFAR-10 table as the time budget allows.
 
-    PYTHONUNBUFFERED=1 PYTHONPATH=. python -m empirical.gpu_check --data PATH --out DIR \\
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python -m stingy.empirical.gpu_check --data PATH --out DIR \\
         --budget-seconds 540 [--commit SHA] [--teacher-epochs 35] [--student-epochs 15]
-    python -m empirical.gpu_check --toy --out DIR      # CPU, synthetic data, seconds
+    python -m stingy.empirical.gpu_check --toy --out DIR      # CPU, synthetic data, seconds
 
 Teacher: recipe ``cifar10-teacher-fast`` (ResNet-18, bs 512, SGD nesterov, one-cycle, label
 smoothing 0.1). Students (recipes cifar10-scratch / -kd / -stingy with the fast student
@@ -37,10 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from empirical.models import build_model
-from empirical.recipes import load_recipe
-from empirical.runs import MODEL
-from empirical.train import resolve_device, train_recipe
+from stingy.empirical.models import build_model
+from stingy.empirical.recipes import load_recipe
+from stingy.empirical.runs import MODEL
+from stingy.empirical.train import resolve_device, train_recipe
 from stingy.io import write_json
 
 TEACHER_RECIPE = "cifar10-teacher-fast"
@@ -81,7 +81,7 @@ def forward_flops(model: nn.Module, image_size: int = 32) -> int:
 
 def toy_dataset(train: int = 64, test: int = 32, seed: int = 0):
     """Synthetic CIFAR-shaped data whose colour depends on the label (for --toy)."""
-    from empirical.data import ImageDataset
+    from stingy.empirical.data import ImageDataset
 
     rng = np.random.default_rng(seed)
 
@@ -130,7 +130,7 @@ def time_to_accuracy(history: list[dict], target: float) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m empirical.gpu_check", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m stingy.empirical.gpu_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="CIFAR-10 archive or folder")
     parser.add_argument("--out", required=True, help="output folder (gpu_check.json, runs/)")
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         students = [("cnn", method) for method in ("scratch", "kd", "stingy")]
         dataset = toy_dataset()
     else:
-        from empirical.data import load_dataset
+        from stingy.empirical.data import load_dataset
 
         student_epochs, teacher_epochs = args.student_epochs, args.teacher_epochs
         students = STUDENT_ORDER

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from empirical.mobilenet import mobilenetv2
-from empirical.resnet import preresnet20, preresnet32, resnet18, resnet34
-from empirical.shufflenet import shufflenetv2
+from stingy.empirical.mobilenet import mobilenetv2
+from stingy.empirical.resnet import preresnet20, preresnet32, resnet18, resnet34
+from stingy.empirical.shufflenet import shufflenetv2
 
 MODEL_NAMES = ("cnn", "preresnet20", "preresnet32", "resnet18", "resnet34", "mobilenetv2",
                "shufflenetv2")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from theory.operators import kd_loss, keep_count, reverse_logits
+from stingy.theory.operators import kd_loss, keep_count, reverse_logits
 
 DISTILLING_METHODS = ("kd", "stingy", "within", "reversed")
 
@@ -42,7 +42,7 @@ def scratch_losses(student_logits, labels, label_smoothing: float = 0.0) -> dict
 def distillation_losses(student_logits, teacher_logits, labels, *, temperature: float,
                         alpha: float, k: int | None = None, within_kept: bool = False,
                         reverse: bool = False) -> dict:
-    """L = (1 - a) CE(s, y) + a T^2 KL(p_teacher || softmax(s/T))  (theory.operators.kd_loss).
+    """L = (1 - a) CE(s, y) + a T^2 KL(p_teacher || softmax(s/T))  (stingy.theory.operators.kd_loss).
 
     The distillation term is ``kd_loss`` with alpha = 1 (= T^2 KL), reported as "distill";
     k sparsifies the teacher (stingy), ``within_kept`` restricts the KL to M, ``reverse``

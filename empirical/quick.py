@@ -37,14 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from empirical.engine import DeviceData, balanced_subset, drive_record, predict
-from empirical.objectives import kept_classes
-from empirical.real_teacher_theory import GRID_TEMPERATURES
-from empirical.recipes import load_recipe
-from empirical.runs import CHECKPOINT, MODEL, SUMMARY
+from stingy.empirical.engine import DeviceData, balanced_subset, drive_record, predict
+from stingy.empirical.objectives import kept_classes
+from stingy.empirical.real_teacher_theory import GRID_TEMPERATURES
+from stingy.empirical.recipes import load_recipe
+from stingy.empirical.runs import CHECKPOINT, MODEL, SUMMARY
 from stingy.io import atomic_write, read_jsonl, write_csv, write_json
-from theory.operators import sparsify_logits
-from theory.sweep import theory_grid
+from stingy.theory.operators import sparsify_logits
+from stingy.theory.sweep import theory_grid
 
 STUDENT_RECIPES = ("quick-scratch", "quick-kd", "quick-stingy", "quick-within")
 SUMMARY_COLUMNS = ("method", "teacher", "student", "k", "ratio", "temperature", "alpha",
@@ -64,7 +64,7 @@ def first_of_each_class(labels: torch.Tensor, count: int) -> torch.Tensor:
 
 def _run(recipe_name: str, *, dataset, out: Path, device, teacher=None, overrides=None) -> dict:
     """Train one quick recipe in ``out/runs/<name>``: reuse it if finished, resume if not."""
-    from empirical.train import train_recipe
+    from stingy.empirical.train import train_recipe
 
     directory = out / "runs" / recipe_name
     if (directory / MODEL).is_file() and (directory / SUMMARY).is_file():
@@ -81,8 +81,8 @@ def run_quick_profile(*, data=None, out="out/quick", device="cpu", dataset=None,
 
     ``overrides`` (``--set`` strings) apply to every quick recipe (tests shrink the profile).
     """
-    from empirical import data as data_module
-    from empirical.train import load_teacher, normalisation, resolve_device
+    from stingy.empirical import data as data_module
+    from stingy.empirical.train import load_teacher, normalisation, resolve_device
 
     began = time.perf_counter()
     out = Path(out)

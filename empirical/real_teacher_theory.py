@@ -1,6 +1,6 @@
 """The theory (T2 kept mass, T3 approximation errors, T5 signal-to-drive) on a real teacher.
 
-Evaluates :func:`theory.sweep.theory_grid` on a trained teacher's logits over the whole test
+Evaluates :func:`stingy.theory.sweep.theory_grid` on a trained teacher's logits over the whole test
 set, at the reference's (k, T) and over a grid of k and a log grid of T.
 """
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from empirical.engine import DeviceData, accuracy_and_loss, predict
+from stingy.empirical.engine import DeviceData, accuracy_and_loss, predict
 from stingy.io import write_csv, write_json
-from theory.operators import keep_count
-from theory.sweep import theory_grid
+from stingy.theory.operators import keep_count
+from stingy.theory.sweep import theory_grid
 
 # The reference's stingy (k, T) and normal-KD T per dataset (stingy-teacher params.json).
 REFERENCE = {
@@ -59,9 +59,9 @@ def teacher_theory(teacher: str | Path, *, data=None, out="out/teacher-theory", 
                    dataset=None) -> dict:
     """``stingy teacher-theory``: writes ``teacher_theory.csv`` (grid rows, one per (k, T))
     and ``teacher_theory.json`` (teacher, accuracy, reference rows, grid rows)."""
-    from empirical import data as data_module
-    from empirical.runs import load_model_file
-    from empirical.train import load_teacher, normalisation, resolve_device
+    from stingy.empirical import data as data_module
+    from stingy.empirical.runs import load_model_file
+    from stingy.empirical.train import load_teacher, normalisation, resolve_device
 
     device = resolve_device(device)
     saved = load_model_file(teacher)

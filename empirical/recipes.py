@@ -63,7 +63,7 @@ DEFAULTS: dict = {
         "progress": True,
         "checkpoint_every": 1,  # epochs between checkpoints (the last epoch always writes one)
     },
-    "dafl": {                # empirical.dafl.distill_data_free; 0: DAFL_SETTINGS' value
+    "dafl": {                # stingy.empirical.dafl.distill_data_free; 0: DAFL_SETTINGS' value
         "steps": 0,
         "batch_size": 0,
         "options": {},       # any other keyword of distill_data_free (e.g. entropy_weight)

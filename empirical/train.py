@@ -1,5 +1,5 @@
 """One training run from a recipe: load the data, build the models, pick the run directory,
-then train (``engine.fit``) or distil without data (``empirical.dafl``).
+then train (``engine.fit``) or distil without data (``stingy.empirical.dafl``).
 
 Used by ``stingy train`` / ``stingy distill``, the quick profile and the GPU check.
 """
@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from empirical import data as data_module
-from empirical.engine import DeviceData, accuracy_and_loss, distributed_context, fit, predict
-from empirical.models import build_model
-from empirical.objectives import kept_classes
-from empirical.recipes import needs_teacher
-from empirical.runs import (
+from stingy.empirical import data as data_module
+from stingy.empirical.engine import DeviceData, accuracy_and_loss, distributed_context, fit, predict
+from stingy.empirical.models import build_model
+from stingy.empirical.objectives import kept_classes
+from stingy.empirical.recipes import needs_teacher
+from stingy.empirical.runs import (
     CHECKPOINT,
     MODEL,
     RECIPE,
@@ -68,7 +68,7 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
                  name: str | None = None, device: str | None = None, resume: bool = False,
                  teacher: str | Path | None = None, stop_after_epochs: int | None = None,
                  deadline: float | None = None, on_epoch=None) -> dict:
-    """Run ``recipe`` (from :func:`empirical.recipes.load_recipe`); return its summary.
+    """Run ``recipe`` (from :func:`stingy.empirical.recipes.load_recipe`); return its summary.
 
     ``dataset`` (an ImageDataset) skips loading; else ``load_dataset(recipe.data.dataset,
     data=data)``. ``teacher`` is a ``model.pt`` (or its run directory); methods other than
@@ -116,16 +116,16 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
 
 def _data_free(recipe, dataset, student, teacher, directory: Path, mean, std, device,
                resume: bool) -> dict:
-    """DAFL (Chen et al. 2019) via ``empirical.dafl.distill_data_free``, then test accuracy.
+    """DAFL (Chen et al. 2019) via ``stingy.empirical.dafl.distill_data_free``, then test accuracy.
 
-    Settings: ``empirical.dafl.DAFL_SETTINGS[dataset]`` (the DAFL code's), replaced by
+    Settings: ``stingy.empirical.dafl.DAFL_SETTINGS[dataset]`` (the DAFL code's), replaced by
     ``dafl.steps`` / ``dafl.batch_size`` when non-zero (the lr milestones scaled to keep their
     fractions of the run) and by ``dafl.options``. The teacher
     releases dense logits, or top-k sparse ones (a Stingy Teacher) when ``method.k`` or
     ``method.ratio`` is set. Resumable through ``dafl_checkpoint.pt`` in the run directory.
     """
-    from empirical import dafl
-    from theory.operators import sparsify_logits
+    from stingy.empirical import dafl
+    from stingy.theory.operators import sparsify_logits
 
     if resume:
         check_same_recipe(directory, recipe)

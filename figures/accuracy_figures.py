@@ -10,8 +10,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from figures.inputs import is_missing, read_json, read_rows
-from figures.style import FULL_WIDTH, GREY, method_colour, method_label, save_figure
+from stingy.figures.inputs import is_missing, read_json, read_rows
+from stingy.figures.style import FULL_WIDTH, GREY, method_colour, method_label, save_figure
 
 SIMULATION_SUMMARY = "simulation summary, written by `stingy simulate`"
 QUICK_SUMMARY = "CIFAR-10 quick comparison summary, written by `stingy quick`"

@@ -10,14 +10,14 @@ from pathlib import Path
 
 
 def run_reproduce(args) -> int:
-    from figures.reproduce import reproduce
+    from stingy.figures.reproduce import reproduce
 
     reproduce(profile=args.profile, out=args.out, data=args.data, force=args.force)
     return 0
 
 
 def run_figures(args) -> int:
-    from figures.draw import draw_all
+    from stingy.figures.draw import draw_all
 
     drawn, skipped = draw_all(args.results, args.out)
     out = Path(args.out) if args.out else Path(args.results) / "figures"
@@ -26,7 +26,7 @@ def run_figures(args) -> int:
 
 
 def register(subparsers) -> None:
-    from figures.reproduce import profile_names
+    from stingy.figures.reproduce import profile_names
 
     reproduce = subparsers.add_parser(
         "reproduce", help="the main job: derivations, theory grid, simulations, CIFAR-10, "

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from figures.accuracy_figures import draw_cifar_accuracy, draw_simulation_accuracy
-from figures.logit_figures import draw_logit_gap, draw_logit_responses
-from figures.theory_figures import draw_approximation_error, draw_kept_mass, draw_signal_to_drive
+from stingy.figures.accuracy_figures import draw_cifar_accuracy, draw_simulation_accuracy
+from stingy.figures.logit_figures import draw_logit_gap, draw_logit_responses
+from stingy.figures.theory_figures import draw_approximation_error, draw_kept_mass, draw_signal_to_drive
 
 # Where each stage of `stingy reproduce` writes, relative to the results folder.
 THEORY_DIR = "theory"

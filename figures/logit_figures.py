@@ -6,9 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
-from figures.inputs import group_mean, read_rows, require
-from figures.style import FULL_WIDTH, GREY, SEQUENCE, TEACHER_COLOURS, save_figure
-from figures.theory_figures import pick_evenly
+from stingy.figures.inputs import group_mean, read_rows, require
+from stingy.figures.style import FULL_WIDTH, GREY, SEQUENCE, TEACHER_COLOURS, save_figure
+from stingy.figures.theory_figures import pick_evenly
 from stingy.io import read_jsonl
 
 TEACHER_LOGITS = "teachers' test logits, written by `stingy quick`"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import tomllib
 
-from figures.draw import GPU_CHECK, PAPER_DIR, QUICK_DIR, SIMULATION_DIR, THEORY_DIR, resolve
-from figures.inputs import group_mean, is_missing, read_rows
-from figures.machine import describe, machine_info
+from stingy.figures.draw import GPU_CHECK, PAPER_DIR, QUICK_DIR, SIMULATION_DIR, THEORY_DIR, resolve
+from stingy.figures.inputs import group_mean, is_missing, read_rows
+from stingy.figures.machine import describe, machine_info
 from stingy.io import write_text
 
 PAPER_NUMBERS_FILE = Path(__file__).with_name("paper_numbers.toml")

@@ -3,7 +3,7 @@
 Stages (profile ``quick``, results folder ``results/`` by default):
 
 1. ``derivations``: every sympy derivation (T1-T5), ``theory/derivations.json`` and ``.tex``.
-2. ``theory_grid``: ``theory.sweep.theory_grid`` on representative logits,
+2. ``theory_grid``: ``stingy.theory.sweep.theory_grid`` on representative logits,
    ``theory/theory_grid.csv`` (the theory figures' input).
 3. ``simulations``: the default simulation sweep, ``simulations/`` (summary.csv, verdicts...).
 4. CIFAR-10: ``quick`` runs `stingy quick` into ``cifar10_quick/``; ``paper`` runs the
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import tomllib
 
-from figures.draw import (
+from stingy.figures.draw import (
     PAPER_DIR,
     QUICK_DIR,
     SIMULATION_DIR,
@@ -28,7 +28,7 @@ from figures.draw import (
     THEORY_GRID,
     draw_all,
 )
-from figures.stages import Stage, StageUnavailable, run_stage, source_digest
+from stingy.figures.stages import Stage, StageUnavailable, run_stage, source_digest
 from stingy.io import write_csv, write_json, write_text
 
 PROFILES_FILE = Path(__file__).with_name("profiles.toml")
@@ -55,7 +55,7 @@ def grid_temperatures(spec: dict) -> list[float]:
 
 def write_derivations(results_dir: Path) -> dict:
     """Run every sympy derivation; write theory/derivations.json and derivations.tex."""
-    from theory import derivations
+    from stingy.theory import derivations
 
     records = derivations.run_all()
     write_json(results_dir / THEORY_DIR / "derivations.json", records)
@@ -68,7 +68,7 @@ def representative_batch(config: dict):
     """(teacher logits, student logits) for the theory grid, as the profile describes."""
     import torch
 
-    from theory.examples import random_logits, representative_logits
+    from stingy.theory.examples import random_logits, representative_logits
 
     teacher = torch.stack([
         representative_logits(config["num_classes"], config["top_gap"], config["spread"],
@@ -78,8 +78,8 @@ def representative_batch(config: dict):
 
 
 def write_theory_grid(results_dir: Path, config: dict) -> dict:
-    from theory.operators import keep_count
-    from theory.sweep import theory_grid
+    from stingy.theory.operators import keep_count
+    from stingy.theory.sweep import theory_grid
 
     teacher, student = representative_batch(config)
     ks = sorted({keep_count(r, config["num_classes"]) for r in config["ratios"]})
@@ -108,12 +108,12 @@ def run_simulations(results_dir: Path, args: list[str]) -> dict:
 
 
 def _data_missing(err: Exception) -> bool:
-    """empirical.data raises FileNotFoundError when no dataset source or download works."""
+    """stingy.empirical.data raises FileNotFoundError when no dataset source or download works."""
     return isinstance(err, FileNotFoundError)
 
 
 def run_cifar10_quick(results_dir: Path, data: str | None) -> dict:
-    from empirical.quick import run_quick_profile
+    from stingy.empirical.quick import run_quick_profile
 
     try:
         rows = run_quick_profile(data=data, out=results_dir / QUICK_DIR, device="cpu")
@@ -125,9 +125,9 @@ def run_cifar10_quick(results_dir: Path, data: str | None) -> dict:
 
 
 def run_recipe(results_dir: Path, run: dict, data: str | None) -> dict:
-    """One of the paper profile's runs: a packaged recipe through empirical.train."""
-    from empirical.recipes import load_recipe
-    from empirical.train import train_recipe
+    """One of the paper profile's runs: a packaged recipe through stingy.empirical.train."""
+    from stingy.empirical.recipes import load_recipe
+    from stingy.empirical.train import train_recipe
 
     out = results_dir / PAPER_DIR / "runs"
     teacher = out / run["teacher"] / "model.pt" if run.get("teacher") else None
@@ -168,7 +168,7 @@ def summarise_paper_runs(results_dir: Path, runs: list[dict], data: str | None) 
     write_csv(out / "summary.csv", rows)
     teacher = out / "runs" / "teacher" / "model.pt"
     if teacher.is_file():
-        from empirical.real_teacher_theory import teacher_theory
+        from stingy.empirical.real_teacher_theory import teacher_theory
 
         teacher_theory(teacher, data=data, out=out)
     return {"runs": len(rows)}
@@ -217,7 +217,7 @@ def build_stages(profile: str, results_dir: Path, data: str | None) -> list[Stag
 def reproduce(profile: str = "quick", out: str | Path = "results", data: str | None = None,
               force: bool = False, log=print) -> list[dict]:
     """Run every stage of ``profile`` into ``out``; return the stage records."""
-    from figures.report import write_report
+    from stingy.figures.report import write_report
 
     results_dir = Path(out)
     results_dir.mkdir(parents=True, exist_ok=True)

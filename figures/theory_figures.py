@@ -1,6 +1,6 @@
 """F1-F3: the theory layer's grids drawn against temperature and sparse ratio.
 
-Inputs are tidy rows of ``theory.sweep.theory_grid`` (columns k, ratio, num_classes,
+Inputs are tidy rows of ``stingy.theory.sweep.theory_grid`` (columns k, ratio, num_classes,
 temperature, kept_mass, ..., signal_to_drive_bound); several rows per (k, T) are averaged.
 """
 
@@ -13,8 +13,8 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 
-from figures.inputs import group_mean, read_rows
-from figures.style import COLUMN_WIDTH, FULL_WIDTH, GREY, SEQUENCE, save_figure
+from stingy.figures.inputs import group_mean, read_rows
+from stingy.figures.style import COLUMN_WIDTH, FULL_WIDTH, GREY, SEQUENCE, save_figure
 
 THEORY_GRID = "theory grid, written by the theory stage of `stingy reproduce`"
 TEACHER_THEORY = "theory grid on a trained teacher's test logits, written by `stingy quick`"

@@ -15,7 +15,7 @@ Files written to --out (atomically, via stingy.io):
                           bayes_accuracy, teacher_accuracy.
   gap_trajectory.csv      step, noise, noise_kind, method, ratio, k, temperature, seed, phase
                           (train: the main students; probe: the SGD drive probe), logit_gap,
-                          predicted_gap (the early drive prediction, see simulations.sweep).
+                          predicted_gap (the early drive prediction, see stingy.simulations.sweep).
   drive_rates.csv         per probe student: temperature, ratio, k, seed, early_rate (slope of the
                           gap over the probe steps), drive_per_step (a T / k * lr), kappa.
   verdicts.json           [{check, statement, predicted, measured, ci95, verdict, detail, noise,
@@ -33,11 +33,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from simulations.config import intermediate_ratio, load_config, setting_hash
-from simulations.summary import format_table, summarize
-from simulations.sweep import run_setting
-from simulations.training import SPARSE_METHODS, build_specs
-from simulations.verdicts import all_verdicts
+from stingy.simulations.config import intermediate_ratio, load_config, setting_hash
+from stingy.simulations.summary import format_table, summarize
+from stingy.simulations.sweep import run_setting
+from stingy.simulations.training import SPARSE_METHODS, build_specs
+from stingy.simulations.verdicts import all_verdicts
 from stingy.io import write_csv, write_json
 
 FLAGS = {"classes": "task.classes", "noise": "noise.rates", "noise_kind": "noise.kinds",

@@ -12,9 +12,9 @@ import json
 import tomllib
 from pathlib import Path
 
-from simulations.data import NOISE_KINDS
-from simulations.training import METHODS
-from theory.operators import keep_count
+from stingy.simulations.data import NOISE_KINDS
+from stingy.simulations.training import METHODS
+from stingy.theory.operators import keep_count
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from simulations import data, teachers
-from simulations.students import mlp_forward
-from simulations.training import (SPARSE_METHODS, build_specs, early_rate, train_students)
-from theory.expansion import logit_gap
-from theory.operators import kept_mass, top_k_mask
-from theory.signal import signal_to_drive
+from stingy.simulations import data, teachers
+from stingy.simulations.students import mlp_forward
+from stingy.simulations.training import (SPARSE_METHODS, build_specs, early_rate, train_students)
+from stingy.theory.expansion import logit_gap
+from stingy.theory.operators import kept_mass, top_k_mask
+from stingy.theory.signal import signal_to_drive
 
 
 def _generator(*parts: int) -> torch.Generator:
@@ -88,7 +88,7 @@ def kept_masks(teacher: torch.Tensor, specs) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(params, specs, setting: dict, chunk: int = 1000) -> dict:
-    """Per-model test metrics (module docstring of simulations.cli lists them), arrays [n]."""
+    """Per-model test metrics (module docstring of stingy.simulations.cli lists them), arrays [n]."""
     test_x, test_y, teacher = setting["test_x"], setting["test_y"], setting["test_teacher"]
     totals = {key: torch.zeros(len(specs), dtype=torch.float64) for key in
               ("correct", "log_loss", "agree", "within_correct", "within_count", "gap")}

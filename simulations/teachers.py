@@ -1,7 +1,7 @@
 """Teachers for the synthetic task: the exact noisy-label posterior, or a trained wide MLP.
 
-A Stingy Teacher sparsifies either one; that happens in :mod:`simulations.training`, which
-builds the targets with :func:`theory.operators.top_k_mask`.
+A Stingy Teacher sparsifies either one; that happens in :mod:`stingy.simulations.training`, which
+builds the targets with :func:`stingy.theory.operators.top_k_mask`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from simulations.data import noisy_log_posterior
-from simulations.students import init_mlp, make_optimizer, mlp_forward, predict
+from stingy.simulations.data import noisy_log_posterior
+from stingy.simulations.students import init_mlp, make_optimizer, mlp_forward, predict
 
 
 def mean_logit_range(logits: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Train many students at once, each with its own method, seed, k and temperature.
 
-Every model m minimises the KD loss of :func:`theory.operators.kd_loss`, written per model:
+Every model m minimises the KD loss of :func:`stingy.theory.operators.kd_loss`, written per model:
 
     L_m = (1 - a_m) CE(s, y~) + a_m T_m^2 KL(target_m || softmax(s_M / T_m))
 
@@ -22,7 +22,7 @@ with the target built from the teacher's logits z of model m's seed:
                       student's softmax is renormalised over M (kd_loss(..., within_kept=True));
 ``label_smoothing``   target uniform at T = 1: (1-a) CE(s, y) + a KL(u || softmax(s)), i.e.
                       label smoothing with epsilon = a (up to a constant).
-The KL is :func:`theory.operators.distillation_kl` (in the form of
+The KL is :func:`stingy.theory.operators.distillation_kl` (in the form of
 :func:`per_model_losses`); all models step together (one optimizer on
 stacked parameters); models of the same seed share the data, initial weights and batch order,
 so method comparisons are paired by seed.
@@ -37,9 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from simulations.students import init_mlp, make_optimizer, mlp_forward
-from theory.expansion import logit_gap
-from theory.operators import reverse_logits, top_k_mask
+from stingy.simulations.students import init_mlp, make_optimizer, mlp_forward
+from stingy.theory.expansion import logit_gap
+from stingy.theory.operators import reverse_logits, top_k_mask
 
 METHODS = ("scratch", "normal_kd", "stingy_kd", "reversed_kd", "within_m_kd", "label_smoothing")
 SPARSE_METHODS = ("stingy_kd", "within_m_kd")
@@ -63,7 +63,7 @@ class ModelSpecs:
 def build_specs(methods: list[str], ratios: list[float], temperatures: list[float],
                 alpha: float, num_seeds: int, num_classes: int) -> ModelSpecs:
     """The (method x ratio x temperature x seed) grid; sparse methods get every ratio."""
-    from theory.operators import keep_count
+    from stingy.theory.operators import keep_count
 
     rows = []
     for method in methods:
@@ -90,7 +90,7 @@ class TargetBank:
 
     A target is fixed by (teacher source, k, T): the normal or reversed teacher, or the
     uniform distribution (label smoothing), sparsified to its top-k set M with
-    :func:`theory.operators.top_k_mask`. Per distinct target U, seed S and training example N
+    :func:`stingy.theory.operators.top_k_mask`. Per distinct target U, seed S and training example N
     the bank holds the probabilities p = softmax(z_k / T) [U, S, N, C] (0 off M), the constant
     sum_i p(i) log p(i) [U, S, N] (0 log 0 = 0) and M itself [U, S, N, C] (used by within-M KD).
     """
@@ -131,7 +131,7 @@ def per_model_losses(student_logits: torch.Tensor, labels: torch.Tensor, targets
                      alpha: torch.Tensor) -> dict:
     """Each model's KD loss (module docstring), shape [n], batch means.
 
-    The KL is :func:`theory.operators.distillation_kl` written so that the constant and the
+    The KL is :func:`stingy.theory.operators.distillation_kl` written so that the constant and the
     student-dependent parts separate (one log-sum-exp, no mask of the target per step):
 
         KL(p || softmax(s_S / T)) = sum_i p(i) log p(i) + logsumexp_{i in S}(s(i) / T)

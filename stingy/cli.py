@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-LAYERS = ["theory.cli", "simulations.cli", "empirical.cli", "figures.cli"]
+LAYERS = ["stingy.theory.cli", "stingy.simulations.cli", "stingy.empirical.cli", "stingy.figures.cli"]
 
 
 class UsageError(Exception):

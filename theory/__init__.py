@@ -1,9 +1,9 @@
 """Exact identities, bounds and expansions of knowledge distillation under sparse logits.
 
-(The sympy derivations live in theory.derivations, imported on demand: sympy is slow to load.)
+(The sympy derivations live in stingy.theory.derivations, imported on demand: sympy is slow to load.)
 """
 
-from theory.approximation import (
+from stingy.theory.approximation import (
     approximation_errors,
     mass_shift_error,
     mass_shift_error_bound,
@@ -12,9 +12,9 @@ from theory.approximation import (
     tv_to_uniform_bound,
     two_level_logits,
 )
-from theory.expansion import expansion_terms, logit_gap
-from theory.kept_mass import kept_mass_bounds, kept_mass_expansion
-from theory.operators import (
+from stingy.theory.expansion import expansion_terms, logit_gap
+from stingy.theory.kept_mass import kept_mass_bounds, kept_mass_expansion
+from stingy.theory.operators import (
     kd_loss,
     keep_count,
     kept_mass,
@@ -23,9 +23,9 @@ from theory.operators import (
     sparsify_logits,
     top_k_mask,
 )
-from theory.signal import drive_norm, signal_norm, signal_to_drive, signal_to_drive_bound
-from theory.sparse_target import mass_shift
-from theory.sweep import theory_grid
+from stingy.theory.signal import drive_norm, signal_norm, signal_to_drive, signal_to_drive_bound
+from stingy.theory.sparse_target import mass_shift
+from stingy.theory.sweep import theory_grid
 
 __all__ = [
     "approximation_errors",

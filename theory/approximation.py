@@ -32,11 +32,11 @@ import math
 
 import torch
 
-from theory.kept_mass import kept_mass_upper_bound
-from theory.moments import split_kept, value_range
-from theory.operators import numpy_in_numpy_out, sparse_target
-from theory.sparse_target import checked_teacher, mass_shift
-from theory.validation import check_keep_count
+from stingy.theory.kept_mass import kept_mass_upper_bound
+from stingy.theory.moments import split_kept, value_range
+from stingy.theory.operators import numpy_in_numpy_out, sparse_target
+from stingy.theory.sparse_target import checked_teacher, mass_shift
+from stingy.theory.validation import check_keep_count
 
 
 def paper_mass_shift(k: int, num_classes: int) -> float:

@@ -3,7 +3,7 @@
 stingy theory --classes K (--k k | --ratio r) --temperature T [--logits FILE.npy | --seed N]
               [--student-logits FILE.npy] [--json]
     Teacher logits from a 1-D (K,) or 2-D (N, K) .npy file, or one seeded random row
-    Normal(0, 3^2) (theory.examples.RANDOM_LOGIT_SCALE: ranges like a trained CIFAR
+    Normal(0, 3^2) (stingy.theory.examples.RANDOM_LOGIT_SCALE: ranges like a trained CIFAR
     classifier's). Student logits from --student-logits (same shape) or seeded random
     Normal(0, 1) with seed N + 1 (a student early in training). Prints each T1-T5 quantity
     (for N rows: the mean over rows); --json prints {"settings", "per_row", "mean"} with
@@ -11,7 +11,7 @@ stingy theory --classes K (--k k | --ratio r) --temperature T [--logits FILE.npy
     k = K) is written as null.
 
 stingy derive [--latex PATH]
-    Runs every derivation of theory.derivations, prints "status  id  statement", optionally
+    Runs every derivation of stingy.theory.derivations, prints "status  id  statement", optionally
     writes the LaTeX file, exits 1 if any derivation failed.
 """
 
@@ -24,21 +24,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from theory.approximation import (
+from stingy.theory.approximation import (
     mass_shift_error,
     mass_shift_error_bound,
     paper_mass_shift,
     tv_to_uniform,
     tv_to_uniform_bound,
 )
-from theory.examples import random_logits
-from theory.expansion import expansion_terms
-from theory.kept_mass import kept_mass_bounds, kept_mass_expansion
-from theory.moments import split_kept
-from theory.operators import keep_count, kept_mass, top_k_mask
-from theory.signal import drive_norm, signal_norm, signal_to_drive, signal_to_drive_bound
-from theory.sparse_target import mass_shift
-from theory.validation import check_keep_count, check_temperature
+from stingy.theory.examples import random_logits
+from stingy.theory.expansion import expansion_terms
+from stingy.theory.kept_mass import kept_mass_bounds, kept_mass_expansion
+from stingy.theory.moments import split_kept
+from stingy.theory.operators import keep_count, kept_mass, top_k_mask
+from stingy.theory.signal import drive_norm, signal_norm, signal_to_drive, signal_to_drive_bound
+from stingy.theory.sparse_target import mass_shift
+from stingy.theory.validation import check_keep_count, check_temperature
 
 # (key, label, section) in print order
 ROWS = [
@@ -183,7 +183,7 @@ def run_theory(args) -> int:
 
 
 def run_derive(args) -> int:
-    from theory.derivations import FAILED, run_all, write_latex  # sympy loads slowly
+    from stingy.theory.derivations import FAILED, run_all, write_latex  # sympy loads slowly
 
     records = run_all()
     for record in records:

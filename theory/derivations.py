@@ -83,7 +83,7 @@ def derive_t1_sparse_target():
 
 def derive_t1_argmax_kept():
     """argmax p~ = argmax z: checked on 2000 random rows and on all-tied rows."""
-    from theory.operators import sparse_target
+    from stingy.theory.operators import sparse_target
 
     logits = _random_logits(2000, 10)
     tied = torch.zeros(5, 10, dtype=torch.float64)
@@ -115,8 +115,8 @@ def derive_t2_upper_bound_attained():
 
 def derive_t2_bounds_and_monotonicity():
     """Numerical: the bounds hold, m is non-increasing in T and non-decreasing in k."""
-    from theory.kept_mass import kept_mass_bounds
-    from theory.operators import kept_mass
+    from stingy.theory.kept_mass import kept_mass_bounds
+    from stingy.theory.operators import kept_mass
 
     logits = _random_logits(200, 10, scale=5.0)
     temperatures = [0.05, 0.3, 1.0, 4.0, 20.0, 100.0]
@@ -203,7 +203,7 @@ def derive_t3_two_level_tv():
 
 def derive_t3_tv_bound_numeric():
     """TV <= tanh bound on random and adversarial logits; attained by two-level logits."""
-    from theory.approximation import (
+    from stingy.theory.approximation import (
         tanh_bound_attaining_range,
         tv_to_uniform,
         tv_to_uniform_bound,
@@ -245,7 +245,7 @@ def derive_t3_mass_shift_identity():
 
 def derive_t3_error_bound_numeric():
     """The T3c bound holds numerically on random and adversarial logits."""
-    from theory.approximation import mass_shift_error, mass_shift_error_bound
+    from stingy.theory.approximation import mass_shift_error, mass_shift_error_bound
 
     random_rows = _random_logits(500, 10, scale=6.0)
     spikes = torch.zeros(10, 10, dtype=torch.float64)
@@ -299,7 +299,7 @@ def derive_t4_expansion():
 
 def derive_t4_remainder_numeric():
     """remainder * T stays bounded and the log-log slope of |remainder| vs T is about -1."""
-    from theory.expansion import expansion_terms
+    from stingy.theory.expansion import expansion_terms
 
     temperatures = torch.logspace(1.5, 3.5, 9, dtype=torch.float64)
     slopes = []
@@ -415,7 +415,7 @@ def _var_numeric(values):
 
 def derive_t5_autograd():
     """Drive and signal gradients match torch.autograd."""
-    from theory.signal import drive_norm, signal_norm
+    from stingy.theory.signal import drive_norm, signal_norm
 
     ok, worst = True, 0.0
     for num_classes, k, t in ((10, 2, 20.0), (100, 10, 20.0), (7, 3, 4.0)):

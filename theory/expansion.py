@@ -32,10 +32,10 @@ import math
 
 import torch
 
-from theory.moments import masked_mean, population_cov, population_var, split_kept
-from theory.operators import numpy_in_numpy_out
-from theory.sparse_target import checked_teacher
-from theory.validation import as_tensor, check_logits, check_same_shape
+from stingy.theory.moments import masked_mean, population_cov, population_var, split_kept
+from stingy.theory.operators import numpy_in_numpy_out
+from stingy.theory.sparse_target import checked_teacher
+from stingy.theory.validation import as_tensor, check_logits, check_same_shape
 
 
 @numpy_in_numpy_out
@@ -57,7 +57,7 @@ def terms_from_split(teacher_kept: torch.Tensor, student_kept: torch.Tensor,
                      kept_log_q: torch.Tensor, student_logits: torch.Tensor,
                      temperature: float) -> dict:
     """The T4 terms from z, s and log q = log_softmax(s/T) on M ((..., k) tensors) and s on
-    all K classes. Shared by :func:`expansion_terms` and theory.sweep."""
+    all K classes. Shared by :func:`expansion_terms` and stingy.theory.sweep."""
     k, num_classes = teacher_kept.shape[-1], student_logits.shape[-1]
     log_target = torch.log_softmax(teacher_kept / temperature, dim=-1)
     exact = temperature**2 * (log_target.exp() * (log_target - kept_log_q)).sum(dim=-1)

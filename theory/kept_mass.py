@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import torch
 
-from theory.moments import split_kept
-from theory.operators import kept_mass, numpy_in_numpy_out
-from theory.sparse_target import checked_teacher
+from stingy.theory.moments import split_kept
+from stingy.theory.operators import kept_mass, numpy_in_numpy_out
+from stingy.theory.sparse_target import checked_teacher
 
 __all__ = [
     "kept_mass",

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from theory.validation import (
+from stingy.theory.validation import (
     as_tensor,
     check_alpha,
     check_keep_count,

@@ -28,10 +28,10 @@ import math
 
 import torch
 
-from theory.moments import population_var, split_kept, value_range
-from theory.operators import numpy_in_numpy_out
-from theory.sparse_target import checked_teacher
-from theory.validation import check_keep_count, check_temperature
+from stingy.theory.moments import population_var, split_kept, value_range
+from stingy.theory.operators import numpy_in_numpy_out
+from stingy.theory.sparse_target import checked_teacher
+from stingy.theory.validation import check_keep_count, check_temperature
 
 
 def drive_norm(k: int, num_classes: int, temperature: float) -> float:

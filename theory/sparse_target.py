@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from theory.operators import numpy_in_numpy_out, sparse_target, top_k_mask
-from theory.validation import as_tensor, check_keep_count, check_logits, check_temperature
+from stingy.theory.operators import numpy_in_numpy_out, sparse_target, top_k_mask
+from stingy.theory.validation import as_tensor, check_keep_count, check_logits, check_temperature
 
 
 def checked_teacher(logits, k, temperature=None, name: str = "logits"):

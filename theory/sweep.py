@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import torch
 
-from theory.approximation import (
+from stingy.theory.approximation import (
     error_bound_from_ranges,
     error_from_kept_shift,
     paper_mass_shift,
     tv_bound_from_range,
     tv_from_kept_target,
 )
-from theory.expansion import terms_from_split
-from theory.kept_mass import expansion_from_mean_gap, kept_mass_upper_bound
-from theory.moments import population_var, value_range
-from theory.signal import (
+from stingy.theory.expansion import terms_from_split
+from stingy.theory.kept_mass import expansion_from_mean_gap, kept_mass_upper_bound
+from stingy.theory.moments import population_var, value_range
+from stingy.theory.signal import (
     drive_norm,
     ratio_bound_from_range,
     ratio_from_variance,
     signal_norm_from_variance,
 )
-from theory.validation import (
+from stingy.theory.validation import (
     as_tensor,
     check_keep_count,
     check_logits,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from empirical.runs import MODEL
+from stingy.empirical.runs import MODEL
 from stingy.cli import main
 from tests.empirical.tiny import single_thread, write_image_folder  # noqa: F401 (fixture)
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from empirical.dafl import DAFL_SETTINGS, Generator, dafl_generator_losses, distill_data_free
-from theory.operators import sparsify_logits
+from stingy.empirical.dafl import DAFL_SETTINGS, Generator, dafl_generator_losses, distill_data_free
+from stingy.theory.operators import sparsify_logits
 
 
 def test_losses_match_hand_computed_values():

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from empirical.augment import random_crop_flip, to_float_normalised
+from stingy.empirical.augment import random_crop_flip, to_float_normalised
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2430, 0.2610)
 

@@ -14,8 +14,8 @@ import threading
 import numpy as np
 import pytest
 
-from empirical import data
-from empirical.data import load_dataset
+from stingy.empirical import data
+from stingy.empirical.data import load_dataset
 
 from .test_data_formats import make_tar_gz, write_cifar100_python
 

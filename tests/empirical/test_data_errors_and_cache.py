@@ -9,8 +9,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from empirical import data
-from empirical.data import CIFAR10_CLASSES, load_dataset
+from stingy.empirical import data
+from stingy.empirical.data import CIFAR10_CLASSES, load_dataset
 
 from .test_data_formats import (  # noqa: F401
     make_tar_gz,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from empirical import data
-from empirical.data import CIFAR10_CLASSES, load_dataset
+from stingy.empirical import data
+from stingy.empirical.data import CIFAR10_CLASSES, load_dataset
 
 
 @pytest.fixture(autouse=True)

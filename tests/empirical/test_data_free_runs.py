@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from empirical.recipes import load_recipe
-from empirical.runs import MODEL
-from empirical.train import train_recipe
+from stingy.empirical.recipes import load_recipe
+from stingy.empirical.runs import MODEL
+from stingy.empirical.train import train_recipe
 from tests.empirical.tiny import TINY, single_thread, tiny_dataset  # noqa: F401 (fixture)
 
 DAFL_TINY = [*TINY, "model.name=cnn", "dafl.steps=2", "dafl.batch_size=8",

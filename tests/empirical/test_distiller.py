@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from empirical.distill import Distiller
+from stingy.empirical.distill import Distiller
 
 
 class Tiny(nn.Module):

@@ -17,9 +17,9 @@ SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
     import torch.distributed as dist
-    from empirical.engine import fit
-    from empirical.models import build_model
-    from empirical.recipes import load_recipe
+    from stingy.empirical.engine import fit
+    from stingy.empirical.models import build_model
+    from stingy.empirical.recipes import load_recipe
     from tests.empirical.tiny import TINY, tiny_dataset
 
     torch.set_num_threads(1)

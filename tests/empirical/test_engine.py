@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from empirical.engine import balanced_subset
-from empirical.recipes import load_recipe
-from empirical.runs import CHECKPOINT, METRICS, MODEL, RECIPE, load_checkpoint
-from empirical.train import train_recipe
+from stingy.empirical.engine import balanced_subset
+from stingy.empirical.recipes import load_recipe
+from stingy.empirical.runs import CHECKPOINT, METRICS, MODEL, RECIPE, load_checkpoint
+from stingy.empirical.train import train_recipe
 from stingy.io import read_jsonl
 from tests.empirical.tiny import TINY, single_thread, tiny_dataset  # noqa: F401 (fixture)
 

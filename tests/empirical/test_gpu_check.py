@@ -7,8 +7,8 @@ import json
 import pytest
 from torch import nn
 
-from empirical.gpu_check import STUDENT_ORDER, forward_flops, main, time_to_accuracy
-from empirical.models import build_model
+from stingy.empirical.gpu_check import STUDENT_ORDER, forward_flops, main, time_to_accuracy
+from stingy.empirical.models import build_model
 from tests.empirical.tiny import single_thread  # noqa: F401 (fixture)
 
 

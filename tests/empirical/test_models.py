@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from empirical.models import MODEL_NAMES, build_model, count_parameters
+from stingy.empirical.models import MODEL_NAMES, build_model, count_parameters
 
 # Published / reference sizes for 10 classes (millions): ResNet-18 11.17 and ResNet-34 21.28
 # (kuangliu/pytorch-cifar), PreResNet-20 0.27 and -32 0.46 (He et al. 2016, Table 6),

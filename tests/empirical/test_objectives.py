@@ -1,4 +1,4 @@
-"""Per-method losses agree with theory.operators and the Nasty Teacher formula."""
+"""Per-method losses agree with stingy.theory.operators and the Nasty Teacher formula."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from empirical.objectives import method_losses
-from theory.operators import kd_loss, reverse_logits
+from stingy.empirical.objectives import method_losses
+from stingy.theory.operators import kd_loss, reverse_logits
 
 
 def method(name, **kwargs):

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from empirical.quick import SUMMARY_COLUMNS, run_quick_profile
+from stingy.empirical.quick import SUMMARY_COLUMNS, run_quick_profile
 from tests.empirical.tiny import single_thread, tiny_dataset  # noqa: F401 (fixture)
 
 SHRINK = ["data.train_subset=0", "data.test_subset=0", "schedule.epochs=1",

@@ -3,9 +3,9 @@ images, distil a stingy student from it. Skipped (with the path) when the archiv
 
 from __future__ import annotations
 
-from empirical.data import load_dataset
-from empirical.recipes import load_recipe
-from empirical.train import train_recipe
+from stingy.empirical.data import load_dataset
+from stingy.empirical.recipes import load_recipe
+from stingy.empirical.train import train_recipe
 from stingy.io import read_jsonl
 from tests.empirical.tiny import single_thread  # noqa: F401 (fixture)
 

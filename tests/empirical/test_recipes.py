@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from empirical.objectives import kept_classes
-from empirical.recipes import load_recipe, packaged_recipes, parse_override
+from stingy.empirical.objectives import kept_classes
+from stingy.empirical.recipes import load_recipe, packaged_recipes, parse_override
 
 
 def test_every_packaged_recipe_loads_and_names_itself():

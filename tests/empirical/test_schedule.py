@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from empirical.engine import lr_factor
+from stingy.empirical.engine import lr_factor
 
 MULTISTEP = {"name": "multistep", "epochs": 160, "milestones": [80, 120], "gamma": 0.1,
              "warmup_fraction": 0.25, "final_lr_fraction": 0.0}

@@ -7,15 +7,15 @@ import itertools
 import pytest
 import torch
 
-from empirical.real_teacher_theory import (
+from stingy.empirical.real_teacher_theory import (
     GRID_TEMPERATURES,
     grid_keep_counts,
     reference_points,
     teacher_theory,
     theory_report,
 )
-from empirical.recipes import load_recipe
-from empirical.train import train_recipe
+from stingy.empirical.recipes import load_recipe
+from stingy.empirical.train import train_recipe
 from tests.empirical.tiny import TINY, single_thread, tiny_dataset  # noqa: F401 (fixture)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from empirical.data import ImageDataset
+from stingy.empirical.data import ImageDataset
 
 TINY = ["schedule.epochs=2", "train.batch_size=16", "train.eval_batch_size=64",
         "train.progress=false"]
@@ -46,7 +46,7 @@ def write_image_folder(root, train_per_class: int = 4, test_per_class: int = 2, 
     reads (CIFAR-10's class names, so ``load_dataset("cifar10", data=root)`` accepts it)."""
     from PIL import Image
 
-    from empirical.data import CIFAR10_CLASSES
+    from stingy.empirical.data import CIFAR10_CLASSES
 
     rng = np.random.default_rng(seed)
     for split, count in (("train", train_per_class), ("test", test_per_class)):

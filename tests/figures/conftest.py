@@ -24,7 +24,7 @@ def results(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def drawn_results(tmp_path_factory):
     """A full synthetic results folder with every figure drawn once: (folder, drawn, skipped)."""
-    from figures.draw import draw_all
+    from stingy.figures.draw import draw_all
 
     folder = synthetic.write_results(tmp_path_factory.mktemp("drawn") / "results", gpu=True)
     drawn, skipped = draw_all(folder, log=lambda *_: None)

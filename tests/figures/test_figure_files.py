@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from figures_synthetic import write_results
 
-from figures.draw import FIGURES, draw_all
-from figures.logit_figures import draw_logit_responses
-from figures.theory_figures import draw_kept_mass, draw_signal_to_drive
+from stingy.figures.draw import FIGURES, draw_all
+from stingy.figures.logit_figures import draw_logit_responses
+from stingy.figures.theory_figures import draw_kept_mass, draw_signal_to_drive
 from stingy.io import write_csv
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -67,7 +67,7 @@ def test_logit_responses_say_when_no_nasty_teacher_is_in_the_file(drawn_results)
 
 
 def test_logit_responses_show_distinct_classes_first_when_the_file_is_sorted_by_class():
-    from figures.logit_figures import distinct_label_images
+    from stingy.figures.logit_figures import distinct_label_images
 
     labels = np.array([0, 0, 0, 1, 1, 2])
     assert distinct_label_images(labels, 6, 4) == [0, 3, 5, 1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import figures_synthetic as synthetic
 
-from figures.reproduce import build_stages, profile_names
+from stingy.figures.reproduce import build_stages, profile_names
 from stingy.cli import main
 
 
@@ -38,8 +38,8 @@ def test_profiles_define_quick_and_paper_with_distinct_stages(tmp_path):
 
 
 def test_reproduce_runs_fake_stages_then_reuses_them_and_writes_the_report(tmp_path, monkeypatch):
-    import figures.reproduce as reproduce_module
-    from figures.stages import Stage, StageUnavailable
+    import stingy.figures.reproduce as reproduce_module
+    from stingy.figures.stages import Stage, StageUnavailable
 
     calls = []
 
@@ -70,7 +70,7 @@ def test_reproduce_runs_fake_stages_then_reuses_them_and_writes_the_report(tmp_p
 
 
 def test_paper_runs_are_summarised_in_the_quick_summary_columns(tmp_path):
-    from figures.reproduce import PAPER_DIR, summarise_paper_runs
+    from stingy.figures.reproduce import PAPER_DIR, summarise_paper_runs
     from stingy.io import write_json
 
     runs = [{"name": "scratch", "recipe": "cifar10-scratch"},
@@ -90,7 +90,7 @@ def test_paper_runs_are_summarised_in_the_quick_summary_columns(tmp_path):
 
 
 def test_cifar_stage_with_a_missing_data_path_prints_one_line_on_providing_data(tmp_path):
-    from figures.stages import run_stage
+    from stingy.figures.stages import run_stage
 
     stage = next(s for s in build_stages("quick", tmp_path, str(tmp_path / "absent.tar.gz"))
                  if s.name == "cifar10_quick")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from simulations import data
+from stingy.simulations import data
 
 
 def small_task(classes=10, seed=0):

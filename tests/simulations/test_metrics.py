@@ -1,4 +1,4 @@
-"""Test metrics of simulations.sweep.evaluate on hand-made cases whose answers are known:
+"""Test metrics of stingy.simulations.sweep.evaluate on hand-made cases whose answers are known:
 accuracy within the teacher's kept set M, the final logit gap sbar_M - sbar_Mc, agreement."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simulations.sweep import evaluate
-from simulations.training import build_specs
+from stingy.simulations.sweep import evaluate
+from stingy.simulations.training import build_specs
 
 
 def linear_models_with_logits(logits: torch.Tensor) -> list[torch.Tensor]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simulations.config import load_config
-from simulations.sweep import make_setting_data
-from simulations.teachers import mean_logit_range
+from stingy.simulations.config import load_config
+from stingy.simulations.sweep import make_setting_data
+from stingy.simulations.teachers import mean_logit_range
 
 EASY = {"task.classes": 10, "task.superclass_size": 5, "task.train_size": 400,
         "task.test_size": 300, "student.seeds": 2, "student.batch_size": 50,

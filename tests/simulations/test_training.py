@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from simulations import data
-from simulations.students import init_mlp, mlp_forward, predict
-from simulations.training import TargetBank, build_specs, per_model_losses, train_students
-from theory.operators import kd_loss
+from stingy.simulations import data
+from stingy.simulations.students import init_mlp, mlp_forward, predict
+from stingy.simulations.training import TargetBank, build_specs, per_model_losses, train_students
+from stingy.theory.operators import kd_loss
 
 
 def test_within_m_loss_equals_full_loss_when_k_is_K():
@@ -25,7 +25,7 @@ def test_within_m_loss_equals_full_loss_when_k_is_K():
     within = per_model_losses(student, labels, targets, torch.ones(3, dtype=torch.bool),
                               temperature, alpha)["total"]
     assert torch.allclose(within, full)
-    for m in range(3):  # and each model's loss is theory.operators.kd_loss
+    for m in range(3):  # and each model's loss is stingy.theory.operators.kd_loss
         assert torch.allclose(full[m], kd_loss(student[m], teacher[m], labels[m], 4.0, 0.7))
 
 
@@ -41,7 +41,7 @@ def test_batched_losses_match_kd_loss_per_model_for_every_method():
     labels = torch.randint(classes, (seeds, 16), generator=generator)[specs.seed_index]
     losses = per_model_losses(student, labels, bank.targets(batch), bank.within_m,
                               specs.temperature, specs.alpha)["total"]
-    from theory.operators import reverse_logits
+    from stingy.theory.operators import reverse_logits
     for m, method in enumerate(specs.method):
         z = teacher[specs.seed_index[m]]
         k = int(specs.k[m]) if method in ("stingy_kd", "within_m_kd") else None

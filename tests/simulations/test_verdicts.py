@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from simulations import verdicts
-from simulations.summary import summarize
+from stingy.simulations import verdicts
+from stingy.simulations.summary import summarize
 
 SEEDS = range(5)
 

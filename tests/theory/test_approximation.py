@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.approximation import (
+from stingy.theory.approximation import (
     approximation_errors,
     mass_shift_error,
     mass_shift_error_bound,
@@ -18,9 +18,9 @@ from theory.approximation import (
     tv_to_uniform_bound,
     two_level_logits,
 )
-from theory.examples import representative_logits
-from theory.operators import kept_mass, top_k_mask
-from theory.sparse_target import mass_shift
+from stingy.theory.examples import representative_logits
+from stingy.theory.operators import kept_mass, top_k_mask
+from stingy.theory.sparse_target import mass_shift
 
 rows = st.lists(st.floats(-40, 40), min_size=2, max_size=12)
 temperatures = st.floats(0.05, 500)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stingy.cli import main
-from theory import derivations
+from stingy.theory import derivations
 
 
 def test_theory_prints_a_table(capsys):

@@ -1,6 +1,6 @@
 """Every derivation runs and none fails; the LaTeX export is a complete document."""
 
-from theory import derivations
+from stingy.theory import derivations
 
 
 def test_no_derivation_fails_and_ids_cover_T1_to_T5(tmp_path):

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.expansion import expansion_terms, logit_gap
-from theory.operators import kd_loss, top_k_mask
+from stingy.theory.expansion import expansion_terms, logit_gap
+from stingy.theory.operators import kd_loss, top_k_mask
 
 KEYS = {"exact", "order_t2", "order_t", "order_1", "remainder", "teacher_matching",
         "student_spread", "paper_last_line"}

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from theory.operators import kd_loss
+from stingy.theory.operators import kd_loss
 
 FIXTURE = Path(__file__).with_name("fixtures") / "kd_loss_fixture.json"
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.operators import (
+from stingy.theory.operators import (
     keep_count,
     reverse_logits,
     sparse_target,

@@ -7,10 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.approximation import two_level_logits
-from theory.examples import REFERENCE_SETTINGS, representative_logits
-from theory.operators import top_k_mask
-from theory.signal import (
+from stingy.theory.approximation import two_level_logits
+from stingy.theory.examples import REFERENCE_SETTINGS, representative_logits
+from stingy.theory.operators import top_k_mask
+from stingy.theory.signal import (
     drive_norm,
     max_std_fraction,
     signal_norm,

@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.operators import sparse_target, top_k_mask
-from theory.sparse_target import mass_shift, mass_shift_closed_form, sparse_target_from_dense
+from stingy.theory.operators import sparse_target, top_k_mask
+from stingy.theory.sparse_target import mass_shift, mass_shift_closed_form, sparse_target_from_dense
 
 rows = st.lists(st.floats(-30, 30), min_size=2, max_size=12)
 temperatures = st.floats(0.2, 200)

@@ -5,17 +5,17 @@ import math
 import pytest
 import torch
 
-from theory.approximation import (
+from stingy.theory.approximation import (
     mass_shift_error,
     mass_shift_error_bound,
     tv_to_uniform,
     tv_to_uniform_bound,
 )
-from theory.expansion import expansion_terms
-from theory.kept_mass import kept_mass_bounds, kept_mass_expansion
-from theory.operators import kept_mass
-from theory.signal import drive_norm, signal_norm, signal_to_drive, signal_to_drive_bound
-from theory.sweep import EXPANSION_COLUMNS, theory_grid
+from stingy.theory.expansion import expansion_terms
+from stingy.theory.kept_mass import kept_mass_bounds, kept_mass_expansion
+from stingy.theory.operators import kept_mass
+from stingy.theory.signal import drive_norm, signal_norm, signal_to_drive, signal_to_drive_bound
+from stingy.theory.sweep import EXPANSION_COLUMNS, theory_grid
 
 COLUMNS = ["k", "ratio", "num_classes", "temperature", "kept_mass", "kept_mass_lower",
            "kept_mass_upper", "kept_mass_expansion", "mass_shift_error", "mass_shift_error_bound",
