@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from stingy.benchmarks.bench_kd_loss import bench_kd_loss
+from stingy.benchmarks import bench_kd_loss
 from stingy.benchmarks.bench_throughput import bench_cnn_throughput
 from stingy.figures.machine import describe, machine_info
 from stingy.figures.report import fmt, percent
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     result = {"machine": machine_info()}
     print("kd_loss forward + backward ...", flush=True)
-    result["kd_loss"] = bench_kd_loss(min_run_time=0.1 if args.quick else 0.5)
+    result["kd_loss"] = bench_kd_loss.run(min_run_time=0.1 if args.quick else 0.5)
     print("CNN training throughput ...", flush=True)
     result["cnn_throughput"] = bench_cnn_throughput(steps=5 if args.quick else 20)
     if not args.skip_simulation:

@@ -1,8 +1,30 @@
 """stingy: why sparse teacher logits make knowledge distillation fail.
 
-The design card's folders are installed under this one namespace: ``stingy.theory``,
-``stingy.simulations``, ``stingy.empirical``, ``stingy.figures`` and ``stingy.benchmarks``.
-The command line lives in :mod:`stingy.cli`; shared file helpers in :mod:`stingy.io`.
+The public API, for use in your own training loop::
+
+    from stingy import StingyKDLoss, kd_loss, sparsify_logits, sparse_target, kept_mass
+    from stingy import keep_count, reverse_logits
+
+(they live in :mod:`stingy.theory.operators` and are imported on first use, so that
+``import stingy`` stays light). The design card's folders are installed under this one
+namespace: ``stingy.theory``, ``stingy.simulations``, ``stingy.empirical``,
+``stingy.figures`` and ``stingy.benchmarks``. The command line lives in :mod:`stingy.cli`;
+shared file helpers in :mod:`stingy.io`.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["StingyKDLoss", "kd_loss", "keep_count", "kept_mass", "reverse_logits",
+           "sparse_target", "sparsify_logits"]
+
+
+def __getattr__(name):
+    if name in __all__:
+        from stingy.theory import operators
+
+        return getattr(operators, name)
+    raise AttributeError(f"module 'stingy' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

@@ -22,6 +22,31 @@ def check_keep_count(k, num_classes: int, name: str = "k") -> int:
     return int(k)
 
 
+def check_positive_integer(value, name: str) -> int:
+    """An integer >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_flag(value, name: str) -> bool:
+    """A bool (True or False)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+REDUCTIONS = ("batchmean", "mean", "sum", "none")
+
+
+def check_reduction(reduction, name: str = "reduction") -> str:
+    """A loss reduction: one of REDUCTIONS."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, REDUCTIONS))}, "
+                         f"got {reduction!r}")
+    return reduction
+
+
 def check_temperature(temperature, name: str = "temperature") -> float:
     """T must be a finite number > 0."""
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
@@ -57,6 +82,14 @@ def check_logits(logits: torch.Tensor, name: str = "logits", finite: bool = True
     return logits
 
 
+def check_nonempty_batch(logits: torch.Tensor, name: str = "logits") -> torch.Tensor:
+    """At least one example: a loss averaged over an empty batch would be nan."""
+    if logits[..., 0].numel() == 0:
+        raise ValueError(f"{name} must hold at least one example, got shape "
+                         f"{tuple(logits.shape)}")
+    return logits
+
+
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{name_a} and {name_b} must have the same shape, got "
@@ -64,7 +97,8 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str)
 
 
 def check_labels(labels: torch.Tensor, logits: torch.Tensor, name: str = "labels") -> torch.Tensor:
-    """Labels are integers in [0, K) with the logits' shape minus the class dimension."""
+    """Labels are integers in [0, K) (any integer dtype) with the logits' shape minus the
+    class dimension."""
     num_classes = logits.shape[-1]
     if labels.shape != logits.shape[:-1]:
         raise ValueError(f"{name} must have shape {tuple(logits.shape[:-1])} (the logits' shape "
