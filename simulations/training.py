@@ -114,6 +114,7 @@ class TargetBank:
         self.kept = torch.stack([masks[source, k] for source, k, _ in distinct])
         self.target_index = torch.tensor([distinct.index(key) for key in keys])
         self.within_m = torch.tensor([m == "within_m_kd" for m in specs.method])
+        self.within_index = self.within_m.nonzero().flatten()
         self.seed_index = specs.seed_index
 
     def targets(self, batch: torch.Tensor) -> dict:
@@ -127,7 +128,7 @@ class TargetBank:
 
 
 def per_model_losses(student_logits: torch.Tensor, labels: torch.Tensor, targets: dict,
-                     within_m: torch.Tensor, temperature: torch.Tensor,
+                     within_index: torch.Tensor, temperature: torch.Tensor,
                      alpha: torch.Tensor) -> dict:
     """Each model's KD loss (module docstring), shape [n], batch means.
 
@@ -137,18 +138,17 @@ def per_model_losses(student_logits: torch.Tensor, labels: torch.Tensor, targets
         KL(p || softmax(s_S / T)) = sum_i p(i) log p(i) + logsumexp_{i in S}(s(i) / T)
                                     - sum_i p(i) s(i) / T,
 
-    with S the classes the student's softmax runs over: M for the ``within_m`` models
+    with S the classes the student's softmax runs over: M for the models in ``within_index``
     (``targets["kept"]``), all classes otherwise; p = 0 off M, so the last sum runs over M.
+    No data-dependent Python branch: ``torch.compile`` traces it whole.
     """
     num_models, batch_size, num_classes = student_logits.shape
     hard = F.cross_entropy(student_logits.reshape(-1, num_classes), labels.reshape(-1),
                            reduction="none").view(num_models, batch_size).mean(1)
     scaled = student_logits / temperature[:, None, None]
     normaliser = torch.logsumexp(scaled, dim=-1)
-    if within_m.any():
-        within = torch.logsumexp(scaled[within_m].masked_fill(~targets["kept"], float("-inf")),
-                                 dim=-1)
-        normaliser = normaliser.index_put((within_m,), within)
+    within = scaled.index_select(0, within_index).masked_fill(~targets["kept"], float("-inf"))
+    normaliser = normaliser.index_copy(0, within_index, torch.logsumexp(within, dim=-1))
     cross = (targets["probs"] * scaled).sum(-1)
     distill = (targets["neg_entropy"] + normaliser - cross).mean(1)
     total = (1 - alpha) * hard + alpha * temperature**2 * distill
@@ -190,7 +190,7 @@ def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor
         rows = specs.seed_index[:, None]
         logits = mlp_forward(params, inputs[rows, batch])
         losses = per_model_losses(logits, labels[rows, batch], bank.targets(batch),
-                                  bank.within_m, specs.temperature, specs.alpha)
+                                  bank.within_index, specs.temperature, specs.alpha)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].sum().backward()
         if settings.get("schedule", "cosine") == "cosine":

@@ -21,8 +21,8 @@ def test_within_m_loss_equals_full_loss_when_k_is_K():
     targets = {"probs": log_target.exp(), "neg_entropy": (log_target.exp() * log_target).sum(-1),
                "kept": torch.ones_like(student, dtype=torch.bool)}  # k = K: M is every class
     full = per_model_losses(student, labels, dict(targets, kept=targets["kept"][:0]),
-                            torch.zeros(3, dtype=torch.bool), temperature, alpha)["total"]
-    within = per_model_losses(student, labels, targets, torch.ones(3, dtype=torch.bool),
+                            torch.arange(0), temperature, alpha)["total"]
+    within = per_model_losses(student, labels, targets, torch.arange(3),
                               temperature, alpha)["total"]
     assert torch.allclose(within, full)
     for m in range(3):  # and each model's loss is stingy.theory.operators.kd_loss
@@ -39,7 +39,7 @@ def test_batched_losses_match_kd_loss_per_model_for_every_method():
     batch = torch.arange(16).expand(len(specs), 16)
     student = torch.randn(len(specs), 16, classes, generator=generator)
     labels = torch.randint(classes, (seeds, 16), generator=generator)[specs.seed_index]
-    losses = per_model_losses(student, labels, bank.targets(batch), bank.within_m,
+    losses = per_model_losses(student, labels, bank.targets(batch), bank.within_index,
                               specs.temperature, specs.alpha)["total"]
     from stingy.theory.operators import reverse_logits
     for m, method in enumerate(specs.method):
