@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from stingy.theory.operators import (
     keep_count,
+    kept_mass,
     reverse_logits,
     sparse_target,
     sparsify_logits,
@@ -84,3 +85,35 @@ def test_keep_count_rounds_away_the_float_artifact():
 def test_keep_count_refuses_bad_ratio_naming_it(ratio):
     with pytest.raises(ValueError, match="ratio"):
         keep_count(ratio, 100)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_operators_compute_in_float32_and_return_the_input_dtype(dtype):
+    """Half-precision logits up to 1e4 at T = 0.01 and T = 1000: the outputs are finite, in the
+    input dtype, and equal the float32 result (of the same rounded logits) rounded once."""
+    generator = torch.Generator().manual_seed(0)
+    logits = (1e4 * (2 * torch.rand(5, 12, generator=generator) - 1)).to(dtype)
+    exact = logits.float()
+    for temperature in (0.01, 1000.0):
+        target = sparse_target(logits, 4, temperature)
+        mass = kept_mass(logits, 4, temperature)
+        assert target.dtype == dtype and mass.dtype == dtype
+        assert bool(torch.isfinite(target).all() and torch.isfinite(mass).all())
+        assert torch.equal(target, sparse_target(exact, 4, temperature).to(dtype))
+        assert torch.equal(mass, kept_mass(exact, 4, temperature).to(dtype))
+    assert torch.equal(sparsify_logits(logits, 4), sparsify_logits(exact, 4).to(dtype))
+    assert torch.equal(reverse_logits(logits), reverse_logits(exact).to(dtype))
+
+
+def test_float16_sparse_target_at_small_temperature_no_longer_overflows():
+    """z / T = 1e4 / 0.01 = 1e6 overflows float16; computed in float32 it does not."""
+    logits = torch.tensor([1e4, 0.0, -1e4], dtype=torch.float16)
+    assert sparse_target(logits, 2, 0.01).tolist() == [1.0, 0.0, 0.0]
+    assert kept_mass(logits, 1, 0.01).item() == 1.0
+
+
+def test_reverse_logits_unchecked_skips_only_the_check():
+    with pytest.raises(ValueError, match="logits"):
+        reverse_logits(torch.tensor([2.0, float("nan"), 1.0]))
+    reverse_logits(torch.tensor([2.0, float("nan"), 1.0]), validate=False)  # no check, no error
+    assert reverse_logits(torch.tensor([2.0, 5.0, 1.0]), validate=False).tolist() == [1.0, 5.0, 2.0]
