@@ -111,3 +111,26 @@ def test_k_larger_than_the_number_of_classes_is_refused_at_the_call():
     student, teacher, labels = _batch(classes=10)
     with pytest.raises(ValueError, match=r"k must be an integer in \[1, 10\]"):
         StingyKDLoss(k=11, temperature=4.0, alpha=0.9)(student, teacher, labels)
+
+
+def test_convention_table_in_the_readme_maps_alpha_and_temperature():
+    """The README's table: this package's (alpha, T) against each project's loss, written
+    here from its formula (torchdistill KDLoss: alpha CE + beta T^2 KL(batchmean), beta =
+    1 - alpha; mdistiller KD: CE_WEIGHT CE + KD_WEIGHT T^2 KL summed over classes, mean over
+    the batch; RepDistiller: gamma CE + alpha DistillKL, DistillKL = T^2 KL(sum) / batch)."""
+    import torch.nn.functional as F
+
+    student, teacher, labels = _batch(seed=7, batch=8, classes=10)
+    alpha, temperature = 0.9, 4.0
+    log_q = F.log_softmax(student / temperature, dim=1)
+    p = F.softmax(teacher / temperature, dim=1)
+    ce = F.cross_entropy(student, labels)
+    torchdistill = ((1 - alpha) * ce + alpha * temperature**2
+                    * F.kl_div(log_q, p, reduction="batchmean"))  # their alpha = 1 - ours
+    mdistiller = (1 - alpha) * ce + alpha * temperature**2 * F.kl_div(
+        log_q, p, reduction="none").sum(1).mean()  # CE_WEIGHT = 1 - alpha, KD_WEIGHT = alpha
+    repdistiller = (1 - alpha) * ce + alpha * F.kl_div(
+        log_q, p, reduction="sum") * temperature**2 / student.shape[0]  # -r 1-alpha, -a alpha
+    ours = StingyKDLoss(ratio=1.0, temperature=temperature, alpha=alpha)(student, teacher, labels)
+    for theirs in (torchdistill, mdistiller, repdistiller):
+        torch.testing.assert_close(ours, theirs)
