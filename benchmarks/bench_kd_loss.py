@@ -64,13 +64,17 @@ def check_agreement(student, teacher, labels, k) -> None:
             and torch.allclose(our_grad, their_grad, rtol=1e-4, atol=1e-6)):
         raise AssertionError(f"loss or gradient differs from the reference at batch "
                              f"{student.shape[0]}, K {student.shape[1]}: "
-                             f"{float(ours)} vs {float(theirs)}")
+                             f"{ours.item()} vs {theirs.item()}")
 
 
 def _cpu_seconds(statement, env, min_run_time):
     timer = Timer(stmt=statement, globals=env, num_threads=torch.get_num_threads(),
                   timer=time.thread_time)
     return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def _median_ratio(numerators, denominators):
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
 
 
 def run(sizes=SIZES, min_run_time=0.3, rounds=3) -> list[dict]:
@@ -89,23 +93,22 @@ def run(sizes=SIZES, min_run_time=0.3, rounds=3) -> list[dict]:
             for name, statement in STATEMENTS.items():
                 times[name].append(_cpu_seconds(statement, env, min_run_time))
 
-        def ratio(numerator, denominator):
-            return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))
-
         row = {"batch": batch, "num_classes": classes, "k": k, "rounds": rounds}
         row.update({f"{name}_us": statistics.median(values) * 1e6
                     for name, values in times.items()})
-        row.update({"reference_over_ours": ratio("reference", "ours"),
-                    "reference_over_validated": ratio("reference", "validated"),
-                    "ours_over_copy": ratio("ours", "copy"),
-                    "reference_over_copy": ratio("reference", "copy")})
+        row.update({"reference_over_ours": _median_ratio(times["reference"], times["ours"]),
+                    "reference_over_validated": _median_ratio(times["reference"],
+                                                              times["validated"]),
+                    "ours_over_copy": _median_ratio(times["ours"], times["copy"]),
+                    "reference_over_copy": _median_ratio(times["reference"], times["copy"])})
         rows.append(row)
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| batch x K | k | ours, unchecked (us) | kd_loss, validated (us) | reference (us) "
-             "| reference / ours | reference / validated |", "|---|---|---|---|---|---|---|"]
+    header = ("| batch x K | k | ours, unchecked (us) | kd_loss, validated (us) | reference (us) "
+              "| reference / ours | reference / validated |")
+    lines = [header, "|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['batch']} x {row['num_classes']} | {row['k']} | "
                      f"{row['ours_us']:.0f} | {row['validated_us']:.0f} | "
