@@ -179,7 +179,9 @@ class StudentGroup:
         params, buffers = stack_module_state(models)
         self.params = {n: p.detach().to(self.device).requires_grad_() for n, p in params.items()}
         self.buffers = {n: b.to(self.device) for n, b in buffers.items()}
-        self.ema = ({n: p.detach().clone() for n, p in self.params.items()}
+        averaged = {**self.params, **{n: b for n, b in self.buffers.items()
+                                      if torch.is_floating_point(b)}}
+        self.ema = ({n: t.detach().clone() for n, t in averaged.items()}
                     if settings.ema_decay else None)
         self.base = model.to("meta")
         self.optimizer = torch.optim.SGD(list(self.params.values()), lr=settings.lr,
@@ -207,29 +209,39 @@ class StudentGroup:
                               {n: b[g] for n, b in buffers.items()}, images)
             for g in range(self.count)])
 
-    def logits(self, images: torch.Tensor, params=None) -> torch.Tensor:
+    def logits(self, images: torch.Tensor, params=None, buffers=None) -> torch.Tensor:
         """[G, N, K] logits of every student on ``images``."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            return self.forward(params if params is not None else self.params, self.buffers,
-                                images)
+            return self.forward(self.params if params is None else params,
+                                self.buffers if buffers is None else buffers, images)
+
+    def evaluated_state(self) -> tuple[dict, dict]:
+        """(params, buffers) used for evaluation: the EMA of weights and float buffers (batch
+        norm statistics) when kept, else the live ones."""
+        if self.ema is None:
+            return self.params, self.buffers
+        return ({n: self.ema[n] for n in self.params},
+                {n: self.ema.get(n, b) for n, b in self.buffers.items()})
 
     @torch.inference_mode()
     def predict(self, data) -> torch.Tensor:
-        """[G, N, K] float32 test logits (EMA weights if kept), in data order."""
+        """[G, N, K] float32 test logits (the evaluated state), in data order."""
         self.base.eval()
-        params = self.ema if self.ema is not None else self.params
+        params, buffers = self.evaluated_state()
         outputs = []
         for start in range(0, len(data), self.settings.eval_batch_size):
             index = torch.arange(start, min(start + self.settings.eval_batch_size, len(data)))
             images, _ = data.batch(index, channels_last=self.channels_last)
-            outputs.append(self.logits(images, params).float())
+            outputs.append(self.logits(images, params, buffers).float())
         self.base.train()
         return torch.cat(outputs, dim=1)
 
     def update_ema(self) -> None:
+        """ema <- ema + (1 - decay) (live - ema) for weights and float buffers."""
         if self.ema is not None:
+            live = {**self.params, **self.buffers}
             with torch.no_grad():
-                torch._foreach_lerp_(list(self.ema.values()), list(self.params.values()),
+                torch._foreach_lerp_(list(self.ema.values()), [live[n] for n in self.ema],
                                      1 - self.settings.ema_decay)
 
     def state(self) -> dict:
@@ -249,10 +261,9 @@ class StudentGroup:
         self.optimizer.load_state_dict(state["optimizer"])
 
     def model_state(self, index: int) -> dict:
-        """A plain ``state_dict`` of student ``index`` (EMA weights if kept) for build_model."""
-        params = self.ema if self.ema is not None else self.params
-        return {**{n: p[index].detach().cpu().clone() for n, p in params.items()},
-                **{n: b[index].cpu().clone() for n, b in self.buffers.items()}}
+        """A plain ``state_dict`` of student ``index`` (the evaluated state) for build_model."""
+        params, buffers = self.evaluated_state()
+        return {n: t[index].detach().cpu().clone() for n, t in {**params, **buffers}.items()}
 
 
 def train_group(settings: GroupSettings, students: list[Student], train, test, stream,
