@@ -111,3 +111,18 @@ def _time_teacher_per_batch(model, teacher, data, stream, device, epochs) -> flo
     with torch.inference_mode():
         student(data.batch(torch.arange(len(data)))[0])
     return time.perf_counter() - began
+
+
+def students_markdown(result: dict) -> str:
+    """The cases as a Markdown table."""
+    lines = [f"Student training, {result['model']} students, {result['teacher']} teacher, "
+             f"{result['device']}, {result['threads']} thread(s), batch {result['batch_size']}, "
+             f"{result['images']} images x {result['epochs']} epochs; bank build "
+             f"{1e3 * result['bank_build_seconds_per_image']:.2f} ms/image.", "",
+             "| case | mode | students | images/s per student | aggregate images/s |",
+             "|---|---|---|---|---|"]
+    for case in result["cases"]:
+        lines.append(f"| {case['case']} | {case['mode']} | {case['students']} | "
+                     f"{case['images_per_second_per_student']:.0f} | "
+                     f"{case['aggregate_images_per_second']:.0f} |")
+    return "\n".join(lines)
