@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from stingy.empirical.bank import AugmentStream, LogitBank
 from stingy.empirical.batched import GroupSettings, Student, train_group
 from stingy.empirical.engine import DeviceData
@@ -115,10 +114,11 @@ def _time_teacher_per_batch(model, teacher, data, stream, device, epochs) -> flo
 
 def students_markdown(result: dict) -> str:
     """The cases as a Markdown table."""
-    lines = [f"Student training, {result['model']} students, {result['teacher']} teacher, "
-             f"{result['device']}, {result['threads']} thread(s), batch {result['batch_size']}, "
-             f"{result['images']} images x {result['epochs']} epochs; bank build "
-             f"{1e3 * result['bank_build_seconds_per_image']:.2f} ms/image.", "",
+    heading = (f"Student training, {result['model']} students, {result['teacher']} teacher, "
+               f"{result['device']}, {result['threads']} thread(s), batch "
+               f"{result['batch_size']}, {result['images']} images x {result['epochs']} "
+               f"epochs; bank build {1e3 * result['bank_build_seconds_per_image']:.2f} ms/image.")
+    lines = [heading, "",
              "| case | mode | students | images/s per student | aggregate images/s |",
              "|---|---|---|---|---|"]
     for case in result["cases"]:

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from stingy.empirical.models import MODEL_NAMES, build_model
+from stingy.theory.operators import distillation_kl, reverse_logits, sparsify_logits
 from torch.func import functional_call, stack_module_state, vmap
 
-from stingy.empirical.models import MODEL_NAMES, build_model
 from stingy.io import save_torch
-from stingy.theory.operators import distillation_kl, reverse_logits, sparsify_logits
 
 MODES = ("vmap", "loop")
 COMPILE_MODES = ("off", "default", "cuda-graphs")

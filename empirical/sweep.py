@@ -26,20 +26,20 @@ import json
 import os
 import socket
 import time
-import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomllib
 import torch
-
 from stingy.empirical.bank import AugmentStream, LogitBank
 from stingy.empirical.batched import COMPILE_MODES, MODES, GroupSettings, Student, train_group
 from stingy.empirical.engine import DeviceData, balanced_subset, drive_record
 from stingy.empirical.models import MODEL_NAMES, build_model
-from stingy.io import save_torch, write_csv, write_json
 from stingy.theory.operators import keep_count
 from stingy.theory.sweep import theory_grid
+
+from stingy.io import save_torch, write_csv, write_json
 
 PROFILE_DIR = Path(__file__).resolve().parent / "sweeps"
 EXTRAS = ("reversed", "nasty")
@@ -291,7 +291,10 @@ def run_index(out: str | Path, index: int, dataset=None, context: SweepContext |
     return run_job(context, ids[index], log)
 
 
-def run_job(context: SweepContext, job_id: str, log=print) -> dict:
+def run_job(context: SweepContext, job_id: str, log=print,
+            stop_after_epochs: int | None = None) -> dict:
+    """Run one job (its needs first); ``stop_after_epochs`` (a test hook, as if killed after
+    that many epochs' checkpoints) returns {"finished": False} and writes no result."""
     job = context.jobs[job_id]
     directory = context.job_dir(job_id)
     if context.done(job_id):
@@ -303,14 +306,17 @@ def run_job(context: SweepContext, job_id: str, log=print) -> dict:
             return json.loads((directory / RESULT).read_text())
         log(f"[sweep] {job_id}: start")
         runner = run_students if job["kind"] == "students" else run_teacher
-        result = runner(context, job, directory, log)
+        result = runner(context, job, directory, log, stop_after_epochs)
+        if not result["finished"]:
+            return result
         write_json(directory / RESULT, result)
         (directory / "group.pt").unlink(missing_ok=True)
         log(f"[sweep] {job_id}: done in {result['seconds']:.1f} s")
     return result
 
 
-def run_teacher(context: SweepContext, job: dict, directory: Path, log) -> dict:
+def run_teacher(context: SweepContext, job: dict, directory: Path, log,
+                stop_after_epochs: int | None = None) -> dict:
     """Train the teacher (scratch, label smoothing, EMA) or the Nasty Teacher (a group of one)."""
     profile, nasty = context.profile, job["kind"] == "nasty"
     train = context.train(job["noise"])
@@ -329,20 +335,24 @@ def run_teacher(context: SweepContext, job: dict, directory: Path, log) -> dict:
     result = train_group(settings, [student], train, context.test, stream, banks,
                          num_classes=context.num_classes, init_seed=profile.teacher_seed,
                          device=context.device, directory=directory,
+                         stop_after_epochs=stop_after_epochs,
                          on_epoch=lambda r: log(f"[sweep] {job['id']} epoch {r['epoch']}: "
                                                 f"loss {r['train_loss'][0]:.4f} "
                                                 f"({r['seconds']:.1f} s)"))
+    if not result["finished"]:
+        return {"finished": False}
     logits = result["test_logits"][0].cpu()
     save_torch(directory / MODEL_FILE, {"model_name": profile.teacher_model,
                                         "state_dict": result["group"].model_state(0)})
     save_torch(directory / TEST_LOGITS, {"logits": logits})
     accuracy = float((logits.argmax(-1) == context.test.labels.cpu()).float().mean())
-    return {"id": job["id"], "kind": job["kind"], "noise": job["noise"],
+    return {"id": job["id"], "kind": job["kind"], "finished": True, "noise": job["noise"],
             "model": profile.teacher_model, "test_accuracy": accuracy,
             "seconds": result["seconds"], "epochs": epochs, "device": str(context.device)}
 
 
-def run_students(context: SweepContext, job: dict, directory: Path, log) -> dict:
+def run_students(context: SweepContext, job: dict, directory: Path, log,
+                 stop_after_epochs: int | None = None) -> dict:
     profile, noise = context.profile, job["noise"]
     train = context.train(noise)
     stream = AugmentStream(job["seed"], profile.student_batch_size)
@@ -356,8 +366,11 @@ def run_students(context: SweepContext, job: dict, directory: Path, log) -> dict
     result = train_group(settings, students, train, context.test, stream, banks,
                          num_classes=context.num_classes, init_seed=job["seed"],
                          device=context.device, directory=directory,
+                         stop_after_epochs=stop_after_epochs,
                          on_epoch=lambda r: log(f"[sweep] {job['id']} epoch {r['epoch']} "
                                                 f"({r['seconds']:.1f} s)"))
+    if not result["finished"]:
+        return {"finished": False}
     teacher_logits = torch.load(context.job_dir(teacher_id(noise)) / TEST_LOGITS,
                                 weights_only=True)["logits"]
     labels = context.test.labels.cpu()
@@ -374,7 +387,8 @@ def run_students(context: SweepContext, job: dict, directory: Path, log) -> dict
                        logit_gap=drive_record(logits, teacher_logits, student.k,
                                               student.temperature)["logit_gap"])
         rows.append(row)
-    return {"id": job["id"], "kind": "students", "rows": rows, "seconds": result["seconds"],
+    return {"id": job["id"], "kind": "students", "finished": True, "rows": rows,
+            "seconds": result["seconds"],
             "images_per_second_per_student": result["images_per_second_per_student"],
             "students": len(students), "device": str(context.device)}
 

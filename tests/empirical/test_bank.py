@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from stingy.empirical.bank import AugmentStream, LogitBank, mix
 from stingy.empirical.batched import GroupSettings, Student, StudentGroup, train_group
 from stingy.empirical.engine import DeviceData

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from stingy.empirical.bank import AugmentStream, LogitBank
-from stingy.empirical.batched import GroupSettings, Student, student_loss, target_log_probs, \
-    train_group
+from stingy.empirical.batched import (
+    GroupSettings,
+    Student,
+    student_loss,
+    target_log_probs,
+    train_group,
+)
 from stingy.empirical.engine import DeviceData
 from stingy.empirical.models import build_model
 from stingy.theory.operators import kd_loss
