@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from stingy.empirical.bank import AugmentStream, LogitBank
 from stingy.empirical.batched import GroupSettings, Student, train_group
 from stingy.empirical.engine import DeviceData

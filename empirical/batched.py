@@ -30,11 +30,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from stingy.empirical.models import MODEL_NAMES, build_model
-from stingy.theory.operators import distillation_kl, reverse_logits, sparsify_logits
 from torch.func import functional_call, stack_module_state, vmap
 
+from stingy.empirical.models import MODEL_NAMES, build_model
 from stingy.io import save_torch
+from stingy.theory.operators import distillation_kl, reverse_logits, sparsify_logits
 
 MODES = ("vmap", "loop")
 COMPILE_MODES = ("off", "default", "cuda-graphs")
@@ -267,8 +267,8 @@ class StudentGroup:
 
 
 def train_group(settings: GroupSettings, students: list[Student], train, test, stream,
-                banks: dict, *, num_classes: int, init_seed: int, device, directory: str | Path | None = None,
-                stop_after_epochs: int | None = None, on_epoch=None) -> dict:
+                banks: dict, *, num_classes: int, init_seed: int, device,
+                directory: str | Path | None = None, stop_after_epochs: int | None = None, on_epoch=None) -> dict:
     """Train ``students`` together; return {"history", "test_logits" [G, N, K], "group",
     "finished", "seconds"}.
 

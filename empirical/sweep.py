@@ -26,20 +26,20 @@ import json
 import os
 import socket
 import time
+import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
 import torch
+
 from stingy.empirical.bank import AugmentStream, LogitBank
 from stingy.empirical.batched import COMPILE_MODES, MODES, GroupSettings, Student, train_group
 from stingy.empirical.engine import DeviceData, balanced_subset, drive_record
 from stingy.empirical.models import MODEL_NAMES, build_model
+from stingy.io import save_torch, write_csv, write_json
 from stingy.theory.operators import keep_count
 from stingy.theory.sweep import theory_grid
-
-from stingy.io import save_torch, write_csv, write_json
 
 PROFILE_DIR = Path(__file__).resolve().parent / "sweeps"
 EXTRAS = ("reversed", "nasty")

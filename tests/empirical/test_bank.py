@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from .tiny import single_thread, tiny_dataset  # noqa: F401 - fixture
+
 from stingy.empirical.bank import AugmentStream, LogitBank, mix
 from stingy.empirical.batched import GroupSettings, Student, StudentGroup, train_group
 from stingy.empirical.engine import DeviceData
 from stingy.empirical.models import build_model
 from stingy.theory.operators import sparsify_logits
-
-from .tiny import single_thread, tiny_dataset  # noqa: F401 - fixture
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

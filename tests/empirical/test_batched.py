@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from .tiny import single_thread  # noqa: F401 - fixture
+
 from stingy.empirical.bank import AugmentStream, LogitBank
 from stingy.empirical.batched import (
     GroupSettings,
@@ -15,8 +17,6 @@ from stingy.empirical.batched import (
 from stingy.empirical.engine import DeviceData
 from stingy.empirical.models import build_model
 from stingy.theory.operators import kd_loss
-
-from .tiny import single_thread  # noqa: F401 - fixture
 
 STUDENTS = [Student("scratch", "scratch"), Student("kd", "kd", "teacher", 4.0, 0.9),
             Student("stingy", "stingy", "teacher", 4.0, 0.9, k=2),

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 import torch
+from .tiny import single_thread, write_image_folder  # noqa: F401 - fixture
+
 from stingy.empirical.sweep import (
     RESULT,
     SweepContext,
@@ -25,7 +27,6 @@ from stingy.empirical.sweep import (
     verdict_rows,
 )
 
-from .tiny import single_thread, write_image_folder  # noqa: F401 - fixture
 
 TOY = {"name": "toy", "seeds": [0, 1], "ratios": [0.2, 0.5], "noise": [0.0, 0.4],
        "within_ratios": [0.5], "student_models": ["cnn"], "student_epochs": 2,
