@@ -268,7 +268,8 @@ class StudentGroup:
 
 def train_group(settings: GroupSettings, students: list[Student], train, test, stream,
                 banks: dict, *, num_classes: int, init_seed: int, device,
-                directory: str | Path | None = None, stop_after_epochs: int | None = None, on_epoch=None) -> dict:
+                directory: str | Path | None = None, stop_after_epochs: int | None = None,
+                on_epoch=None) -> dict:
     """Train ``students`` together; return {"history", "test_logits" [G, N, K], "group",
     "finished", "seconds"}.
 
