@@ -102,9 +102,11 @@ class SweepProfile:
         for ratio in (*self.ratios, *self.within_ratios, self.verdict_ratio):
             if not 0 < ratio < 1:
                 raise ValueError(f"profile ratios must be in (0, 1), got {ratio!r}")
-        if self.verdict_ratio not in self.ratios or self.verdict_ratio not in self.kept_ratios:
+        if (self.verdict_ratio not in self.ratios or self.verdict_ratio not in self.kept_ratios
+                or not min(self.ratios) < self.verdict_ratio < max(self.ratios)):
             raise ValueError(f"profile verdict_ratio {self.verdict_ratio} must be one of ratios "
-                             f"and of within_ratios")
+                             f"and of within_ratios, strictly between the smallest and the "
+                             f"largest ratio (check b compares both ends with it)")
         if not set(self.within_ratios) <= set(self.ratios):
             raise ValueError("profile within_ratios must be a subset of ratios")
         if not self.temperatures or any(not t > 0 for t in self.temperatures):

@@ -28,7 +28,7 @@ from stingy.empirical.sweep import (
 )
 
 
-TOY = {"name": "toy", "seeds": [0, 1], "ratios": [0.2, 0.5], "noise": [0.0, 0.4],
+TOY = {"name": "toy", "seeds": [0, 1], "ratios": [0.2, 0.5, 0.7], "noise": [0.0, 0.4],
        "within_ratios": [0.5], "student_models": ["cnn"], "student_epochs": 2,
        "student_batch_size": 16, "teacher_model": "cnn", "teacher_epochs": 2,
        "teacher_batch_size": 16, "teacher_lr": 0.05, "nasty_epochs": 1, "mode": "loop"}
@@ -61,7 +61,8 @@ def test_groups_hold_every_method_of_the_grid():
     profile = profile_from_dict(TOY)
     clean = {s.label for s in students_of(profile, 0.0, 10)}
     assert clean == {"scratch", "kd-T4.0", "stingy-r0.2-T4.0", "stingy-r0.5-T4.0",
-                     "within-r0.5-T4.0", "reversed-T4.0", "kd-from-nasty-T4.0"}
+                     "stingy-r0.7-T4.0", "within-r0.5-T4.0", "reversed-T4.0",
+                     "kd-from-nasty-T4.0"}
     noisy = {s.label for s in students_of(profile, 0.4, 10)}
     assert noisy == clean - {"reversed-T4.0", "kd-from-nasty-T4.0"}
 
@@ -102,7 +103,7 @@ def test_shards_run_by_several_processes_give_every_result_once(tmp_path, image_
     run_index(out, len(jobs) - 1)  # idempotent: a finished job is not run again
     assert [path.stat().st_mtime_ns for path in results] == stamps
     collected = collect(out)
-    assert not collected["missing"] and len(collected["rows"]) == 2 * 5
+    assert not collected["missing"] and len(collected["rows"]) == 2 * 6
 
 
 def test_collect_gives_checks_a_b_d_per_noise_e_across_and_the_nasty_report(tmp_path,
@@ -114,7 +115,7 @@ def test_collect_gives_checks_a_b_d_per_noise_e_across_and_the_nasty_report(tmp_
     collected = run_all(out, dataset=load_dataset("cifar10", data=image_folder),
                         log=lambda m: None)
     assert not collected["missing"]
-    assert len(collected["rows"]) == 2 * 7 + 2 * 5
+    assert len(collected["rows"]) == 2 * 8 + 2 * 6
     checks = sorted((v["check"], str(v["noise"])) for v in collected["verdicts"])
     assert checks == [("a", "0.0"), ("a", "0.4"), ("b", "0.0"), ("b", "0.4"), ("d", "0.0"),
                       ("d", "0.4"), ("e", "0.4 vs 0.0")]
@@ -159,6 +160,7 @@ INVALID = [
     ({"seeds": [0, 0]}, "seeds must be distinct"),
     ({"ratios": [0.2, 1.0]}, "ratios must be in"),
     ({"verdict_ratio": 0.3}, "verdict_ratio"),
+    ({"verdict_ratio": 0.7, "within_ratios": [0.7]}, "strictly between"),
     ({"noise": [0.2]}, "including 0"),
     ({"student_models": ["vgg"]}, "is not one of"),
     ({"extras": ["dafl"]}, "extras must be among"),

@@ -14,7 +14,7 @@ from .tiny import write_image_folder
 
 SCRIPT = Path(__file__).resolve().parents[2] / "empirical" / "sweeps" / "run-gpu.sh"
 TOY = """seeds = [0, 1]
-ratios = [0.2, 0.5]
+ratios = [0.2, 0.5, 0.7]
 noise = [0.0]
 within_ratios = [0.5]
 extras = []
