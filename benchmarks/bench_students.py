@@ -38,7 +38,13 @@ def _time_group(model: str, students: list[Student], data, stream, banks, device
     began = time.perf_counter()
     train_group(settings, students, data, data, stream, banks, num_classes=10, init_seed=0,
                 device=device)
+    _synchronize(device)
     return time.perf_counter() - began
+
+
+def _synchronize(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def bench_students(model: str = "cnn", teacher_model: str = "cnn", group_size: int = 4,
@@ -95,14 +101,19 @@ def _time_teacher_per_batch(model, teacher, data, stream, device, epochs) -> flo
     from stingy.empirical.batched import student_loss
 
     torch.manual_seed(0)
-    student = build_model(model, 10).to(device)
+    on_cuda = torch.device(device).type == "cuda"  # as the groups: bf16, channels_last
+    memory_format = torch.channels_last if on_cuda else torch.contiguous_format
+    student = build_model(model, 10).to(device, memory_format=memory_format)
+    teacher = teacher.to(memory_format=memory_format)
     optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     began = time.perf_counter()
     for epoch in range(epochs):
-        for _, images, labels in stream.batches(data, epoch):
-            with torch.inference_mode():
+        for _, images, labels in stream.batches(data, epoch, channels_last=on_cuda):
+            with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=on_cuda):
                 target = torch.log_softmax(teacher(images).float() / 4.0, -1)
-            loss = student_loss(student(images), target.clone(), labels, temperature=4.0,
+            with torch.autocast("cuda", torch.bfloat16, enabled=on_cuda):
+                logits = student(images)
+            loss = student_loss(logits, target.clone(), labels, temperature=4.0,
                                 ce_weight=0.1, kl_weight=0.9, within_kept=False)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -110,6 +121,7 @@ def _time_teacher_per_batch(model, teacher, data, stream, device, epochs) -> flo
     student.eval()
     with torch.inference_mode():
         student(data.batch(torch.arange(len(data)))[0])
+    _synchronize(device)
     return time.perf_counter() - began
 
 

@@ -1,23 +1,41 @@
 """``stingy sweep``: parse and print only; the work is in stingy.empirical.sweep.
 
-    stingy sweep plan --profile NAME|PATH [--data PATH] [--out DIR] [--device cpu|cuda]
+    stingy sweep plan --profile NAME|PATH [--set KEY=VALUE ...] [--data PATH] [--out DIR]
+                      [--device cpu|cuda]
     stingy sweep run --out DIR --index I
     stingy sweep collect --out DIR
-    stingy sweep all --profile NAME|PATH [--data PATH] [--out DIR] [--device D]
-                     [--budget-seconds S]
+    stingy sweep all --profile NAME|PATH [--set KEY=VALUE ...] [--data PATH] [--out DIR]
+                     [--device D] [--budget-seconds S]
 """
 
 from __future__ import annotations
 
 import json
+import tomllib
 
 DEFAULT_OUT = "out/sweep"
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` strings as a dict; VALUE is read as TOML (``3``, ``[0, 1]``, ``"loop"``),
+    else kept as a string."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set must be KEY=VALUE, got {pair!r}")
+        try:
+            overrides[key] = tomllib.loads(f"value = {value}")["value"]
+        except tomllib.TOMLDecodeError:
+            overrides[key] = value
+    return overrides
 
 
 def _plan(args) -> int:
     from stingy.empirical.sweep import load_profile, plan_sweep
 
-    jobs = plan_sweep(load_profile(args.profile), args.out, data=args.data, device=args.device)
+    profile = load_profile(args.profile, _overrides(args.overrides))
+    jobs = plan_sweep(profile, args.out, data=args.data, device=args.device)
     for index, job in enumerate(jobs):
         print(f"{index:4d}  {job['id']}")
     print(f"wrote {args.out}/plan.json: {len(jobs)} jobs; run each with "
@@ -57,7 +75,8 @@ def _collect(args) -> int:
 def _all(args) -> int:
     from stingy.empirical.sweep import load_profile, plan_sweep, run_all
 
-    plan_sweep(load_profile(args.profile), args.out, data=args.data, device=args.device)
+    plan_sweep(load_profile(args.profile, _overrides(args.overrides)), args.out, data=args.data,
+               device=args.device)
     _print_collected(run_all(args.out, budget_seconds=args.budget_seconds), args.out)
     return 0
 
@@ -73,6 +92,9 @@ def register(subparsers) -> None:
         parser = commands.add_parser(name, help=text)
         parser.add_argument("--profile", required=True, help="gpu-10min, cpu-30min, quick or "
                             "a .toml path")
+        parser.add_argument("--set", dest="overrides", action="append", default=[],
+                            metavar="KEY=VALUE", help="override a profile key, e.g. mode=loop "
+                            "(repeatable; the value is read as TOML)")
         parser.add_argument("--data", default=None, help="CIFAR-10 archive or folder")
         parser.add_argument("--out", default=DEFAULT_OUT, help=f"sweep folder ({DEFAULT_OUT})")
         parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if "

@@ -123,3 +123,16 @@ def test_a_bank_of_another_stream_is_refused(setup):
         train_group(GroupSettings("cnn", 1, 8, 0.05), STUDENTS[1:2], train_data, test,
                     AugmentStream(0, 8), banks[True], num_classes=10, init_seed=0,
                     device="cpu")
+
+
+def test_student_benchmark_reports_every_case_with_a_positive_rate():
+    from stingy.benchmarks.bench_students import bench_students, students_markdown
+
+    result = bench_students(images=32, batch_size=16, epochs=1, group_size=2)
+    assert [(c["mode"], c["students"]) for c in result["cases"]] == [
+        ("loop", 1), ("loop", 1), ("vmap", 2), ("loop", 2), ("loop", 1)]
+    for case in result["cases"]:
+        assert case["aggregate_images_per_second"] == pytest.approx(
+            case["students"] * case["images_per_second_per_student"])
+        assert case["images_per_second_per_student"] > 0
+    assert students_markdown(result).count("\n| ") == len(result["cases"]) + 1

@@ -36,7 +36,7 @@ def test_gpu_script_runs_a_toy_sweep_and_leaves_results_for_fetching(tmp_path):
     env = {**os.environ, "PROFILE": str(profile), "DATA": str(images), "DEVICE": "cpu",
            "SWEEP_OUT": str(tmp_path / "sweep"), "OUT": str(tmp_path / "fetch"),
            "PYTHON": sys.executable, "STINGY_COMMIT": "abc", "OMP_NUM_THREADS": "1",
-           "STINGY_CACHE": str(tmp_path / "cache")}
+           "STINGY_CACHE": str(tmp_path / "cache"), "BENCH_IMAGES": "32", "MODE": "loop"}
     done = subprocess.run(["sh", str(SCRIPT)], check=False, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr
@@ -44,4 +44,6 @@ def test_gpu_script_runs_a_toy_sweep_and_leaves_results_for_fetching(tmp_path):
     assert provenance["commit"] == "abc" and provenance["device"] == "cpu"
     fetched = {path.name for path in (tmp_path / "fetch" / "sweep").iterdir()}
     assert {"rows.csv", "summary.csv", "verdicts.json", "provenance.json",
-            "teacher-n0.0.json"} <= fetched
+            "students_bench.json", "teacher-n0.0.json"} <= fetched
+    plan = json.loads((tmp_path / "sweep" / "plan.json").read_text())
+    assert plan["profile"]["mode"] == "loop"
