@@ -190,3 +190,16 @@ def test_a_plan_with_another_profile_is_refused(tmp_path, image_folder):
     with pytest.raises(ValueError, match="another profile"):
         toy_plan(tmp_path, image_folder, student_epochs=3)
     assert json.loads((tmp_path / "plan.json").read_text())["profile"]["student_epochs"] == 2
+
+
+def test_cli_plan_applies_set_overrides(tmp_path, capsys):
+    from stingy.cli import main
+
+    out = tmp_path / "s"
+    assert main(["sweep", "plan", "--profile", "quick", "--set", "student_epochs=2", "--set",
+                 "mode=vmap", "--out", str(out), "--device", "cpu"]) == 0
+    profile = json.loads((out / "plan.json").read_text())["profile"]
+    assert (profile["student_epochs"], profile["mode"]) == (2, "vmap")
+    assert main(["sweep", "plan", "--profile", "quick", "--set", "epochs",
+                 "--out", str(tmp_path / "t")]) == 2
+    assert "--set must be KEY=VALUE" in capsys.readouterr().err
