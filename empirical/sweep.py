@@ -477,8 +477,13 @@ def real_verdicts(rows: list[dict], profile: SweepProfile) -> list[dict]:
                       and r["temperature"] in (None, t)]
             if len({r["seed"] for r in chosen}) < 2:
                 continue
-            for verdict in all_verdicts(chosen, [], profile.verdict_ratio):
-                results.append({"model": model, "temperature": t, **verdict})
+            try:
+                verdicts = all_verdicts(chosen, [], profile.verdict_ratio)
+            except ValueError as err:  # e.g. a budget-cut sweep lacks a method's rows
+                results.append({"model": model, "temperature": t, "verdict": "not computed",
+                                "detail": str(err)})
+                continue
+            results += [{"model": model, "temperature": t, **v} for v in verdicts]
     return results
 
 

@@ -54,6 +54,10 @@ def _run(args) -> int:
 
 def _print_collected(collected: dict, out: str) -> None:
     for verdict in collected["verdicts"]:
+        if "ci95" not in verdict:
+            print(f"{verdict['model']:>12} T={verdict['temperature']}: {verdict['verdict']} "
+                  f"({verdict['detail']})")
+            continue
         low, high = verdict["ci95"]
         print(f"{verdict['model']:>12} T={verdict['temperature']} noise={verdict['noise']} "
               f"({verdict['check']}) {verdict['verdict']}: measured {verdict['measured']:+.4f} "

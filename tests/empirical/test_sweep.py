@@ -203,3 +203,19 @@ def test_cli_plan_applies_set_overrides(tmp_path, capsys):
     assert main(["sweep", "plan", "--profile", "quick", "--set", "epochs",
                  "--out", str(tmp_path / "t")]) == 2
     assert "--set must be KEY=VALUE" in capsys.readouterr().err
+
+
+def test_verdicts_of_a_sweep_missing_a_method_say_not_computed():
+    from stingy.empirical.sweep import real_verdicts
+
+    rows = [{"model": "cnn", "seed": seed, "noise": 0.0, "method": method, "teacher": teacher,
+             "temperature": 4.0 if teacher else None, "ratio": ratio, "test_accuracy": 0.5,
+             "kept_mass": 0.9, "signal_to_drive": 1.0}
+            for seed in (0, 1)
+            for method, teacher, ratio in (("scratch", None, None), ("kd", "teacher", None),
+                                           ("stingy", "teacher", 0.2),
+                                           ("stingy", "teacher", 0.5),
+                                           ("stingy", "teacher", 0.7))]
+    verdicts = real_verdicts(rows, profile_from_dict({**TOY, "noise": [0.0]}))
+    assert verdicts == [{"model": "cnn", "temperature": 4.0, "verdict": "not computed",
+                         "detail": "no rows for method='within_m_kd' ratio=0.5"}]
