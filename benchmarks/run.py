@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from stingy.benchmarks import bench_kd_loss
+from stingy.benchmarks.bench_students import bench_students, students_markdown
 from stingy.benchmarks.bench_throughput import bench_cnn_throughput
 from stingy.figures.machine import describe, machine_info
 from stingy.figures.report import fmt, percent
@@ -76,6 +77,8 @@ def markdown(result: dict) -> str:
             key, value = key + "_%", percent(value)
         shown = "not reached" if value is None and "to_93" in key else fmt(value, 2)
         lines.append(f"| GPU check: {key.replace('_', ' ')} | {shown} |")
+    if result.get("students"):
+        lines += ["", students_markdown(result["students"])]
     return "\n".join(lines)
 
 
@@ -97,6 +100,9 @@ def main(argv=None) -> int:
     result["kd_loss"] = bench_kd_loss.run(min_run_time=0.1 if args.quick else 0.5)
     print("CNN training throughput ...", flush=True)
     result["cnn_throughput"] = bench_cnn_throughput(steps=5 if args.quick else 20)
+    print("student throughput (bank, batched) ...", flush=True)
+    result["students"] = bench_students(images=256 if args.quick else 1024,
+                                        epochs=1 if args.quick else 2)
     if not args.skip_simulation:
         print("default simulation sweep ...", flush=True)
         result["simulation"] = bench_simulation_sweep(torch.get_num_threads())

@@ -102,3 +102,7 @@ def register(subparsers) -> None:
     quick.add_argument("--out", default="out/quick", help="output folder")
     quick.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     quick.set_defaults(run=run_quick)
+
+    from stingy.empirical import sweep_cli  # the sweep registers its own sub-commands
+
+    sweep_cli.register(subparsers)

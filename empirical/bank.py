@@ -1,0 +1,176 @@
+"""The logit bank: a teacher's logits on every augmented training batch, computed once per epoch.
+
+The augmentation stream is a pure function of (seed, epoch, batch): :class:`AugmentStream`
+draws epoch ``e``'s batch order from a generator seeded with ``mix(seed, e)`` and batch ``b``'s
+crop offsets and flips from one seeded with ``mix(seed, e, b)``. So every student trained with
+the same data seed sees exactly the images the bank's teacher saw, in the same order, and a
+resumed run needs no random state to continue.
+
+:class:`LogitBank` runs the teacher over one epoch's batches (inference mode, several batches
+per forward pass, bf16 autocast on CUDA) and stores the logits as fp16: all K of them, or the
+indices (int64) and values of the top ``top_k``. Each epoch is one file ``epoch-NNNN.pt`` of
+plain tensors written atomically (``stingy.io.save_torch``) and read with
+``torch.load(weights_only=True)``, in the folder ``<root>/<key>``, where ``key`` hashes
+:func:`bank_key`'s fields (teacher fingerprint, data fingerprint, seed, batch size, augment,
+top_k, format). Students of a sweep share a bank; a rerun or a resumed run reuses its files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from stingy.io import save_torch
+
+BANK_FORMAT = 1
+PADDING = 4
+
+
+def mix(*values: int) -> int:
+    """A 63-bit seed from integers (SHA-256, so nearby inputs give unrelated seeds)."""
+    digest = hashlib.sha256(json.dumps([int(v) for v in values]).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def tensor_fingerprint(tensors) -> str:
+    """SHA-256 (16 hex digits) over the bytes, dtypes and shapes of ``tensors`` in order."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Fingerprint of a model's state (parameter and buffer names and values)."""
+    state = model.state_dict()
+    names = sorted(state)
+    return hashlib.sha256((json.dumps(names) + tensor_fingerprint(state[n] for n in names))
+                          .encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class AugmentStream:
+    """Batches of one epoch as a pure function of (seed, epoch, batch)."""
+
+    seed: int
+    batch_size: int
+    augment: bool = True
+
+    def steps(self, size: int) -> int:
+        return -(-size // self.batch_size)
+
+    def order(self, epoch: int, size: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(mix(self.seed, epoch))
+        return torch.randperm(size, generator=generator)
+
+    def batch(self, data, order: torch.Tensor, epoch: int, step: int,
+              channels_last: bool = False):
+        """(images, labels) of batch ``step`` of ``epoch``; ``data`` is an engine.DeviceData."""
+        index = order[step * self.batch_size:(step + 1) * self.batch_size]
+        generator = None
+        if self.augment:
+            generator = torch.Generator(device=data.images.device)
+            generator.manual_seed(mix(self.seed, epoch, step))
+        return data.batch(index, generator, channels_last)
+
+    def batches(self, data, epoch: int, channels_last: bool = False):
+        """Yield (step, images, labels) for every batch of ``epoch``."""
+        order = self.order(epoch, len(data))
+        for step in range(self.steps(len(data))):
+            yield (step, *self.batch(data, order, epoch, step, channels_last))
+
+
+def bank_key(teacher_fingerprint: str, data_fingerprint: str, stream: AugmentStream,
+             top_k: int | None) -> dict:
+    return {"format": BANK_FORMAT, "teacher": teacher_fingerprint, "data": data_fingerprint,
+            "seed": stream.seed, "batch_size": stream.batch_size, "augment": stream.augment,
+            "padding": PADDING, "top_k": top_k}
+
+
+class LogitBank:
+    """Per-epoch teacher logits on disk for one (teacher, data, stream, top_k)."""
+
+    def __init__(self, root: str | Path, teacher: torch.nn.Module, data, stream: AugmentStream,
+                 *, top_k: int | None = None, forward_batches: int = 8, autocast: bool = False,
+                 channels_last: bool = False):
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
+                                  or top_k < 1):
+            raise ValueError(f"top_k must be None (all logits) or an integer >= 1, got {top_k!r}")
+        self.teacher, self.data, self.stream, self.top_k = teacher, data, stream, top_k
+        self.forward_batches, self.autocast = forward_batches, autocast
+        self.channels_last = channels_last
+        data_fingerprint = tensor_fingerprint([data.images, data.labels])
+        self.key = bank_key(model_fingerprint(teacher), data_fingerprint, stream, top_k)
+        name = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:20]
+        self.directory = Path(root) / name
+        self.built_epochs = 0  # epochs this object computed (not read from disk)
+
+    def path(self, epoch: int) -> Path:
+        return self.directory / f"epoch-{epoch:04d}.pt"
+
+    @torch.inference_mode()
+    def compute(self, epoch: int) -> dict:
+        """The teacher's logits on every batch of ``epoch``, concatenated in batch order."""
+        was_training = self.teacher.training
+        self.teacher.eval()
+        chunks, pending = [], []
+
+        def flush():
+            images = torch.cat(pending)
+            pending.clear()
+            with torch.autocast(images.device.type, dtype=torch.bfloat16,
+                                enabled=self.autocast):
+                chunks.append(self.teacher(images).float())
+
+        for step, images, _ in self.stream.batches(self.data, epoch, self.channels_last):
+            pending.append(images)
+            if len(pending) == self.forward_batches:
+                flush()
+        if pending:
+            flush()
+        self.teacher.train(was_training)
+        logits = torch.cat(chunks)
+        record = {"key": json.dumps(self.key, sort_keys=True), "epoch": epoch}
+        if self.top_k is None:
+            return {**record, "logits": logits.half().cpu()}
+        values, indices = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1)
+        return {**record, "values": values.half().cpu(), "indices": indices.cpu(),
+                "num_classes": logits.shape[-1]}
+
+    def epoch(self, epoch: int, device) -> BankEpoch:
+        """The logits of ``epoch`` on ``device``: read from the bank, or computed and saved."""
+        path = self.path(epoch)
+        if path.is_file():
+            record = torch.load(path, map_location="cpu", weights_only=True)
+            if record.get("key") != json.dumps(self.key, sort_keys=True) or \
+                    record.get("epoch") != epoch:
+                raise ValueError(f"logit bank file {path} does not match its key; delete it")
+        else:
+            record = self.compute(epoch)
+            save_torch(path, record)
+            self.built_epochs += 1
+        return BankEpoch(record, self.stream.batch_size, device)
+
+
+class BankEpoch:
+    """One epoch of bank logits on the device; ``logits(step)`` gives a batch's float32 logits
+    (top-k banks: the kept values in place, -inf elsewhere, i.e. the top-k sparse logits)."""
+
+    def __init__(self, record: dict, batch_size: int, device):
+        self.batch_size = batch_size
+        if "logits" in record:
+            self.dense = record["logits"].to(device)
+        else:
+            values, indices = record["values"].to(device), record["indices"].to(device)
+            dense = torch.full((values.shape[0], int(record["num_classes"])), float("-inf"),
+                               dtype=torch.float16, device=device)
+            self.dense = dense.scatter_(1, indices, values)
+
+    def logits(self, step: int) -> torch.Tensor:
+        return self.dense[step * self.batch_size:(step + 1) * self.batch_size].float()

@@ -1,0 +1,221 @@
+"""stingy sweep: the plan, label noise, sharded runs by several processes, resume, verdicts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from .tiny import single_thread, write_image_folder  # noqa: F401 - fixture
+
+from stingy.empirical.sweep import (
+    RESULT,
+    SweepContext,
+    collect,
+    load_profile,
+    plan_jobs,
+    plan_sweep,
+    profile_from_dict,
+    run_all,
+    run_index,
+    run_job,
+    students_of,
+    symmetric_noise,
+    verdict_rows,
+)
+
+
+TOY = {"name": "toy", "seeds": [0, 1], "ratios": [0.2, 0.5, 0.7], "noise": [0.0, 0.4],
+       "within_ratios": [0.5], "student_models": ["cnn"], "student_epochs": 2,
+       "student_batch_size": 16, "teacher_model": "cnn", "teacher_epochs": 2,
+       "teacher_batch_size": 16, "teacher_lr": 0.05, "nasty_epochs": 1, "mode": "loop"}
+
+
+def toy_plan(out, data, **changes):
+    return plan_sweep(profile_from_dict({**TOY, **changes}), out, data=str(data), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("images"), train_per_class=4,
+                              test_per_class=2)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("STINGY_CACHE", str(tmp_path / "cache"))
+
+
+def test_plan_puts_each_teacher_before_its_students():
+    jobs = plan_jobs(profile_from_dict(TOY))
+    position = {job["id"]: i for i, job in enumerate(jobs)}
+    assert len(jobs) == 2 + 1 + 2 * 2  # teachers n0 and n0.4, nasty, 2 seeds x 2 noise
+    for job in jobs:
+        assert all(position[need] < position[job["id"]] for need in job["needs"])
+
+
+def test_groups_hold_every_method_of_the_grid():
+    profile = profile_from_dict(TOY)
+    clean = {s.label for s in students_of(profile, 0.0, 10)}
+    assert clean == {"scratch", "kd-T4.0", "stingy-r0.2-T4.0", "stingy-r0.5-T4.0",
+                     "stingy-r0.7-T4.0", "within-r0.5-T4.0", "reversed-T4.0",
+                     "kd-from-nasty-T4.0"}
+    noisy = {s.label for s in students_of(profile, 0.4, 10)}
+    assert noisy == clean - {"reversed-T4.0", "kd-from-nasty-T4.0"}
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.2, 0.4])
+def test_symmetric_noise_flips_the_rate_to_other_classes_uniformly(rate):
+    labels = torch.arange(40000) % 10
+    noisy = symmetric_noise(labels, rate, 10, seed=0)
+    flipped = noisy != labels
+    assert abs(float(flipped.float().mean()) - rate) < 0.01
+    if rate:
+        shifts = ((noisy - labels) % 10)[flipped]
+        counts = torch.bincount(shifts, minlength=10).float() / flipped.sum()
+        assert counts[0] == 0 and torch.all((counts[1:] - 1 / 9).abs() < 0.01)
+    assert torch.equal(noisy, symmetric_noise(labels, rate, 10, seed=0))
+
+
+@pytest.mark.slow  # ~30 s: three fresh interpreters on 2 cores
+def test_shards_run_by_several_processes_give_every_result_once(tmp_path, image_folder):
+    out = tmp_path / "sweep"
+    jobs = toy_plan(out, image_folder, noise=[0.0], extras=[], student_epochs=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STINGY_CACHE": str(tmp_path / "cache")}
+    from stingy.empirical.data import load_dataset
+    load_dataset("cifar10", data=image_folder)  # decode once, not in every process
+    # one process per job, all started at once: the two student jobs need the teacher, so
+    # one of the three processes trains it and the others wait on its lock
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "stingy", "sweep", "run", "--out", str(out), "--index",
+         str(index)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for index in range(len(jobs))]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err
+    results = [out / "jobs" / job["id"] / RESULT for job in jobs]
+    assert all(path.is_file() for path in results)
+    assert not list(out.rglob(".lock")) and not list(out.rglob("*.tmp"))
+    stamps = [path.stat().st_mtime_ns for path in results]
+    run_index(out, len(jobs) - 1)  # idempotent: a finished job is not run again
+    assert [path.stat().st_mtime_ns for path in results] == stamps
+    collected = collect(out)
+    assert not collected["missing"] and len(collected["rows"]) == 2 * 6
+
+
+def test_collect_gives_checks_a_b_d_per_noise_e_across_and_the_nasty_report(tmp_path,
+                                                                             image_folder):
+    from stingy.empirical.data import load_dataset
+
+    out = tmp_path / "sweep"
+    toy_plan(out, image_folder, student_epochs=1, teacher_epochs=1)
+    collected = run_all(out, dataset=load_dataset("cifar10", data=image_folder),
+                        log=lambda m: None)
+    assert not collected["missing"]
+    assert len(collected["rows"]) == 2 * 8 + 2 * 6
+    checks = sorted((v["check"], str(v["noise"])) for v in collected["verdicts"])
+    assert checks == [("a", "0.0"), ("a", "0.4"), ("b", "0.0"), ("b", "0.4"), ("d", "0.0"),
+                      ("d", "0.4"), ("e", "0.4 vs 0.0")]
+    nasty = collected["nasty"]
+    assert nasty["kl_nasty_to_normal"] >= 0 and nasty["harm"]["cnn"]["seeds"] == 2
+    assert (out / "summary.csv").is_file() and (out / "verdicts.json").is_file()
+
+
+def test_an_interrupted_student_job_resumes_to_the_same_result(tmp_path, image_folder):
+    results = {}
+    for name, interrupt in (("straight", False), ("interrupted", True)):
+        out = tmp_path / name
+        toy_plan(out, image_folder, noise=[0.0], extras=[])
+        context = SweepContext(out)
+        job_id = "students-cnn-s1-n0.0"
+        if interrupt:
+            stopped = run_job(context, job_id, log=lambda m: None, stop_after_epochs=1)
+            assert stopped == {"finished": False}
+            assert (out / "jobs" / job_id / "group.pt").is_file()
+            assert not (out / "jobs" / job_id / RESULT).exists()
+        results[name] = run_job(context, job_id, log=lambda m: None)["rows"]
+    assert results["straight"] == results["interrupted"]
+
+
+def test_verdict_rows_use_the_simulations_names():
+    rows = [{"method": "kd", "teacher": "teacher", "test_accuracy": 0.5},
+            {"method": "kd", "teacher": "nasty", "test_accuracy": 0.4},
+            {"method": "reversed", "teacher": "teacher", "test_accuracy": 0.3},
+            {"method": "within", "teacher": "teacher", "test_accuracy": 0.2}]
+    adapted = verdict_rows(rows)
+    assert [(r["method"], r["accuracy"]) for r in adapted] == [("normal_kd", 0.5),
+                                                               ("within_m_kd", 0.2)]
+
+
+@pytest.mark.parametrize("name", ["gpu-10min", "cpu-30min", "quick"])
+def test_packaged_profiles_load(name):
+    assert load_profile(name).name == name
+
+
+INVALID = [
+    ({"colour": 1}, "unknown profile key"),
+    ({"seeds": [0, 0]}, "seeds must be distinct"),
+    ({"ratios": [0.2, 1.0]}, "ratios must be in"),
+    ({"verdict_ratio": 0.3}, "verdict_ratio"),
+    ({"verdict_ratio": 0.7, "within_ratios": [0.7]}, "strictly between"),
+    ({"noise": [0.2]}, "including 0"),
+    ({"student_models": ["vgg"]}, "is not one of"),
+    ({"extras": ["dafl"]}, "extras must be among"),
+    ({"student_epochs": 0}, "integers >= 1"),
+    ({"bank_top_k": 3}, "bank_top_k"),
+    ({"mode": "streams"}, "mode must be one of"),
+]
+
+
+@pytest.mark.parametrize("change, message", INVALID)
+def test_invalid_profiles_are_refused_by_name(change, message):
+    with pytest.raises(ValueError, match=message):
+        profile_from_dict({**TOY, **change})
+
+
+def test_cli_refuses_an_unknown_profile_in_one_line(tmp_path, capsys):
+    from stingy.cli import main
+
+    assert main(["sweep", "plan", "--profile", "nope", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stingy: error: --profile must be one of") and "\n" not in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_plan_with_another_profile_is_refused(tmp_path, image_folder):
+    toy_plan(tmp_path, image_folder)
+    with pytest.raises(ValueError, match="another profile"):
+        toy_plan(tmp_path, image_folder, student_epochs=3)
+    assert json.loads((tmp_path / "plan.json").read_text())["profile"]["student_epochs"] == 2
+
+
+def test_cli_plan_applies_set_overrides(tmp_path, capsys):
+    from stingy.cli import main
+
+    out = tmp_path / "s"
+    assert main(["sweep", "plan", "--profile", "quick", "--set", "student_epochs=2", "--set",
+                 "mode=vmap", "--out", str(out), "--device", "cpu"]) == 0
+    profile = json.loads((out / "plan.json").read_text())["profile"]
+    assert (profile["student_epochs"], profile["mode"]) == (2, "vmap")
+    assert main(["sweep", "plan", "--profile", "quick", "--set", "epochs",
+                 "--out", str(tmp_path / "t")]) == 2
+    assert "--set must be KEY=VALUE" in capsys.readouterr().err
+
+
+def test_verdicts_of_a_sweep_missing_a_method_say_not_computed():
+    from stingy.empirical.sweep import real_verdicts
+
+    rows = [{"model": "cnn", "seed": seed, "noise": 0.0, "method": method, "teacher": teacher,
+             "temperature": 4.0 if teacher else None, "ratio": ratio, "test_accuracy": 0.5,
+             "kept_mass": 0.9, "signal_to_drive": 1.0}
+            for seed in (0, 1)
+            for method, teacher, ratio in (("scratch", None, None), ("kd", "teacher", None),
+                                           ("stingy", "teacher", 0.2),
+                                           ("stingy", "teacher", 0.5),
+                                           ("stingy", "teacher", 0.7))]
+    verdicts = real_verdicts(rows, profile_from_dict({**TOY, "noise": [0.0]}))
+    assert verdicts == [{"model": "cnn", "temperature": 4.0, "verdict": "not computed",
+                         "detail": "no rows for method='within_m_kd' ratio=0.5"}]
