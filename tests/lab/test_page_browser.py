@@ -55,7 +55,7 @@ def test_results_panel_plots_the_simulations_and_cifar(page):
 
 
 def test_screenshot_is_written(page):
-    page.evaluate("lab.toy.run(50)")
+    page.evaluate("lab.toy.reset(), lab.toy.run(300)")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     data = page.screenshot(SCREENSHOT).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
