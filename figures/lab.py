@@ -14,9 +14,9 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-
 from stingy.figures.draw import PAPER_DIR, QUICK_DIR, SIMULATION_DIR
 from stingy.figures.inputs import read_rows
+
 from stingy.io import write_text
 
 # The CIFAR runs' method names, as the simulations name them.
@@ -92,4 +92,6 @@ def render_lab(results: str | Path | None = None) -> str:
 
 def write_lab(out: str | Path = "lab.html", results: str | Path | None = None) -> Path:
     """Write the page to ``out`` atomically; returns its path."""
+    if Path(out).is_dir():
+        raise ValueError(f"--out must name an HTML file, got the folder {out}")
     return write_text(out, render_lab(results))

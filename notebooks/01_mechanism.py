@@ -34,7 +34,6 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-
 from stingy.theory import (
     drive_norm,
     expansion_terms,

@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
-
 from stingy.figures.inputs import read_rows
 from stingy.simulations.cli import simulate
 from stingy.simulations.config import load_config
@@ -68,7 +66,7 @@ print(format_table(result["summary"]))
 # %%
 def plot_accuracy(summary, title):
     noise_levels = sorted({row["noise"] for row in summary})
-    fig, axes = plt.subplots(1, len(noise_levels), figsize=(4.5 * len(noise_levels), 3.2),
+    _fig, axes = plt.subplots(1, len(noise_levels), figsize=(4.5 * len(noise_levels), 3.2),
                              squeeze=False)
     for ax, noise in zip(axes[0], noise_levels):
         rows = [row for row in summary if row["noise"] == noise]
@@ -77,7 +75,7 @@ def plot_accuracy(summary, title):
                             if row["method"] == method)
             ax.plot(*zip(*points), "o-", color=colour, label=method)
         for method, colour in (("normal_kd", "C2"), ("scratch", "C7")):
-            level = [row["accuracy_mean"] for row in rows if row["method"] == method][0]
+            level = next(row["accuracy_mean"] for row in rows if row["method"] == method)
             ax.axhline(level, ls="--", color=colour, label=method)
         ax.set_title(f"{title}, noise {noise}")
         ax.set_xlabel("r = k/K")

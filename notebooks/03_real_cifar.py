@@ -30,7 +30,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-
 from stingy.figures.inputs import read_rows
 from stingy.theory import kept_mass, sparse_target, top_k_mask, tv_to_uniform, two_level_logits
 

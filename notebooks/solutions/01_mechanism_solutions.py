@@ -17,14 +17,11 @@
 # %%
 import math
 
-import numpy as np
 import torch
-
 from stingy.theory import (
     kept_mass,
     kept_mass_bounds,
     signal_to_drive,
-    sparse_target,
     top_k_mask,
     tv_to_uniform,
     two_level_logits,

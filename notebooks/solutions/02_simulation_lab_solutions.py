@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from stingy.figures.inputs import read_rows
 from stingy.simulations.cli import simulate
 from stingy.simulations.config import load_config

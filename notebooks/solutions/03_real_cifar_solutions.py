@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from stingy.figures.inputs import read_rows
 from stingy.theory import sparse_target, top_k_mask, tv_to_uniform
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
+
+import pytest
 
 from stingy.cli import main
 
@@ -32,9 +33,12 @@ def test_results_folder_is_embedded():
                for row in data["cifar"]["rows"])
 
 
-def test_missing_results_folder_is_one_line_and_exit_2(tmp_path, capsys):
-    out = tmp_path / "lab.html"
-    assert main(["lab", "--out", str(out), "--results", str(tmp_path / "nowhere")]) == 2
+@pytest.mark.parametrize("flag", ["--results", "--out"])
+def test_bad_argument_is_one_line_naming_it_and_exit_2(tmp_path, capsys, flag):
+    out, results = tmp_path / "lab.html", tmp_path / "nowhere"
+    if flag == "--out":
+        out, results = tmp_path, REPO / "results"
+    assert main(["lab", "--out", str(out), "--results", str(results)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--results" in err
-    assert not out.exists()
+    assert err.count("\n") == 1 and flag in err
+    assert list(tmp_path.iterdir()) == []

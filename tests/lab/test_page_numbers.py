@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from stingy.theory import (
     drive_norm,
     expansion_terms,
@@ -117,7 +116,7 @@ def assert_close(name, got, want, scale):
         for g, w in zip(got, want):
             assert_close(name, g, w, scale)
         return
-    if isinstance(want, bool) or isinstance(want, int):
+    if isinstance(want, (bool, int)):
         assert got == want, f"{name}: page {got}, python {want}"
         return
     if math.isnan(want) or math.isinf(want):
