@@ -313,7 +313,7 @@ var labCore = (function () {
   return {
     compute: compute, tvWorstCase: tvWorstCase, topKMask: topKMask, softmax: softmax,
     randomLogits: randomLogits, twoLevelLogits: twoLevelLogits, Toy: Toy, TOY: TOY,
-    toyTeacher: toyTeacher, METHODS: METHODS
+    toyTeacher: toyTeacher, logitGradient: logitGradient, METHODS: METHODS
   };
 })();
 if (typeof module !== "undefined") module.exports = labCore;
