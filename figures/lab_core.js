@@ -311,9 +311,9 @@ var labCore = (function () {
   };
 
   return {
-    compute: compute, tvWorstCase: tvWorstCase, topKMask: topKMask, softmax: softmax,
+    compute: compute, topKMask: topKMask, softmax: softmax,
     randomLogits: randomLogits, twoLevelLogits: twoLevelLogits, Toy: Toy, TOY: TOY,
-    toyTeacher: toyTeacher, logitGradient: logitGradient, METHODS: METHODS
+    logitGradient: logitGradient, METHODS: METHODS
   };
 })();
 if (typeof module !== "undefined") module.exports = labCore;
