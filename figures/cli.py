@@ -2,6 +2,7 @@
 
     stingy reproduce [--profile quick|paper] [--out DIR] [--data PATH] [--force]
     stingy figures --results DIR [--out DIR]
+    stingy lab [--out lab.html] [--results DIR]
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ def run_figures(args) -> int:
     drawn, skipped = draw_all(args.results, args.out)
     out = Path(args.out) if args.out else Path(args.results) / "figures"
     print(f"drew {len(drawn)} figure(s) into {out}; skipped {len(skipped)} (inputs missing)")
+    return 0
+
+
+def run_lab(args) -> int:
+    from stingy.figures.lab import write_lab
+
+    print(f"wrote {write_lab(args.out, args.results)}")
     return 0
 
 
@@ -46,3 +54,10 @@ def register(subparsers) -> None:
     figures.add_argument("--results", required=True, help="results folder (e.g. results)")
     figures.add_argument("--out", default=None, help="figure folder (default: RESULTS/figures)")
     figures.set_defaults(run=run_figures)
+
+    lab = subparsers.add_parser("lab", help="write the teaching page: one self-contained HTML "
+                                "file with live T1-T5 panels and a toy student")
+    lab.add_argument("--out", default="lab.html", help="HTML file to write (default: lab.html)")
+    lab.add_argument("--results", default=None, help="results folder whose simulation and CIFAR "
+                     "accuracies and teacher logits the page embeds")
+    lab.set_defaults(run=run_lab)
