@@ -1,5 +1,11 @@
-"""F4-F5: student accuracy against the sparse ratio r, laid out like the paper's sparse-ratio
-ablation (curves over r for the sparse methods, horizontal lines for the dense baselines)."""
+"""Student accuracy figures: F4 (simulations against r), F5 (CIFAR-10), the paper overlay
+(accuracy minus scratch against r: paper, simulations, CIFAR-10), the superclass-noise sweep
+beside the symmetric one, and the mechanism sweeps (accuracy against steps, width, label rank).
+
+Sparse methods are curves over r (log axis, labelled); dense baselines are horizontal lines.
+Every mean with seeds has its 95% interval. A baseline far below the others (reversed logits
+at 4.5% in the clean simulation) is not allowed to stretch the axis: it is named, with its
+value, in a note on the panel and in the caption."""
 
 from __future__ import annotations
 
@@ -10,201 +16,475 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from stingy.figures.inputs import is_missing, read_json, read_rows
-from stingy.figures.style import FULL_WIDTH, GREY, method_colour, method_label, save_figure
+from stingy.figures.captions import failing_text, simulation_settings
+from stingy.figures.inputs import is_missing, read_json, read_rows, source_name
+from stingy.figures.style import (
+    BLACK,
+    FULL_WIDTH,
+    GREY,
+    METHODS,
+    canonical_method,
+    method_colour,
+    method_label,
+    ratio_axis,
+    save_figure,
+)
+from stingy.simulations.verdicts import paired, t_interval
 
 SIMULATION_SUMMARY = "simulation summary, written by `stingy simulate`"
-QUICK_SUMMARY = "CIFAR-10 quick comparison summary, written by `stingy quick`"
+SIMULATION_RUNS = "simulation runs (one row per seed), written by `stingy simulate`"
+CIFAR_SUMMARY = "CIFAR-10 summary, written by `stingy quick` or `stingy sweep collect`"
+CIFAR_RUNS = "CIFAR-10 sweep runs (one row per seed), written by `stingy sweep collect`"
+MECHANISM_SUMMARY = "mechanism sweep summary, written by the simulations' mechanism sweeps"
 GPU_CHECK = "GPU check results, written by empirical/gpu_check.py"
 SPARSE_METHODS = ("stingy_kd", "within_m_kd")
-METHOD_ORDER = ("scratch", "normal_kd", "label_smoothing", "reversed_kd", "nasty_kd",
-                "stingy_kd", "within_m_kd")
+METHOD_ORDER = tuple(METHODS)
+OUTLIER_MARGIN = 15.0  # percentage points below the other series' lowest interval
 
 
 def _order(method: str) -> int:
     return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
 
 
-def accuracy_panel(ax, rows, value="accuracy_mean", low=None, high=None, scale=1.0):
-    """Draw one panel: a method with several finite ratios is a curve over r (categorical
-    positions, 95% CI band when ``low``/``high`` are given), any other method a horizontal line
-    (with its CI as a light band). Returns the ratios used as x positions."""
+def _percent_scale(rows, column) -> float:
+    values = [row[column] for row in rows if not is_missing(row.get(column))]
+    return 100.0 if values and max(values) <= 1.0 else 1.0
+
+
+def _value(row, column, scale):
+    value = row.get(column)
+    return math.nan if is_missing(value) or value == "" else float(value) * scale
+
+
+def accuracy_panel(ax, rows, value="accuracy_mean", low="accuracy_ci95_low",
+                   high="accuracy_ci95_high", references=True) -> list[str]:
+    """One panel: sparse methods as curves over r (log x) with 95% bands, dense methods as
+    horizontal lines with their bands, the Bayes and teacher accuracies as grey lines. The
+    y-axis covers every interval except a series more than OUTLIER_MARGIN points below the
+    rest, which is named in a note. Returns notes on off-axis series."""
+    scale = _percent_scale(rows, value)
     by_method = defaultdict(list)
     for row in rows:
-        by_method[row["method"]].append(row)
-    curves = {method for method, chosen in by_method.items()
-              if method in SPARSE_METHODS or _has_curve(chosen)}
-    ratios = sorted({row["ratio"] for row in rows
-                     if not is_missing(row["ratio"]) and row["method"] in curves})
-    if not ratios:
-        ratios = sorted({row["ratio"] for row in rows if not is_missing(row["ratio"])})
-    ratios = ratios or [math.nan]
-    x = np.arange(len(ratios))
+        by_method[canonical_method(row["method"])].append(row)
+    levels = {}  # method -> (mean, low, high) of dense baselines
+    span = []
     for method in sorted(by_method, key=_order):
         chosen = by_method[method]
         colour, label = method_colour(method), method_label(method)
-        if method in SPARSE_METHODS or _has_curve(chosen):
-            chosen = sorted((r for r in chosen if r["ratio"] in ratios), key=lambda r: r["ratio"])
-            positions = [ratios.index(r["ratio"]) for r in chosen]
-            ax.plot(positions, [r[value] * scale for r in chosen], color=colour, marker="o",
-                    ms=3.5, label=label, zorder=3)
-            if low and high:
-                ax.fill_between(positions, [r[low] * scale for r in chosen],
-                                [r[high] * scale for r in chosen], color=colour, alpha=0.2, lw=0)
+        finite = [r for r in chosen if not is_missing(r.get("ratio"))]
+        if method in SPARSE_METHODS and finite:
+            finite.sort(key=lambda r: r["ratio"])
+            ratios = [r["ratio"] for r in finite]
+            means = [_value(r, value, scale) for r in finite]
+            ax.plot(ratios, means, color=colour, marker="o", ms=3.5, label=label, zorder=3)
+            lows = [_value(r, low, scale) for r in finite]
+            highs = [_value(r, high, scale) for r in finite]
+            if not all(math.isnan(v) for v in lows):
+                ax.fill_between(ratios, lows, highs, color=colour, alpha=0.2, lw=0)
+            span += [v for v in lows + highs + means if not math.isnan(v)]
         else:
-            mean = float(np.mean([r[value] for r in chosen])) * scale
-            ax.axhline(mean, color=colour, ls="--", lw=1.2, label=label)
-            if low and high and len(chosen) == 1 and not is_missing(chosen[0][low]):
-                ax.axhspan(chosen[0][low] * scale, chosen[0][high] * scale, color=colour,
-                           alpha=0.07, lw=0)
-    bottom, top = ax.get_ylim()
-    ax.set_ylim(max(bottom, 0.0), min(top, 100.0))  # percent
-    ax.set_xticks(x, [_ratio_label(r) for r in ratios])
-    ax.set_xlim(-0.3, len(ratios) - 0.7)
-    ax.set_xlabel("sparse ratio r")
-    return ratios
-
-
-def _has_curve(rows) -> bool:
-    return len({row["ratio"] for row in rows if not is_missing(row["ratio"])}) > 1
-
-
-def _ratio_label(ratio) -> str:
-    if is_missing(ratio):
-        return "-"
-    return f"{ratio * 100:g}%"
+            row = chosen[0]
+            levels[method] = (_value(row, value, scale), _value(row, low, scale),
+                              _value(row, high, scale))
+    if references:
+        for column, style, label in (("bayes_accuracy", ":", "Bayes accuracy"),
+                                     ("teacher_accuracy", "-.", "teacher")):
+            values = [_value(r, column, scale) for r in rows if not is_missing(r.get(column))]
+            if values:
+                ax.axhline(float(np.mean(values)), color=GREY, ls=style, lw=1, label=label)
+                span.append(float(np.mean(values)))
+    reference = span or [level[0] for level in levels.values() if not math.isnan(level[0])]
+    floor = min(reference) - OUTLIER_MARGIN if reference else -math.inf
+    notes, kept = [], list(span)
+    for method, (mean, lo, hi) in levels.items():
+        if mean < floor:
+            notes.append(f"{method_label(method)}: {mean:.1f}% (below the axis)")
+            continue
+        ax.axhline(mean, color=method_colour(method), ls="--", lw=1.2, label=method_label(method))
+        if not math.isnan(lo):
+            ax.axhspan(lo, hi, color=method_colour(method), alpha=0.1, lw=0)
+        kept += [v for v in (mean, lo, hi) if not math.isnan(v)]
+    if kept:
+        bottom, top = min(kept), max(kept)
+        pad = max(1.0, 0.08 * (top - bottom))
+        ax.set_ylim(max(0.0, bottom - pad), min(100.0, top + pad))
+    if notes:
+        ax.text(0.02, 0.02, "\n".join(notes), transform=ax.transAxes, fontsize=6.5,
+                va="bottom", color=BLACK)
+    ratios = sorted({r["ratio"] for r in rows if not is_missing(r.get("ratio"))})
+    if ratios:
+        ratio_axis(ax, ratios)
+    return notes
 
 
 def _noise_title(noise, kind) -> str:
     if is_missing(noise) or noise == 0:
         return "clean labels"
-    kind = "" if is_missing(kind) else f" ({kind})"
+    kind = "" if is_missing(kind) else f" {kind}"
     return f"label noise {noise:g}{kind}"
 
 
-def draw_simulation_accuracy(summary_csv, out_stem) -> dict:
-    """F4: simulated student accuracy against r, one panel per label-noise level, with 95% CI
-    bands; dense baselines as horizontal lines."""
-    rows = read_rows(summary_csv, SIMULATION_SUMMARY,
-                     ("noise", "method", "ratio", "accuracy_mean", "accuracy_ci95_low",
-                      "accuracy_ci95_high"))
-    panels = sorted({(row["noise"], row.get("noise_kind", math.nan)) for row in rows},
-                    key=lambda item: (item[0], str(item[1])))
-    scale = 100.0 if max(row["accuracy_mean"] for row in rows) <= 1.0 else 1.0
-    fig, axes = plt.subplots(1, len(panels), figsize=(FULL_WIDTH, 2.5), sharey=True,
-                             squeeze=False)
-    for ax, (noise, kind) in zip(axes[0], panels):
-        chosen = [row for row in rows if row["noise"] == noise
-                  and str(row.get("noise_kind", math.nan)) == str(kind)]
-        accuracy_panel(ax, chosen, "accuracy_mean", "accuracy_ci95_low", "accuracy_ci95_high",
-                       scale)
-        ax.set_title(_noise_title(noise, kind))
-    axes[0][0].set_ylabel("student test accuracy (%)")
-    _figure_legend(fig, axes[0])
-    paths = save_figure(fig, out_stem)
-    caption = ("Simulations (synthetic data): student accuracy against the sparse ratio r, "
-               "one panel per label-noise level, mean over seeds with 95% CI bands. Stingy KD "
-               "and within-M KD are curves over r; scratch, normal KD, reversed logits (and "
-               "label smoothing) do not depend on r and are dashed horizontal lines. Layout as "
-               "the paper's sparse-ratio ablation (CIFAR-100).")
-    return {**paths, "caption": caption}
-
-
-def _figure_legend(fig, axes):
-    handles, labels = {}, {}
+def figure_legend(fig, axes, ncol=5):
+    """One legend for the figure: each label once, from what the panels drew."""
+    handles = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    labels = list(handles)
-    fig.legend([handles[label] for label in labels], labels, loc="outside upper center",
-               ncol=min(len(labels), 6))
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                   ncol=min(len(handles), ncol))
 
 
-QUICK_METHODS = {"scratch": "scratch", "kd": "normal_kd", "stingy": "stingy_kd",
-                 "within": "within_m_kd", "reversed": "reversed_kd", "nasty": "nasty_kd"}
+def _summary_rows(summary_csv):
+    return read_rows(summary_csv, SIMULATION_SUMMARY,
+                     ("noise", "method", "ratio", "accuracy_mean", "accuracy_ci95_low",
+                      "accuracy_ci95_high"))
 
 
-def _quick_rows(rows):
-    """Quick summary rows with method names mapped to the figure's method keys and accuracy
-    as a fraction or percent, left as given."""
-    out = []
-    for row in rows:
-        method = QUICK_METHODS.get(row["method"], row["method"])
-        ratio = row.get("ratio", math.nan)
-        if method not in SPARSE_METHODS or is_missing(ratio) or ratio <= 0:
-            ratio = ratio if method in SPARSE_METHODS else math.nan
-        out.append({**row, "method": method, "ratio": ratio})
-    return out
+def _noise_panels(rows):
+    return sorted({(row["noise"], str(row.get("noise_kind", ""))) for row in rows})
 
+
+def _seeds(rows) -> str:
+    seeds = sorted({int(row["n_seeds"]) for row in rows if not is_missing(row.get("n_seeds"))})
+    return "/".join(map(str, seeds)) if seeds else "unknown"
+
+
+def draw_simulation_accuracy(summary_csv, out_stem, config_json=None, verdicts_json=None) -> dict:
+    """F4: simulated student accuracy against r, one panel per label-noise level, mean over
+    seeds with 95% intervals; dense baselines, the Bayes and teacher accuracy as lines."""
+    rows = _summary_rows(summary_csv)
+    panels = _noise_panels(rows)
+    fig, axes = plt.subplots(1, len(panels), figsize=(FULL_WIDTH, 2.8), squeeze=False)
+    notes = []
+    for ax, (noise, kind) in zip(axes[0], panels):
+        chosen = [r for r in rows if r["noise"] == noise and str(r.get("noise_kind", "")) == kind]
+        notes += [f"{_noise_title(noise, kind)}: {n}" for n in accuracy_panel(ax, chosen)]
+        ax.set_title(_noise_title(noise, kind))
+    axes[0][0].set_ylabel("student test accuracy (%)")
+    figure_legend(fig, axes[0])
+    record = save_figure(fig, out_stem)
+    off_axis = (" Off the axis (so the other gaps stay readable): " + "; ".join(notes) + "."
+                if notes else "")
+    record["caption"] = (
+        f"Simulations ({source_name(summary_csv)}; {simulation_settings(config_json)}): student "
+        f"test accuracy against the sparse ratio r, one panel per label-noise level, mean over "
+        f"{_seeds(rows)} seeds with 95% t-intervals (bands). Stingy and within-M KD are curves "
+        "over r (log axis); the dense baselines are dashed lines with their bands; grey: Bayes "
+        f"and teacher accuracy.{off_axis} The paper's CIFAR-100 curve is in the paper overlay "
+        "figure (different data, so only differences to scratch are compared)."
+        + failing_text(verdicts_json, ("a", "b", "d")))
+    return record
+
+
+def draw_superclass_accuracy(symmetric_csv, superclass_csv, out_stem,
+                             verdicts_json=None, superclass_verdicts_json=None) -> dict:
+    """The superclass-noise sweep beside the symmetric one: one column per noise level, top
+    row symmetric, bottom row superclass noise (labels flipped within the superclass)."""
+    symmetric, superclass = _summary_rows(symmetric_csv), _summary_rows(superclass_csv)
+    noises = sorted({r["noise"] for r in symmetric} | {r["noise"] for r in superclass})
+    fig, axes = plt.subplots(2, len(noises), figsize=(FULL_WIDTH, 4.6), squeeze=False,
+                             sharey="row")
+    notes = []
+    for row_index, (name, rows) in enumerate((("symmetric", symmetric),
+                                              ("superclass", superclass))):
+        for ax, noise in zip(axes[row_index], noises):
+            chosen = [r for r in rows if r["noise"] == noise]
+            if not chosen:
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, f"no {name} run at noise {noise:g}", ha="center",
+                        transform=ax.transAxes)
+                continue
+            notes += [f"{name} noise {noise:g}: {n}" for n in accuracy_panel(ax, chosen)]
+            ax.set_title(f"{name} noise {noise:g}" if noise else "clean labels")
+        axes[row_index][0].set_ylabel(f"{name}\nstudent test accuracy (%)")
+    figure_legend(fig, axes.ravel())
+    record = save_figure(fig, out_stem)
+    harm = _harm_table(symmetric, superclass)
+    off_axis = " Off the axis: " + "; ".join(notes) + "." if notes else ""
+    record["caption"] = (
+        f"Symmetric (top, {source_name(symmetric_csv)}) against superclass label noise "
+        f"(bottom, {source_name(superclass_csv)}) in the simulations, mean over "
+        f"{_seeds(symmetric + superclass)} seeds with 95% intervals, same task and students. "
+        f"Stingy harm at r=10% (normal KD minus stingy KD, points): {harm}.{off_axis}"
+        + failing_text(verdicts_json, ("b",), "symmetric-noise")
+        + failing_text(superclass_verdicts_json, ("b",), "superclass-noise"))
+    return record
+
+
+def _harm_table(symmetric, superclass, ratio=0.1) -> str:
+    parts = []
+    for name, rows in (("symmetric", symmetric), ("superclass", superclass)):
+        for noise in sorted({r["noise"] for r in rows}):
+            chosen = {canonical_method(r["method"]): r for r in rows if r["noise"] == noise
+                      and (is_missing(r["ratio"]) or math.isclose(r["ratio"], ratio))}
+            if "normal_kd" in chosen and "stingy_kd" in chosen:
+                scale = _percent_scale(rows, "accuracy_mean")
+                harm = (chosen["normal_kd"]["accuracy_mean"]
+                        - chosen["stingy_kd"]["accuracy_mean"]) * scale
+                parts.append(f"{name} {noise:g}: {harm:+.1f}")
+    return ", ".join(parts) or "not available"
+
+
+# --- CIFAR-10 ---
 
 def gpu_check_rows(gpu_check: dict) -> list[dict]:
-    """The students of results/gpu_check.json as rows (model, method key, test_accuracy,
-    finished), in file order."""
-    return [{"model": run.get("model"), "method": QUICK_METHODS.get(run["method"], run["method"]),
+    """The students of gpu_check.json as rows (model, method, test_accuracy, finished)."""
+    return [{"model": run.get("model"), "method": canonical_method(run["method"]),
              "test_accuracy": run.get("test_accuracy"), "finished": bool(run.get("finished"))}
             for run in gpu_check.get("students") or [] if run.get("test_accuracy") is not None]
 
 
-def gpu_panel(ax, gpu_check: dict, rows: list[dict]) -> None:
-    """Grouped bars: student models on x, one bar per method (unfinished runs hatched), the
-    teacher's accuracy as a grey line."""
-    models = list(dict.fromkeys(row["model"] for row in rows))
-    methods = sorted({row["method"] for row in rows}, key=_order)
-    width = 0.8 / len(methods)
+def dot_panel(ax, entries, teacher=None) -> None:
+    """Points (no bars: a bar's length would need a zero baseline) for entries
+    (group, method, value %, low, high, filled), one x group per student, methods side by
+    side; open markers are unfinished runs."""
+    groups = list(dict.fromkeys(entry[0] for entry in entries))
+    methods = sorted({entry[1] for entry in entries}, key=_order)
+    width = 0.8 / max(len(methods), 1)
+    values = []
     for index, method in enumerate(methods):
-        for row in rows:
-            if row["method"] != method:
-                continue
-            x = models.index(row["model"]) - 0.4 + width * (index + 0.5)
-            ax.bar(x, row["test_accuracy"] * 100, width, color=method_colour(method),
-                   hatch=None if row["finished"] else "///", edgecolor="white",
-                   label=method_label(method))
-    teacher = gpu_check.get("teacher") or {}
-    if teacher.get("test_accuracy") is not None:
-        ax.axhline(teacher["test_accuracy"] * 100, color=GREY, lw=1,
-                   label=f"teacher ({teacher.get('model', '')})")
-    if not all(row["finished"] for row in rows):
-        ax.bar(0, 0, 0, color="white", edgecolor=GREY, hatch="///", label="unfinished (budget)")
-    ax.set_xticks(range(len(models)), models)
-    ax.set_xlim(-0.5, len(models) - 0.5)
-    ax.set_xlabel("student")
-    low = min(row["test_accuracy"] for row in rows) * 100
-    ax.set_ylim(max(0.0, low - 10), 100)
+        chosen = [e for e in entries if e[1] == method]
+        x = [groups.index(e[0]) - 0.4 + width * (index + 0.5) for e in chosen]
+        y = [e[2] for e in chosen]
+        colour = method_colour(method)
+        ax.scatter(x, y, color=colour, s=22, zorder=3, label=method_label(method),
+                   facecolors=[colour if e[5] else "white" for e in chosen], edgecolors=colour)
+        for xi, e in zip(x, chosen):
+            if not (math.isnan(e[3]) or math.isnan(e[4])):
+                ax.errorbar(xi, e[2], yerr=[[e[2] - e[3]], [e[4] - e[2]]], color=colour,
+                            capsize=2, lw=1)
+                values += [e[3], e[4]]
+        values += y
+    if teacher is not None:
+        ax.axhline(teacher[0], color=GREY, ls="-.", lw=1, label=teacher[1])
+        values.append(teacher[0])
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_xlim(-0.5, len(groups) - 0.5)
+    if values:
+        bottom, top = min(values), max(values)
+        pad = max(2.0, 0.1 * (top - bottom))
+        ax.set_ylim(max(0.0, bottom - pad), min(100.0, top + pad))
 
 
-def draw_cifar_accuracy(quick_summary_csv, out_stem, gpu_check_json=None) -> dict:
-    """F5: CIFAR-10 student accuracy against r from the quick comparison, and from the GPU
-    check's full-size runs when ``gpu_check_json`` is given."""
-    rows = _quick_rows(read_rows(quick_summary_csv, QUICK_SUMMARY,
-                                 ("method", "ratio", "test_accuracy")))
-    gpu, gpu_rows = None, []
-    if gpu_check_json:
-        gpu = read_json(gpu_check_json, GPU_CHECK)
-        gpu_rows = gpu_check_rows(gpu)
-    source = "Reference recipes" if "paper" in Path(quick_summary_csv).parent.name else \
-        "CPU quick profile"
-    fig, axes = plt.subplots(1, 2 if gpu_rows else 1,
-                             figsize=(FULL_WIDTH if gpu_rows else FULL_WIDTH * 0.6, 2.6),
+def _cifar_rows(summary_csv):
+    rows = read_rows(summary_csv, CIFAR_SUMMARY, ("method",))
+    column = next((c for c in ("accuracy_mean", "test_accuracy") if c in rows[0]), None)
+    if column is None:
+        raise ValueError(f"{summary_csv} has neither accuracy_mean nor test_accuracy")
+    out = []
+    for row in rows:
+        method = canonical_method(row["method"])
+        ratio = row.get("ratio", math.nan)
+        ratio = ratio if method in SPARSE_METHODS and not is_missing(ratio) and ratio > 0 \
+            else math.nan
+        renamed = {**row, "method": method, "ratio": ratio, "accuracy_mean": row[column]}
+        for side in ("low", "high"):
+            renamed.setdefault(f"accuracy_ci95_{side}", math.nan)
+        out.append(renamed)
+    return out
+
+
+def draw_cifar_accuracy(summary_csv, out_stem, gpu_check_json=None, quick_json=None) -> dict:
+    """F5: CIFAR-10 student accuracy. Several ratios (the sweep): curves over r with 95%
+    intervals per student; one ratio (the quick profile): points per method, labelled with
+    that ratio; the GPU check's students as a second panel when given."""
+    rows = _cifar_rows(summary_csv)
+    ratios = sorted({r["ratio"] for r in rows if not is_missing(r["ratio"])})
+    students = sorted({str(r.get("student", "")) for r in rows})
+    gpu = read_json(gpu_check_json, GPU_CHECK) if gpu_check_json else None
+    gpu_rows = gpu_check_rows(gpu) if gpu else []
+    panels = (len(students) if len(ratios) > 1 else 1) + bool(gpu_rows)
+    fig, axes = plt.subplots(1, panels, figsize=(min(FULL_WIDTH, 3.0 * panels + 0.6), 2.8),
                              squeeze=False)
-    ax = axes[0][0]
-    scale = 100.0 if max(r["test_accuracy"] for r in rows) <= 1.0 else 1.0
-    accuracy_panel(ax, rows, "test_accuracy", scale=scale)
-    students = sorted({str(r.get("student")) for r in rows if not is_missing(r.get("student"))})
-    ax.set_title(source + (f": {', '.join(students)}" if students else ""))
-    ax.set_ylabel("student test accuracy (%)")
+    axes = list(axes[0])
+    seeds = _seeds(rows) if "n_seeds" in rows[0] else "1"
+    scale = _percent_scale(rows, "accuracy_mean")
+    teacher_values = [r["teacher_accuracy"] * scale for r in rows
+                      if not is_missing(r.get("teacher_accuracy"))]
+    if len(ratios) > 1:
+        for ax, student in zip(axes, students):
+            accuracy_panel(ax, [r for r in rows if str(r.get("student", "")) == student])
+            ax.set_title(f"student {student}")
+        title = "against the sparse ratio"
+    else:
+        ratio_text = f" (r={100 * ratios[0]:.3g}%)" if ratios else ""
+        entries = [(str(r.get("student", "")), r["method"], r["accuracy_mean"] * scale,
+                    _value(r, "accuracy_ci95_low", scale), _value(r, "accuracy_ci95_high", scale),
+                    True) for r in rows]
+        teacher = (float(np.mean(teacher_values)), "teacher") if teacher_values else None
+        dot_panel(axes[0], entries, teacher)
+        axes[0].set_title(f"one sparse ratio{ratio_text}, {seeds} seed(s)")
+        axes[0].set_xlabel("student")
+        title = f"at one sparse ratio{ratio_text}"
+    axes[0].set_ylabel("test accuracy (%)")
     if gpu_rows:
-        gpu_panel(axes[0][1], gpu, gpu_rows)
+        entries = [(r["model"], r["method"], r["test_accuracy"] * 100, math.nan, math.nan,
+                    r["finished"]) for r in gpu_rows]
+        teacher = (gpu or {}).get("teacher") or {}
+        line = ((teacher["test_accuracy"] * 100, f"teacher ({teacher.get('model', '')})")
+                if teacher.get("test_accuracy") is not None else None)
+        dot_panel(axes[-1], entries, line)
         toy = " (toy run)" if gpu.get("toy") else ""
-        axes[0][1].set_title(f"GPU check: {gpu.get('device_name', gpu.get('device', 'GPU'))}{toy}")
-    _figure_legend(fig, axes[0])
-    paths = save_figure(fig, out_stem)
-    gpu_note = (" Right: the GPU check's students (results/gpu_check.json; fast one-cycle "
-                "schedules, stingy at r=0.2, hatched bars did not finish in the budget) with "
-                "the teacher's accuracy as a grey line." if gpu_rows
-                else " No GPU check results were found.")
-    caption = ("CIFAR-10 (JPEG q75 mirror): student test accuracy against the sparse ratio r "
-               "for stingy KD, with the dense baselines (scratch, normal KD, ...) as dashed "
-               f"lines. {'Left: ' if gpu_rows else ''}{source} (one seed, no error bars; the "
-               "quick profile uses "
-               f"a small CNN, few epochs and subsampled data).{gpu_note}")
-    return {**paths, "caption": caption}
+        axes[-1].set_title(f"GPU check{toy}: {gpu.get('device_name', gpu.get('device', 'GPU'))}")
+        axes[-1].set_xlabel("student")
+    figure_legend(fig, axes)
+    record = save_figure(fig, out_stem)
+    profile = ""
+    if quick_json and Path(quick_json).is_file():
+        profile = read_json(quick_json, "quick summary").get("profile", "")
+    teacher_text = (f"; teacher {np.mean(teacher_values):.1f}%" if teacher_values else "")
+    gpu_text = (" Right: the GPU check's students (gpu_check.json, one seed, short schedules; "
+                "open markers did not finish in the budget; grey: its teacher)."
+                if gpu_rows else " No GPU check results were found.")
+    interval = ("95% intervals over seeds" if seeds not in ("1", "unknown")
+                else "one seed, so no interval")
+    record["caption"] = (
+        f"CIFAR-10 (JPEG q75 mirror) student test accuracy {title} ({source_name(summary_csv)}"
+        f"{'; ' + profile if profile else ''}{teacher_text}; {interval}). Points, not bars: the "
+        "axis need not start at 0." + gpu_text)
+    return record
+
+
+# --- the paper overlay ---
+
+def differences_to_scratch(run_rows, method="stingy_kd", value="accuracy") -> list[dict]:
+    """Per ratio: mean of (method at r) - scratch over the seeds both have, in points, with a
+    95% t-interval over seeds (paired by seed)."""
+    scratch = {int(r["seed"]): float(r[value]) for r in run_rows
+               if canonical_method(r["method"]) == "scratch"}
+    out = []
+    for ratio in sorted({r["ratio"] for r in run_rows
+                         if canonical_method(r["method"]) == method and not is_missing(r["ratio"])}):
+        chosen = {int(r["seed"]): float(r[value]) for r in run_rows
+                  if canonical_method(r["method"]) == method and r["ratio"] == ratio}
+        differences = paired(chosen, scratch)
+        if differences.size == 0:
+            continue
+        scale = 100.0 if max(chosen.values()) <= 1 else 1.0
+        mean, low, high = t_interval(differences * scale)
+        out.append({"ratio": ratio, "mean": mean, "low": low, "high": high,
+                    "seeds": len(differences)})
+    return out
+
+
+def _paper_series(paper: dict):
+    ablation = paper["sparse_ratio_ablation"]
+    for name, values in ablation.items():
+        if isinstance(values, dict) and "stingy" in values:
+            yield name.replace("_to_", " -> "), ablation["ratios"], [
+                v - values["scratch"] for v in values["stingy"]]
+
+
+def draw_paper_overlay(simulation_runs_csv, out_stem, paper_numbers=None, cifar_runs_csv=None,
+                       cifar_summary_csv=None) -> dict:
+    """Student accuracy minus scratch against r on one axis: the paper's CIFAR-100 points
+    (three teacher -> student pairs, read off a plot, +-0.5), the simulations (each symmetric
+    noise level, paired 95% intervals over seeds) and CIFAR-10 (the sweep's runs with
+    intervals, else the quick profile's single seed)."""
+    from stingy.figures.report import load_paper_numbers
+
+    paper = paper_numbers or load_paper_numbers()
+    runs = read_rows(simulation_runs_csv, SIMULATION_RUNS,
+                     ("noise", "method", "ratio", "seed", "accuracy"))
+    runs = [r for r in runs if str(r.get("noise_kind", "symmetric")) == "symmetric"]
+    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 3.2))
+    ax.axhline(0, color=BLACK, lw=0.8, label="scratch (0)")
+    for (name, ratios, values), marker in zip(_paper_series(paper), ("^", "v", "D")):
+        ax.errorbar(ratios, values, yerr=0.5, color=GREY, marker=marker, ms=4, lw=1, ls="--",
+                    capsize=1.5, label=f"paper CIFAR-100, {name}")
+    simulated = []
+    for noise, style in zip(sorted({r["noise"] for r in runs}), ("-", "--", ":", "-.")):
+        series = differences_to_scratch([r for r in runs if r["noise"] == noise])
+        if not series:
+            continue
+        ratios = [s["ratio"] for s in series]
+        ax.plot(ratios, [s["mean"] for s in series], color=method_colour("stingy_kd"), ls=style,
+                marker="o", ms=3, label=f"simulation, noise {noise:g}")
+        ax.fill_between(ratios, [s["low"] for s in series], [s["high"] for s in series],
+                        color=method_colour("stingy_kd"), alpha=0.15, lw=0)
+        simulated.append((noise, series))
+    cifar_text = "no CIFAR-10 result"
+    if cifar_runs_csv:
+        cifar = read_rows(cifar_runs_csv, CIFAR_RUNS, ("method", "ratio", "seed", "accuracy"))
+        clean = [r for r in cifar if is_missing(r.get("noise")) or r.get("noise") == 0]
+        for student, marker in zip(sorted({str(r.get("student", "")) for r in clean}), "os^v"):
+            series = differences_to_scratch([r for r in clean if str(r.get("student", "")) ==
+                                             student])
+            if series:
+                ratios = [s["ratio"] for s in series]
+                ax.errorbar(ratios, [s["mean"] for s in series],
+                            yerr=[[s["mean"] - s["low"] for s in series],
+                                  [s["high"] - s["mean"] for s in series]], color=BLACK,
+                            marker=marker, ms=4, lw=1.2, capsize=2,
+                            label=f"CIFAR-10 sweep, {student}")
+        cifar_text = f"CIFAR-10 sweep ({source_name(cifar_runs_csv)}, paired 95% intervals)"
+    elif cifar_summary_csv:
+        rows = _cifar_rows(cifar_summary_csv)
+        scratch = [r["accuracy_mean"] for r in rows if r["method"] == "scratch"]
+        stingy = [r for r in rows if r["method"] == "stingy_kd"]
+        if scratch and stingy:
+            scale = _percent_scale(rows, "accuracy_mean")
+            ax.plot([r["ratio"] for r in stingy],
+                    [(r["accuracy_mean"] - scratch[0]) * scale for r in stingy], color=BLACK,
+                    marker="*", ms=8, ls="none", label="CIFAR-10 quick CPU (1 seed)")
+            cifar_text = (f"CIFAR-10 quick CPU profile ({source_name(cifar_summary_csv)}, one "
+                          "seed: no interval)")
+    ratios = paper["sparse_ratio_ablation"]["ratios"]
+    ratio_axis(ax, ratios)
+    ax.set_ylabel("stingy student minus scratch (points)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    record = save_figure(fig, out_stem)
+    minima = [f"paper {name}: r={100 * rs[int(np.argmin(vs))]:.3g}%"
+              for name, rs, vs in _paper_series(paper)]
+    minima += [f"simulation noise {noise:g}: r={100 * min(s, key=lambda x: x['mean'])['ratio']:.3g}%"
+               for noise, s in simulated]
+    record["caption"] = (
+        "The paper overlay: stingy-student accuracy minus the scratch student's against the "
+        "sparse ratio r (log axis), 0 = as good as training on labels alone. Grey dashed: the "
+        f"paper's CIFAR-100 points ({paper['sparse_ratio_ablation']['source']}; error bars "
+        "+-0.5 reading error); vermilion: the simulations "
+        f"({source_name(simulation_runs_csv)}, paired differences by seed with 95% t-intervals), "
+        f"one line style per symmetric noise level; black: {cifar_text}. Lowest point: "
+        + "; ".join(minima) + ". The data sets differ (CIFAR-100, synthetic, CIFAR-10), so only "
+        "the shape and sign are compared.")
+    return record
+
+
+# --- mechanism sweeps ---
+
+def draw_mechanism_sweeps(summary_csv, out_stem) -> dict:
+    """Student accuracy against each mechanism factor (training steps, width, the rank of the
+    true class inside M, ...), one panel per factor, one curve per method with 95% bands."""
+    rows = read_rows(summary_csv, MECHANISM_SUMMARY,
+                     ("factor", "level", "method", "accuracy_mean", "accuracy_ci95_low",
+                      "accuracy_ci95_high"))
+    factors = list(dict.fromkeys(row["factor"] for row in rows))
+    fig, axes = plt.subplots(1, len(factors), figsize=(FULL_WIDTH, 2.7), squeeze=False)
+    scale = _percent_scale(rows, "accuracy_mean")
+    for ax, factor in zip(axes[0], factors):
+        chosen = [row for row in rows if row["factor"] == factor]
+        for method in sorted({canonical_method(r["method"]) for r in chosen}, key=_order):
+            series = sorted((r for r in chosen if canonical_method(r["method"]) == method),
+                            key=lambda r: r["level"])
+            levels = [r["level"] for r in series]
+            ax.plot(levels, [r["accuracy_mean"] * scale for r in series], marker="o", ms=3,
+                    color=method_colour(method), label=method_label(method))
+            ax.fill_between(levels, [r["accuracy_ci95_low"] * scale for r in series],
+                            [r["accuracy_ci95_high"] * scale for r in series],
+                            color=method_colour(method), alpha=0.2, lw=0)
+        levels = sorted({r["level"] for r in chosen})
+        log = min(levels) > 0 and max(levels) / min(levels) >= 20
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(f"{str(factor).replace('_', ' ')}{' (log scale)' if log else ''}")
+        ax.set_title(str(factor).replace("_", " "))
+    axes[0][0].set_ylabel("student test accuracy (%)")
+    figure_legend(fig, axes[0])
+    record = save_figure(fig, out_stem)
+    record["caption"] = (
+        f"Mechanism sweeps ({source_name(summary_csv)}, {_seeds(rows)} seeds, 95% bands): "
+        "student accuracy against " + ", ".join(str(f).replace("_", " ") for f in factors)
+        + "; the stingy harm is the gap between the stingy curve and the others.")
+    return record
+

@@ -1,70 +1,62 @@
-"""Every figure, its input files inside a results folder, and ``draw_all`` that redraws each
-figure whose inputs exist."""
+"""Every figure, how it finds its inputs inside a results folder, and ``draw_all`` that draws
+each figure whose inputs exist and skips the others with a one-line reason."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from stingy.figures.accuracy_figures import draw_cifar_accuracy, draw_simulation_accuracy
-from stingy.figures.logit_figures import draw_logit_gap, draw_logit_responses
+import matplotlib.pyplot as plt
+
+from stingy.figures.accuracy_figures import (
+    draw_cifar_accuracy,
+    draw_mechanism_sweeps,
+    draw_paper_overlay,
+    draw_simulation_accuracy,
+    draw_superclass_accuracy,
+)
+from stingy.figures.inputs import is_missing, read_rows
+from stingy.figures.logit_figures import (
+    draw_cifar_t4_terms,
+    draw_logit_gap,
+    draw_logit_responses,
+    draw_mechanism,
+)
 from stingy.figures.theory_figures import draw_approximation_error, draw_kept_mass, draw_signal_to_drive
+from stingy.figures.training_figures import cifar_runs, draw_training_curves
+from stingy.figures.style import canonical_method
 
 # Where each stage of `stingy reproduce` writes, relative to the results folder.
 THEORY_DIR = "theory"
 THEORY_GRID = f"{THEORY_DIR}/theory_grid.csv"
 THEORY_CONFIG = f"{THEORY_DIR}/theory_grid.json"
 SIMULATION_DIR = "simulations"
+SUPERCLASS_DIR = "simulations_superclass"
+MECHANISM_DIR = "simulations_mechanism"
 QUICK_DIR = "cifar10_quick"
 PAPER_DIR = "cifar10_paper"
+SWEEP_DIR = "cifar10_sweep"
 GPU_CHECK = ("gpu_check.json", "gpu/gpu_check.json")  # where empirical/gpu_check.py's file is kept
 FIGURE_DIR = "figures"
+CIFAR_SUMMARY = (f"{SWEEP_DIR}/summary.csv", f"{PAPER_DIR}/summary.csv", f"{QUICK_DIR}/summary.csv")
+TEACHER_LOGITS = (f"{PAPER_DIR}/teacher_logits.npz", f"{QUICK_DIR}/teacher_logits.npz")
+
+
+class Missing(Exception):
+    """A figure's input is not in the results folder; the message names it."""
 
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """A figure: id, title, drawing function, required inputs and optional inputs (keyword
-    argument -> path relative to the results folder). An input given as a tuple of paths is
-    the first of them that exists (the paper profile's files before the quick profile's)."""
+    """A figure: id, title, drawing function and ``inputs(results_dir)`` returning the
+    drawing function's (args, kwargs), or raising Missing naming what is absent."""
     figure_id: str
     title: str
     draw: Callable
-    required: tuple
-    optional: dict
-
-
-FIGURES = [
-    FigureSpec("F1_kept_mass", "Kept mass against temperature", draw_kept_mass,
-               (THEORY_GRID,), {"teacher_theory": (f"{PAPER_DIR}/teacher_theory.csv",
-                                                   f"{QUICK_DIR}/teacher_theory.csv")}),
-    FigureSpec("F2_approximation_error", "The paper's approximation error and the T4 terms",
-               draw_approximation_error, (THEORY_GRID,), {}),
-    FigureSpec("F3_signal_to_drive", "Signal-to-drive ratio over (r, T)", draw_signal_to_drive,
-               (THEORY_GRID,), {}),
-    FigureSpec("F4_simulation_accuracy", "Simulations: accuracy against the sparse ratio",
-               draw_simulation_accuracy, (f"{SIMULATION_DIR}/summary.csv",), {}),
-    FigureSpec("F5_cifar_accuracy", "CIFAR-10: accuracy against the sparse ratio",
-               draw_cifar_accuracy, ((f"{PAPER_DIR}/summary.csv", f"{QUICK_DIR}/summary.csv"),),
-               {"gpu_check_json": GPU_CHECK}),
-    FigureSpec("F6_logit_responses", "Teacher responses on test images", draw_logit_responses,
-               (f"{QUICK_DIR}/teacher_logits.npz",), {}),
-    FigureSpec("F7_logit_gap", "The student's logit gap during training", draw_logit_gap,
-               (f"{SIMULATION_DIR}/gap_trajectory.csv",), {"stingy_metrics_jsonl": None}),
-]
-
-
-def find_stingy_metrics(results_dir: Path) -> Path | None:
-    """The metrics.jsonl of a CIFAR-10 stingy student, if any (a run folder whose recipe.json
-    names the stingy method and whose metrics carry a logit_gap; paper runs first)."""
-    for folder in (PAPER_DIR, QUICK_DIR):
-        for metrics in sorted((results_dir / folder).glob("**/metrics.jsonl")):
-            recipe = metrics.with_name("recipe.json")
-            if recipe.is_file() and json.loads(recipe.read_text()).get("method", {}).get(
-                    "name") == "stingy" and '"logit_gap"' in metrics.read_text():
-                return metrics
-    return None
+    inputs: Callable
 
 
 def resolve(results_dir: Path, name) -> Path | None:
@@ -75,42 +67,212 @@ def resolve(results_dir: Path, name) -> Path | None:
     return None
 
 
-def _describe(name) -> str:
-    return " or ".join(name) if isinstance(name, tuple) else name
+def need(results_dir: Path, name) -> Path:
+    path = resolve(results_dir, name)
+    if path is None:
+        raise Missing(" or ".join(name) if isinstance(name, tuple) else name)
+    return path
 
 
-def _theory_label(results_dir: Path) -> str | None:
-    config = results_dir / THEORY_CONFIG
-    if config.is_file():
-        return json.loads(config.read_text()).get("label")
-    return None
+def _optional(results_dir: Path, **names) -> dict:
+    return {key: path for key, name in names.items()
+            if (path := resolve(results_dir, name)) is not None}
 
 
-def draw_all(results_dir, out_dir=None, log=print) -> tuple[list[dict], list[dict]]:
-    """Draw every figure whose required inputs exist in ``results_dir`` into ``out_dir``
-    (default: results_dir/figures). Returns (drawn, skipped): drawn records have figure_id,
-    title, png, pdf, caption; skipped ones figure_id, title and the missing files."""
+def _theory_config(results_dir: Path) -> dict:
+    path = results_dir / THEORY_CONFIG
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def teacher_description(results_dir: Path) -> str:
+    """Which teacher the CIFAR files come from, with its test accuracy, from the summaries."""
+    summary_path = resolve(results_dir, CIFAR_SUMMARY)
+    if summary_path is None:
+        return "the trained teacher"
+    rows = read_rows(summary_path, "CIFAR-10 summary", ("method",))
+    accuracies = [r["teacher_accuracy"] for r in rows if not is_missing(r.get("teacher_accuracy"))
+                  and r.get("teacher_accuracy") != ""]
+    model = next((str(r["teacher"]) for r in rows if not is_missing(r.get("teacher"))
+                  and r.get("teacher") != ""), "trained")
+    profile = {SWEEP_DIR: "sweep", PAPER_DIR: "reference-recipe",
+               QUICK_DIR: "CPU quick profile"}[summary_path.parent.name]
+    accuracy = f", {100 * accuracies[0]:.1f}% test accuracy" if accuracies else ""
+    return f"the {profile} {model} teacher{accuracy}"
+
+
+def distill_temperatures(results_dir: Path) -> dict:
+    """Teacher -> the temperature its student is distilled at, from the CIFAR summary."""
+    summary_path = resolve(results_dir, CIFAR_SUMMARY)
+    found = {}
+    if summary_path is not None:
+        for row in read_rows(summary_path, "CIFAR-10 summary", ("method",)):
+            t = row.get("temperature")
+            if is_missing(t) or t == "":
+                continue
+            method = canonical_method(row["method"])
+            if method == "normal_kd":
+                found.setdefault("normal", float(t))
+                found.setdefault("nasty", float(t))
+            elif method == "stingy_kd":
+                found.setdefault("stingy", float(t))
+    return found
+
+
+def _theory_inputs(results_dir, **extra):
+    config = _theory_config(results_dir)
+    kwargs = {"theory_label": config.get("label", "representative synthetic logits")}
+    for key, value in extra.items():
+        if value is not None:
+            kwargs[key] = value
+    return (need(results_dir, THEORY_GRID),), kwargs
+
+
+def _f1(results_dir):
+    args, kwargs = _theory_inputs(results_dir)
+    teacher = resolve(results_dir, (f"{PAPER_DIR}/teacher_theory.csv",
+                                    f"{QUICK_DIR}/teacher_theory.csv"))
+    if teacher is not None:
+        kwargs.update(teacher_theory=teacher, teacher_label=teacher_description(results_dir))
+    return args, kwargs
+
+
+def _f2(results_dir):
+    config = _theory_config(results_dir)
+    students = (f"random Normal(0, {config['student_scale']:g}^2) logits, seed "
+                f"{config.get('seed', 0) + 10_000}" if "student_scale" in config else None)
+    return _theory_inputs(results_dir, student_label=students)
+
+
+def _f3(results_dir):
+    return _theory_inputs(results_dir)
+
+
+def _simulation_extras(results_dir, folder=SIMULATION_DIR):
+    return _optional(results_dir, config_json=f"{folder}/config.json",
+                     verdicts_json=f"{folder}/verdicts.json")
+
+
+def _f4(results_dir):
+    return (need(results_dir, f"{SIMULATION_DIR}/summary.csv"),), _simulation_extras(results_dir)
+
+
+def _f5(results_dir):
+    summary = need(results_dir, CIFAR_SUMMARY)
+    kwargs = _optional(results_dir, gpu_check_json=GPU_CHECK)
+    quick = summary.with_name("summary.json")
+    if quick.is_file():
+        kwargs["quick_json"] = quick
+    return (summary,), kwargs
+
+
+def _f6(results_dir):
+    return (need(results_dir, TEACHER_LOGITS),), {
+        "temperatures": distill_temperatures(results_dir),
+        "teacher_label": teacher_description(results_dir)}
+
+
+def _f7(results_dir):
+    return ((need(results_dir, f"{SIMULATION_DIR}/gap_trajectory.csv"),),
+            _optional(results_dir, verdicts_json=f"{SIMULATION_DIR}/verdicts.json"))
+
+
+def _f8(results_dir):
+    runs = need(results_dir, f"{SIMULATION_DIR}/runs.csv")
+    kwargs = _optional(results_dir, cifar_runs_csv=f"{SWEEP_DIR}/runs.csv")
+    if "cifar_runs_csv" not in kwargs:
+        kwargs.update(_optional(results_dir, cifar_summary_csv=CIFAR_SUMMARY))
+    return (runs,), kwargs
+
+
+def _f9(results_dir):
+    return ((need(results_dir, f"{SIMULATION_DIR}/summary.csv"),
+             need(results_dir, f"{SUPERCLASS_DIR}/summary.csv")),
+            _optional(results_dir, verdicts_json=f"{SIMULATION_DIR}/verdicts.json",
+                      superclass_verdicts_json=f"{SUPERCLASS_DIR}/verdicts.json"))
+
+
+def _stingy_runs(results_dir):
+    return [run for run in cifar_runs(results_dir)
+            if canonical_method(run[2].get("method", {}).get("name", "")) == "stingy_kd"
+            and '"t4_exact"' in run[1].read_text()]
+
+
+def _f10(results_dir):
+    runs = _stingy_runs(results_dir)
+    if not runs:
+        raise Missing("a CIFAR stingy run's metrics.jsonl with t4_* terms")
+    return (runs,), {}
+
+
+def _f11(results_dir):
+    runs = cifar_runs(results_dir)
+    if not runs:
+        raise Missing("CIFAR runs' metrics.jsonl (runs/*/metrics.jsonl)")
+    return (runs,), {}
+
+
+def _f12(results_dir):
+    temperature = distill_temperatures(results_dir).get("stingy", 20.0)
+    return (need(results_dir, TEACHER_LOGITS),), {
+        "temperature": temperature, "teacher_label": teacher_description(results_dir)}
+
+
+def _f13(results_dir):
+    return (need(results_dir, f"{MECHANISM_DIR}/summary.csv"),), {}
+
+
+FIGURES = [
+    FigureSpec("F1_kept_mass", "Kept mass against temperature", draw_kept_mass, _f1),
+    FigureSpec("F2_approximation_error", "The paper's approximation error and the T4 terms",
+               draw_approximation_error, _f2),
+    FigureSpec("F3_signal_to_drive", "Signal-to-drive ratio against T and r",
+               draw_signal_to_drive, _f3),
+    FigureSpec("F4_simulation_accuracy", "Simulations: accuracy against the sparse ratio",
+               draw_simulation_accuracy, _f4),
+    FigureSpec("F5_cifar_accuracy", "CIFAR-10 student accuracy", draw_cifar_accuracy, _f5),
+    FigureSpec("F6_logit_responses", "Teacher responses on test images", draw_logit_responses,
+               _f6),
+    FigureSpec("F7_logit_gap", "The simulated student's logit gap against the early-drive "
+               "prediction", draw_logit_gap, _f7),
+    FigureSpec("F8_paper_overlay", "Paper overlay: stingy minus scratch against r",
+               draw_paper_overlay, _f8),
+    FigureSpec("F9_superclass_noise", "Superclass against symmetric label noise",
+               draw_superclass_accuracy, _f9),
+    FigureSpec("F10_cifar_t4_terms", "CIFAR stingy training: T4 terms and logit gap per epoch",
+               draw_cifar_t4_terms, _f10),
+    FigureSpec("F11_training_curves", "Training curves of every CIFAR run",
+               draw_training_curves, _f11),
+    FigureSpec("F12_mechanism", "The mechanism on one example", draw_mechanism, _f12),
+    FigureSpec("F13_mechanism_sweeps", "Mechanism sweeps: steps, width, label rank",
+               draw_mechanism_sweeps, _f13),
+]
+
+
+def draw_all(results_dir, out_dir=None, log=print, keep_figures=False) -> tuple[list, list]:
+    """Draw every figure whose inputs exist in ``results_dir`` into ``out_dir`` (default:
+    results_dir/figures). Returns (drawn, skipped): drawn records have figure_id, title, png,
+    pdf, caption (and the open matplotlib figure when ``keep_figures``); skipped ones
+    figure_id, title and the missing input."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise NotADirectoryError(f"results folder {results_dir} does not exist")
     out_dir = Path(out_dir) if out_dir else results_dir / FIGURE_DIR
-    label = _theory_label(results_dir)
     drawn, skipped = [], []
     for spec in FIGURES:
-        inputs = [resolve(results_dir, name) for name in spec.required]
-        missing = [_describe(name) for name, path in zip(spec.required, inputs) if path is None]
-        if missing:
-            skipped.append({"figure_id": spec.figure_id, "title": spec.title, "missing": missing})
-            log(f"  {spec.figure_id}: skipped, missing {', '.join(missing)}")
+        try:
+            args, kwargs = spec.inputs(results_dir)
+        except Missing as missing:
+            skipped.append({"figure_id": spec.figure_id, "title": spec.title,
+                            "missing": [str(missing)]})
+            log(f"  {spec.figure_id}: skipped, missing {missing}")
             continue
-        kwargs = {}
-        for argument, name in spec.optional.items():
-            path = find_stingy_metrics(results_dir) if name is None else resolve(results_dir, name)
-            if path is not None:
-                kwargs[argument] = path
-        if label and spec.required == (THEORY_GRID,):
-            kwargs["theory_label"] = label
-        record = spec.draw(*inputs, out_dir / spec.figure_id, **kwargs)
+        record = spec.draw(*args, out_dir / spec.figure_id, **kwargs)
+        figure = record.pop("figure")
+        if keep_figures:
+            record["figure"] = figure
+        else:
+            plt.close(figure)
         drawn.append({"figure_id": spec.figure_id, "title": spec.title, **record})
         log(f"  {spec.figure_id}: {record['png']}")
     return drawn, skipped
+

@@ -73,3 +73,9 @@ def group_mean(rows: list[dict], keys: tuple[str, ...], values: tuple[str, ...])
 
 def _sort_key(value):
     return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+
+
+def source_name(path: str | Path) -> str:
+    """A result file as 'folder/name' for captions (where in the results folder it lives)."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}"

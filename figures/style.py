@@ -1,14 +1,22 @@
 """One look for every figure: paper-width sizes, fonts >= 8 pt, a colour-blind-safe palette
-(Okabe & Ito 2008) with one fixed colour per method, and PNG + PDF output written atomically."""
+(Okabe & Ito 2008) with one fixed colour per method and one per sparse ratio (the same in every
+figure), and PNG + PDF output written atomically.
+
+``METHODS`` is the single table of method names (as the result files spell them), legend
+labels and colours; it is to be pointed at the method registry ``stingy.methods`` when that
+lands. Sparse ratios get colours from one sequential map on log r, so r = 10% has the same
+colour in the theory, simulation and CIFAR figures."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
 
 from stingy.io import atomic_write  # noqa: E402
 
@@ -20,25 +28,25 @@ BLACK, ORANGE, SKY, GREEN, BLUE, VERMILLION, PURPLE, GREY = (
     "#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#999999")
 SEQUENCE = [BLUE, VERMILLION, GREEN, PURPLE, ORANGE, SKY, BLACK, GREY]
 
-METHOD_COLOURS = {
-    "scratch": BLACK,
-    "normal_kd": BLUE,
-    "stingy_kd": VERMILLION,
-    "reversed_kd": PURPLE,
-    "within_m_kd": GREEN,
-    "label_smoothing": ORANGE,
-    "nasty_kd": SKY,
+# name in the result files -> (legend label, colour)
+METHODS = {
+    "scratch": ("Scratch (labels only)", BLACK),
+    "normal_kd": ("Normal KD", BLUE),
+    "stingy_kd": ("Stingy KD", VERMILLION),
+    "reversed_kd": ("Reversed logits", PURPLE),
+    "within_m_kd": ("Within-M KD", GREEN),
+    "label_smoothing": ("Label smoothing", ORANGE),
+    "nasty_kd": ("Nasty KD", SKY),
 }
-METHOD_LABELS = {
-    "scratch": "Scratch",
-    "normal_kd": "Normal KD",
-    "stingy_kd": "Stingy KD",
-    "reversed_kd": "Reversed logits",
-    "within_m_kd": "Within-M KD",
-    "label_smoothing": "Label smoothing",
-    "nasty_kd": "Nasty KD",
-}
-TEACHER_COLOURS = {"normal": BLUE, "nasty": SKY, "stingy": VERMILLION}
+# The CPU quick profile's older method names.
+METHOD_ALIASES = {"kd": "normal_kd", "stingy": "stingy_kd", "within": "within_m_kd",
+                  "reversed": "reversed_kd", "nasty": "nasty_kd"}
+# Teachers drawn in F6: the method whose target each one is.
+TEACHER_METHODS = {"normal": "normal_kd", "nasty": "nasty_kd", "stingy": "stingy_kd"}
+
+# Sparse ratios: one sequential map over log10 r in [RATIO_RANGE].
+RATIO_MAP = "viridis"
+RATIO_RANGE = (0.01, 0.7)
 
 plt.rcParams.update({
     "font.size": 8,
@@ -46,7 +54,7 @@ plt.rcParams.update({
     "axes.labelsize": 8,
     "xtick.labelsize": 8,
     "ytick.labelsize": 8,
-    "legend.fontsize": 8,
+    "legend.fontsize": 7.5,
     "legend.frameon": False,
     "figure.dpi": 100,
     "figure.constrained_layout.use": True,
@@ -59,21 +67,68 @@ plt.rcParams.update({
 })
 
 
+def canonical_method(name: str) -> str:
+    """The table's name for a method (older quick-profile names mapped)."""
+    return METHOD_ALIASES.get(name, name)
+
+
 def method_colour(method: str) -> str:
-    return METHOD_COLOURS.get(method, GREY)
+    return METHODS.get(canonical_method(method), (None, GREY))[1]
 
 
 def method_label(method: str) -> str:
-    return METHOD_LABELS.get(method, method.replace("_", " "))
+    method = canonical_method(method)
+    return METHODS[method][0] if method in METHODS else method.replace("_", " ")
 
 
-def save_figure(fig, out_stem: str | Path) -> dict[str, Path]:
-    """Save ``fig`` as ``<out_stem>.png`` and ``<out_stem>.pdf`` (atomically) and close it."""
+def ratio_colour(ratio: float) -> tuple:
+    """The colour of sparse ratio r = k/K: a point on the sequential map at log r (darkest at
+    r = 1%, lightest at 70%), so a ratio looks the same in every figure."""
+    low, high = (math.log10(value) for value in RATIO_RANGE)
+    position = (math.log10(min(max(ratio, 1e-4), 1.0)) - low) / (high - low)
+    return colormaps[RATIO_MAP](0.05 + 0.8 * min(max(position, 0.0), 1.0))
+
+
+def ratio_label(ratio: float, k=None) -> str:
+    text = f"r={ratio * 100:.3g}%"
+    return text + (f" (k={int(k)})" if k is not None else "")
+
+
+def save_figure(fig, out_stem: str | Path) -> dict:
+    """Save ``fig`` as ``<out_stem>.png`` and ``<out_stem>.pdf`` (atomically); the figure is
+    returned open in the record (``draw_all`` closes it) so tests can inspect its artists."""
     out_stem = Path(out_stem)
     paths = {}
     for fmt in ("png", "pdf"):
         path = out_stem.with_name(out_stem.name + f".{fmt}")
         atomic_write(path, lambda f, fmt=fmt: fig.savefig(f, format=fmt), binary=True)
         paths[fmt] = path
-    plt.close(fig)
-    return paths
+    return {**paths, "figure": fig}
+
+
+def mark_temperatures(ax, temperatures=(4.0, 20.0)) -> None:
+    """Thin vertical lines at the paper's temperatures (normal KD T=4, stingy KD T=20)."""
+    for temperature in temperatures:
+        ax.axvline(temperature, color=GREY, lw=0.6, ls=(0, (1, 2)), zorder=0)
+        ax.text(temperature, 1.0, f" T={temperature:g}", transform=ax.get_xaxis_transform(),
+                fontsize=6.5, color=GREY, va="top", ha="left")
+
+
+def ratio_axis(ax, ratios) -> None:
+    """A log-scale sparse-ratio x-axis with a tick at each ratio (percent, slanted so that
+    neighbours like 50% and 70% stay apart)."""
+    ax.set_xscale("log")
+    ax.set_xticks(list(ratios), [f"{100 * r:.3g}%" for r in ratios], rotation=45)
+    ax.minorticks_off()
+    ax.set_xlabel("sparse ratio r (log scale)")
+
+
+def plot_finite(ax, x, y, **style):
+    """ax.plot(x, y) unless y has no finite value (a curve masked everywhere is left out
+    rather than drawn as an empty line); returns the line or None."""
+    import numpy as np
+
+    y = np.asarray(y, dtype=float)
+    if not np.any(np.isfinite(y)):
+        return None
+    return ax.plot(x, y, **style)[0]

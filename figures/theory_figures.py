@@ -2,6 +2,11 @@
 
 Inputs are tidy rows of ``stingy.theory.sweep.theory_grid`` (columns k, ratio, num_classes,
 temperature, kept_mass, ..., signal_to_drive_bound); several rows per (k, T) are averaged.
+Colours are the sparse ratio's (``style.ratio_colour``). Curves that rest on a 1/T expansion
+are drawn only where T is at least the logit range they assume small against T: the full
+range D for the kept-mass expansion, the kept range D_M for the T4 terms and the T5 asymptote.
+Both ranges are read back from the grid's own bound columns (T2: m <= 1/(1 + (K-k)/k e^{-D/T}),
+T3: tanh(D_M / 4T)), so the mask uses the logits the grid was computed on.
 """
 
 from __future__ import annotations
@@ -10,14 +15,24 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 
-from stingy.figures.inputs import group_mean, read_rows
-from stingy.figures.style import COLUMN_WIDTH, FULL_WIDTH, GREY, SEQUENCE, save_figure
+from stingy.figures.inputs import group_mean, read_rows, source_name
+from stingy.figures.style import (
+    BLACK,
+    FULL_WIDTH,
+    GREY,
+    mark_temperatures,
+    plot_finite,
+    ratio_axis,
+    ratio_colour,
+    ratio_label,
+    save_figure,
+)
 
 THEORY_GRID = "theory grid, written by the theory stage of `stingy reproduce`"
 TEACHER_THEORY = "theory grid on a trained teacher's test logits, written by `stingy quick`"
+PAPER_TEMPERATURES = (4.0, 20.0)
 
 
 def pick_evenly(values: list, count: int) -> list:
@@ -40,9 +55,41 @@ def largest_class_count(rows: list[dict]) -> int:
 
 
 def _series(rows, k, column):
-    chosen = [row for row in rows if row["k"] == k]
+    chosen = sorted((row for row in rows if row["k"] == k), key=lambda row: row["temperature"])
     return (np.array([row["temperature"] for row in chosen]),
             np.array([row[column] for row in chosen], dtype=float))
+
+
+def _median_finite(values) -> float:
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    return float(np.median(values)) if values.size else math.nan
+
+
+def full_range(rows: list[dict], num_classes: int) -> float:
+    """The logit range D implied by the grid's T2 upper bound m <= 1/(1 + (K-k)/k e^{-D/T}),
+    median over the (k, T) rows where the bound is informative (0 < 1/m_up - 1)."""
+    values = []
+    for row in rows:
+        k, upper, temperature = row["k"], row["kept_mass_upper"], row["temperature"]
+        if 0 < k < num_classes and 0 < upper < 1 - 1e-9:
+            values.append(temperature * math.log((num_classes - k) / k / (1 / upper - 1)))
+    return _median_finite(values)
+
+
+def kept_range(rows: list[dict], k) -> float:
+    """The kept logit range D_M implied by the grid's T3 bound tanh(D_M / 4T) for this k."""
+    values = [4 * row["temperature"] * math.atanh(row["tv_to_uniform_bound"]) for row in rows
+              if row["k"] == k and 0 < row["tv_to_uniform_bound"] < 1 - 1e-9]
+    return _median_finite(values)
+
+
+def masked_below(temperature, values, threshold):
+    """``values`` with nan where T < threshold (a nan threshold masks nothing)."""
+    values = np.asarray(values, dtype=float)
+    if math.isnan(threshold):
+        return values
+    return np.where(np.asarray(temperature) >= threshold, values, np.nan)
 
 
 def _kept_mass_panel(ax, rows, title, max_lines):
@@ -50,65 +97,82 @@ def _kept_mass_panel(ax, rows, title, max_lines):
     rows = [row for row in rows if int(row["num_classes"]) == num_classes]
     columns = ("kept_mass", "kept_mass_lower", "kept_mass_upper", "kept_mass_expansion")
     table = group_mean(rows, ("k", "temperature"), columns)
-    for colour, k in zip(SEQUENCE, pick_evenly(proper_keep_counts(table, num_classes), max_lines)):
+    logit_range = full_range(table, num_classes)
+    ks = pick_evenly(proper_keep_counts(table, num_classes), max_lines)
+    for k in ks:
+        colour = ratio_colour(k / num_classes)
         temperature, mass = _series(table, k, "kept_mass")
-        ax.plot(temperature, mass, color=colour, label=f"k={k:g} (r={k / num_classes:.0%})")
+        ax.plot(temperature, mass, color=colour, label=ratio_label(k / num_classes, k))
         ax.plot(*_series(table, k, "kept_mass_upper"), color=colour, ls="--", lw=1)
-        ax.plot(*_series(table, k, "kept_mass_expansion"), color=colour, ls=":", lw=1.2)
+        expansion = _series(table, k, "kept_mass_expansion")[1]
+        plot_finite(ax, temperature, masked_below(temperature, expansion, logit_range), color=colour,
+                ls=":", lw=1.2)
         ax.plot(*_series(table, k, "kept_mass_lower"), color=colour, ls="-.", lw=0.8)
+    if not math.isnan(logit_range):
+        ax.axvspan(min(r["temperature"] for r in table), logit_range, color=GREY, alpha=0.12, lw=0)
     ax.set_xscale("log")
     ax.set_ylim(0, 1.03)
-    ax.set_xlabel("temperature T")
+    ax.set_xlabel("temperature T (log scale)")
     ax.set_ylabel("kept mass m")
     ax.set_title(f"{title}, K={num_classes}")
-    return num_classes
+    mark_temperatures(ax, PAPER_TEMPERATURES)
+    return num_classes, ks, logit_range
 
 
-def _style_legend(fig):
-    handles = [Line2D([], [], color=GREY, ls=style, lw=lw, label=label) for style, lw, label in (
-        ("-", 1.4, "exact m"), ("--", 1, "upper bound"), ("-.", 0.8, "lower bound k/K"),
-        (":", 1.2, "1/T expansion"))]
-    return fig.legend(handles=handles, loc="outside lower center", ncol=4)
+def _style_legend(fig, entries):
+    handles = [Line2D([], [], color=GREY, ls=style, lw=lw, label=label)
+               for style, lw, label in entries]
+    return fig.legend(handles=handles, loc="outside lower center", ncol=len(entries))
 
 
-def draw_kept_mass(theory_grid, out_stem, teacher_theory=None, theory_label="representative logits",
+def draw_kept_mass(theory_grid, out_stem, teacher_theory=None,
+                   theory_label="representative synthetic logits", teacher_label=None,
                    max_lines=4) -> dict:
-    """F1: kept mass m(T) for several k with its T2 bounds and 1/T expansion, in theory and,
-    when ``teacher_theory`` is given, on a trained teacher's test logits."""
+    """F1: kept mass m(T) for several k with its T2 bounds and 1/T expansion (masked at T < D),
+    on synthetic logits and, when ``teacher_theory`` is given, on a trained teacher's test
+    logits (``teacher_label`` names the teacher)."""
     columns = ("k", "num_classes", "temperature", "kept_mass", "kept_mass_lower",
                "kept_mass_upper", "kept_mass_expansion")
     rows = read_rows(theory_grid, THEORY_GRID, columns)
     teacher_rows = read_rows(teacher_theory, TEACHER_THEORY, columns) if teacher_theory else None
+    fig, axes = plt.subplots(1, 2 if teacher_rows else 1, sharey=True, squeeze=False,
+                             figsize=(FULL_WIDTH if teacher_rows else FULL_WIDTH * 0.6, 2.9))
+    left = axes[0][0]
+    num_classes, ks, logit_range = _kept_mass_panel(left, rows, "Synthetic logits", max_lines)
+    left.legend(loc="upper right", title="sparse ratio")
+    parts = [f"Left: {theory_label} ({source_name(theory_grid)}, K={num_classes}; mean logit "
+             f"range D = {logit_range:.3g})"]
     if teacher_rows:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.8), sharey=True)
-    else:
-        fig, left = plt.subplots(figsize=(COLUMN_WIDTH * 1.6, 2.6))
-    _kept_mass_panel(left, rows, "Theory", max_lines)
-    left.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), title=None if teacher_rows else
-                "theory only:\nno trained teacher")
-    if teacher_rows:
-        _kept_mass_panel(right, teacher_rows, "Measured: trained teacher", max_lines)
+        right = axes[0][1]
+        teacher_classes, teacher_ks, teacher_range = _kept_mass_panel(
+            right, teacher_rows, "Trained teacher", max_lines)
         right.set_ylabel("")
-        right.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
-        measured = ("right: the same quantities on a trained teacher's test logits "
-                    "(teacher_theory.csv)")
+        right.legend(loc="upper right", title="sparse ratio")
+        name = teacher_label or "a trained teacher"
+        parts.append(f"right: the same quantities on the test logits of {name} "
+                     f"({source_name(teacher_theory)}, K={teacher_classes}; D = "
+                     f"{teacher_range:.3g})")
     else:
-        measured = ("theory only: no trained teacher's logits were available "
-                    "(teacher_theory.csv missing; run `stingy quick` with CIFAR-10 data)")
-    _style_legend(fig)
-    paths = save_figure(fig, out_stem)
-    caption = ("Kept mass m = sum of the dense tempered teacher over its top-k classes against "
-               "temperature (solid), with the T2 bounds k/K <= m <= 1/(1+((K-k)/k)e^{-D/T}) "
-               "(dash-dot, dashed) and the 1/T expansion (dotted). "
-               f"Left: {theory_label}; {measured}. "
-               "m falls to r = k/K only when T is much larger than the logit range.")
-    return {**paths, "caption": caption}
+        parts.append("no trained teacher's logits were available (teacher_theory.csv missing)")
+    _style_legend(fig, (("-", 1.4, "exact m"), ("--", 1, "T2 upper bound"),
+                        ("-.", 0.8, "lower bound r=k/K"), (":", 1.2, "1/T expansion (T >= D)")))
+    record = save_figure(fig, out_stem)
+    record["caption"] = (
+        "Kept mass m (the dense tempered teacher's mass on its top-k classes) against "
+        "temperature, log T axis; colour = sparse ratio r = k/K (shown: k = "
+        f"{', '.join(f'{k:g}' for k in ks)}). Solid: exact; dashed and dash-dot: the T2 bounds "
+        "k/K <= m <= 1/(1+((K-k)/k)e^{-D/T}); dotted: the 1/T expansion, drawn only at T >= D "
+        "(the grey band is T < D, where the expansion's assumption fails). "
+        + "; ".join(parts) + ". Vertical dotted lines: the paper's T=4 (normal KD) and "
+        "T=20 (stingy KD). m falls to r only when T is much larger than D.")
+    return record
 
 
-def draw_approximation_error(theory_grid, out_stem, theory_label="representative logits",
-                             max_lines=4) -> dict:
-    """F2: the paper's approximation error against T (TV to uniform with its tanh bound,
-    mass-shift error with its bound) and, when present, the T4 expansion terms."""
+def draw_approximation_error(theory_grid, out_stem, theory_label="representative synthetic logits",
+                             student_label=None, max_lines=4) -> dict:
+    """F2: the paper's approximation error against T (TV to uniform on M with its tanh bound,
+    mass-shift error with its bound) and, when present, the T4 expansion terms (masked at
+    T < D_M)."""
     columns = ("k", "num_classes", "temperature", "tv_to_uniform", "tv_to_uniform_bound",
                "mass_shift_error", "mass_shift_error_bound")
     rows = read_rows(theory_grid, THEORY_GRID, columns)
@@ -116,126 +180,148 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
     rows = [row for row in rows if int(row["num_classes"]) == num_classes]
     terms = ("exact", "order_t2", "order_t", "order_1", "remainder")
     has_terms = all(name in rows[0] for name in terms)
-    fig, axes = plt.subplots(1, 3 if has_terms else 2, figsize=(FULL_WIDTH, 2.5))
+    fig, axes = plt.subplots(1, 3 if has_terms else 2, figsize=(FULL_WIDTH, 2.7))
     table = group_mean(rows, ("k", "temperature"), columns[3:])
-    ks = pick_evenly(proper_keep_counts(table, num_classes), max_lines)
+    proper = proper_keep_counts(table, num_classes)
+    zero_tv = [k for k in proper if not np.any(_series(table, k, "tv_to_uniform")[1] > 0)]
+    ks = pick_evenly([k for k in proper if k not in zero_tv], max_lines)
     for ax, (value, bound, name) in zip(axes, (
             ("tv_to_uniform", "tv_to_uniform_bound", "(a) TV to uniform on M"),
             ("mass_shift_error", "mass_shift_error_bound", "(b) mass-shift error"))):
-        for colour, k in zip(SEQUENCE, ks):
-            for column, style, label in ((value, "-", f"k={k:g}"), (bound, "--", None)):
+        for k in ks:
+            colour = ratio_colour(k / num_classes)
+            for column, style in ((value, "-"), (bound, "--")):
                 temperature, values = _series(table, k, column)
                 ax.plot(temperature, np.where(values > 0, values, np.nan), color=colour, ls=style,
-                        lw=1.4 if style == "-" else 1, label=label)
+                        lw=1.4 if style == "-" else 1,
+                        label=ratio_label(k / num_classes, k) if style == "-" else None)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("temperature T")
+        ax.set_xlabel("temperature T (log scale)")
+        ax.set_ylabel("error (log scale)")
         ax.set_title(name)
-    handles, labels = axes[0].get_legend_handles_labels()
-    handles += [Line2D([], [], color=GREY, lw=1.4), Line2D([], [], color=GREY, ls="--", lw=1)]
-    fig.legend(handles, labels + ["value", "bound"], loc="outside lower center",
-               ncol=len(ks) + 2)
-    axes[0].set_ylabel("error")
+        mark_temperatures(ax, PAPER_TEMPERATURES)
+    axes[0].legend(loc="lower left", title="sparse ratio")
+    legend = [("-", 1.4, "value"), ("--", 1, "bound")]
     note = ""
     if has_terms:
-        k = _middle_k(ks)
+        k = ks[len(ks) // 2]
+        d_m = kept_range(table, k)
         term_rows = group_mean([row for row in rows if row["k"] == k], ("temperature",), terms)
         temperature = np.array([row["temperature"] for row in term_rows])
-        labels = {"exact": r"$T^2\,$KL (exact)", "order_t2": r"$T^2 \log(K/k)$",
-                  "order_t": r"$-T(1-r)(\bar s_M - \bar s_{M^c})$", "order_1": "order 1",
-                  "remainder": "remainder"}
-        styles = {"exact": ("#000000", "-"), "order_t2": (SEQUENCE[0], "--"),
-                  "order_t": (SEQUENCE[1], "-"), "order_1": (SEQUENCE[2], "-"),
-                  "remainder": (SEQUENCE[3], ":")}
+        styles = {"exact": ("-", None, r"$T^2\,$KL (exact)"),
+                  "order_t2": ("--", None, r"$T^2 \log(K/k)$"),
+                  "order_t": ("-.", None, r"order $T$: drive"),
+                  "order_1": (":", None, "order 1"),
+                  "remainder": ("none", "o", "remainder")}
         for name in terms:
             values = np.abs([row[name] for row in term_rows])
-            colour, style = styles[name]
-            axes[2].plot(temperature, np.where(values > 0, values, np.nan), color=colour, ls=style,
-                         label=labels[name])
+            style, marker, label = styles[name]
+            shown = values if name == "exact" else masked_below(temperature, values, d_m)
+            plot_finite(axes[2], temperature, np.where(shown > 0, shown, np.nan),
+                         color=ratio_colour(k / num_classes), ls=style, marker=marker, ms=2.5,
+                         label=label)
+        if not math.isnan(d_m):
+            axes[2].axvspan(temperature.min(), d_m, color=GREY, alpha=0.12, lw=0)
         axes[2].set_xscale("log")
         axes[2].set_yscale("log")
-        axes[2].set_xlabel("temperature T")
-        axes[2].set_title(f"(c) T4 terms, |value|, k={k:g}")
-        axes[2].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), handlelength=1.5)
-        note = (f" Right: absolute values of the T4 terms of T^2 KL(p~||q) for k={k:g} "
-                "(order T^2, the order-T drive, order 1 and the O(1/T) remainder).")
-    paths = save_figure(fig, out_stem)
-    caption = ("How far the paper's approximation (p~ uniform on the kept set M, delta(i) = "
-               "(1-r)/k) is from the exact sparse target, against temperature, on "
-               f"{theory_label} (K={num_classes}): total variation to the uniform distribution "
-               "on M with its bound tanh(D_M/(4T)), and the mass-shift error with its T3b bound "
-               f"(dashed).{note}")
-    return {**paths, "caption": caption}
+        axes[2].set_xlabel("temperature T (log scale)")
+        axes[2].set_ylabel("|term| (log scale)")
+        axes[2].set_title(f"(c) T4 terms, {ratio_label(k / num_classes, k)}")
+        axes[2].legend(loc="upper left", handlelength=1.8)
+        mark_temperatures(axes[2], PAPER_TEMPERATURES)
+        students = student_label or "the grid's student logits"
+        note = (f" (c): absolute values of the T4 terms of T^2 KL(p~||q) for k={k:g}, one "
+                f"colour (its ratio), one line style per term; student logits: {students}. The "
+                f"expansion terms are drawn only at T >= D_M = {d_m:.3g} (grey band: T < D_M).")
+    fig.legend(handles=[Line2D([], [], color=GREY, ls=s, lw=w, label=label)
+                        for s, w, label in legend], loc="outside lower center", ncol=2)
+    missing = ""
+    if zero_tv:
+        missing = (" Not drawn in (a)-(b): " + ", ".join(f"k={k:g}" for k in zero_tv)
+                   + ", where the TV to uniform on M is exactly 0 (one kept class), which a "
+                   "log axis cannot show.")
+    record = save_figure(fig, out_stem)
+    record["caption"] = (
+        "How far the paper's approximation (p~ uniform on the kept set M, delta(i) = (1-r)/k) "
+        "is from the exact sparse target, against temperature (log-log axes), on "
+        f"{theory_label} ({source_name(theory_grid)}, K={num_classes}); colour = sparse ratio. "
+        "(a) total variation to the uniform distribution on M with its T3 bound tanh(D_M/(4T)) "
+        "(dashed); (b) the mass-shift error with its T3b bound (dashed)." + missing + note)
+    return record
 
 
-def _middle_k(ks):
-    return ks[len(ks) // 2]
+def _nearest(values, target):
+    return min(values, key=lambda value: abs(math.log(value / target)))
 
 
-def _edges(centres, log=False):
-    """Cell edges around sorted centres (geometric midpoints when ``log``)."""
-    centres = np.asarray(centres, dtype=float)
-    values = np.log(centres) if log else centres
-    if len(values) == 1:
-        mids = np.array([values[0] - 0.5, values[0] + 0.5])
-    else:
-        inner = (values[1:] + values[:-1]) / 2
-        mids = np.concatenate([[2 * values[0] - inner[0]], inner, [2 * values[-1] - inner[-1]]])
-    return np.exp(mids) if log else mids
-
-
-def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative logits",
-                         max_lines=4) -> dict:
-    """F3: the T5 signal-to-drive ratio over (r, T) as a heatmap (log T), and against T for a
-    few r with its bound."""
-    columns = ("ratio", "num_classes", "temperature", "signal_to_drive", "signal_to_drive_bound")
+def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative synthetic logits",
+                         max_lines=6) -> dict:
+    """F3: the T5 signal-to-drive ratio against T for every r (its high-T asymptote dashed,
+    drawn only at T >= D_M), and against r at the temperatures nearest the paper's T=4 and
+    T=20. Uses the exact ratio column when the grid has one."""
+    exact = "signal_to_drive_exact"
+    columns = ("ratio", "k", "num_classes", "temperature", "signal_to_drive",
+               "signal_to_drive_bound", "tv_to_uniform_bound")
     rows = read_rows(theory_grid, THEORY_GRID, columns)
+    value = exact if exact in rows[0] else "signal_to_drive"
     num_classes = largest_class_count(rows)
     rows = [row for row in rows if int(row["num_classes"]) == num_classes
-            and not math.isnan(row["signal_to_drive"])]
+            and not math.isnan(row[value])]
     if not rows:
-        raise ValueError(f"{theory_grid} has no finite signal_to_drive values")
-    table = group_mean(rows, ("ratio", "temperature"), columns[3:])
-    ratios = sorted({row["ratio"] for row in table})
-    temperatures = sorted({row["temperature"] for row in table})
-    grid = np.full((len(ratios), len(temperatures)), np.nan)
-    for row in table:
-        grid[ratios.index(row["ratio"]), temperatures.index(row["temperature"])] = \
-            row["signal_to_drive"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.6),
-                                      gridspec_kw={"width_ratios": [1.15, 1]})
-    positive = grid[np.isfinite(grid) & (grid > 0)]
-    norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size else None
-    mesh = left.pcolormesh(_edges(temperatures, log=True), np.arange(len(ratios) + 1) - 0.5,
-                           np.ma.masked_invalid(grid), norm=norm, cmap="viridis", shading="flat")
+        raise ValueError(f"{theory_grid} has no finite {value} values")
+    table = group_mean(rows, ("k", "temperature"),
+                       (value, "signal_to_drive_bound", "tv_to_uniform_bound", "ratio"))
+    ks = sorted({row["k"] for row in table if row["k"] < num_classes})
+    zero = [k for k in ks if not np.any(_series(table, k, value)[1] > 0)]
+    drawn = pick_evenly([k for k in ks if k not in zero], max_lines)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.7))
+    ranges = {}
+    for k in drawn:
+        colour = ratio_colour(k / num_classes)
+        temperature, ratio = _series(table, k, value)
+        left.plot(temperature, ratio, color=colour, label=ratio_label(k / num_classes, k))
+        ranges[k] = kept_range(table, k)
+        asymptote = masked_below(temperature, _series(table, k, "signal_to_drive_bound")[1],
+                                 ranges[k])
+        plot_finite(left, temperature, np.where(asymptote > 0, asymptote, np.nan), color=colour,
+                  ls="--", lw=1)
     left.set_xscale("log")
-    left.set_yticks(range(len(ratios)), [f"{r:.0%}" if r >= 0.01 else f"{r:.1%}" for r in ratios])
-    left.set_xlabel("temperature T")
-    left.set_ylabel("sparse ratio r")
-    left.set_title("signal / drive")
-    fig.colorbar(mesh, ax=left, pad=0.02).set_label("signal-to-drive ratio")
-    for colour, ratio in zip(SEQUENCE, pick_evenly(ratios, max_lines)):
-        chosen = [row for row in table if row["ratio"] == ratio]
-        temperature = [row["temperature"] for row in chosen]
-        right.plot(temperature, [row["signal_to_drive"] for row in chosen], color=colour,
-                   label=f"r={ratio:.0%}")
-        right.plot(temperature, [row["signal_to_drive_bound"] for row in chosen], color=colour,
-                   ls="--", lw=1)
-    right.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("temperature T (log scale)")
+    left.set_ylabel("signal / drive (log scale)")
+    left.set_title("(a) against T")
+    left.legend(loc="lower left", title="sparse ratio")
+    mark_temperatures(left, PAPER_TEMPERATURES)
+    temperatures = sorted({row["temperature"] for row in table})
+    nearest = [_nearest(temperatures, t) for t in PAPER_TEMPERATURES]
+    for temperature, style, marker in zip(nearest, ("-", "--"), ("o", "s")):
+        chosen = sorted((row for row in table if row["temperature"] == temperature
+                         and row["k"] in drawn), key=lambda row: row["k"])
+        left_ratio = [row["k"] / num_classes for row in chosen]
+        right.plot(left_ratio, [row[value] for row in chosen], color=BLACK, ls=style, lw=1,
+                   label=f"T={temperature:.3g}")
+        right.scatter(left_ratio, [row[value] for row in chosen], marker=marker, s=18,
+                      c=[ratio_colour(r) for r in left_ratio], zorder=3, edgecolors=BLACK,
+                      linewidths=0.5)
+    ratio_axis(right, [k / num_classes for k in drawn])
     right.set_yscale("log")
-    right.set_xlabel("temperature T")
-    right.set_title("against T (dashed: bound)")
+    right.set_ylabel("signal / drive (log scale)")
+    right.set_title("(b) against r at the grid T nearest 4 and 20")
     right.legend(loc="best")
-    zero_rows = [ratio for ratio in ratios if not np.any(grid[ratios.index(ratio)] > 0)]
-    for ratio in zero_rows:
-        left.text(np.sqrt(temperatures[0] * temperatures[-1]), ratios.index(ratio),
-                  "signal = 0 (k = 1: no ranking inside M)", ha="center", va="center")
-    paths = save_figure(fig, out_stem)
-    caption = ("T5: ratio of the teacher-dependent signal to the order-T drive of the stingy KD "
-               f"gradient over sparse ratio r and temperature T, on {theory_label} "
-               f"(K={num_classes}). Left: heatmap (log colour); right: the ratio against T for "
-               "a few r, with its T5 bound dashed. Small values mean the student mostly learns "
-               "'kept vs dropped' and little about the teacher's ranking inside M; with k = 1 "
-               "there "
-               "is no ranking inside M and the signal is 0 (blank row, no line).")
-    return {**paths, "caption": caption}
+    record = save_figure(fig, out_stem)
+    quantity = ("the exact ratio ||p~ - U_M|| / sqrt(1/k - 1/K)" if value == exact else
+                "the grid's signal_to_drive column")
+    zero_text = ("; ".join(f"k={k:g} (r={100 * k / num_classes:.3g}%)" for k in zero)
+                 + ": the ratio is exactly 0 (one kept class, no ranking inside M), so it has "
+                 "no line on these log axes. " if zero else "")
+    ranges_text = ", ".join(f"k={k:g}: {ranges[k]:.3g}" for k in drawn if not math.isnan(ranges[k]))
+    record["caption"] = (
+        "T5: ratio of the teacher-dependent signal to the order-T drive of the stingy KD "
+        f"gradient ({quantity}) on {theory_label} ({source_name(theory_grid)}, K={num_classes}); "
+        "colour = sparse ratio. (a) against T, with the 1/T asymptote dashed and drawn only at "
+        f"T >= D_M (D_M per k: {ranges_text}); (b) against r at T = "
+        f"{nearest[0]:.3g} and {nearest[1]:.3g}, the grid temperatures nearest the paper's 4 and "
+        f"20. {zero_text}Small values mean the gradient is mostly 'kept vs dropped' and little "
+        "of the teacher's ranking inside M.")
+    return record

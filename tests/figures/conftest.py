@@ -23,9 +23,14 @@ def results(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def drawn_results(tmp_path_factory):
-    """A full synthetic results folder with every figure drawn once: (folder, drawn, skipped)."""
+    """A full synthetic results folder with every figure drawn once and kept open:
+    (folder, drawn, skipped)."""
+    import matplotlib.pyplot as plt
+
     from stingy.figures.draw import draw_all
 
     folder = synthetic.write_results(tmp_path_factory.mktemp("drawn") / "results", gpu=True)
-    drawn, skipped = draw_all(folder, log=lambda *_: None)
-    return folder, drawn, skipped
+    drawn, skipped = draw_all(folder, log=lambda *_: None, keep_figures=True)
+    yield folder, drawn, skipped
+    for record in drawn:
+        plt.close(record["figure"])

@@ -38,24 +38,70 @@ def theory_grid_rows(num_classes=100, ks=(1, 10, 20, 50), students=True) -> list
     return rows
 
 
-def simulation_summary_rows(stingy_dip=20.0) -> list[dict]:
+def simulation_summary_rows(stingy_dip=20.0, kind="symmetric") -> list[dict]:
     rows = []
     for noise in (0.0, 0.2, 0.4):
         base = 80 - 30 * noise
+        reversed_accuracy = 4.5 if noise == 0 else base - 2  # the clean-label outlier
         for method, accuracy in (("scratch", base), ("normal_kd", base + 3),
-                                 ("reversed_kd", base - 2), ("label_smoothing", base + 1)):
-            rows.append({"noise": noise, "noise_kind": "symmetric", "method": method,
-                         "ratio": "", "accuracy_mean": accuracy / 100,
+                                 ("reversed_kd", reversed_accuracy),
+                                 ("label_smoothing", base + 1)):
+            rows.append({"noise": noise, "noise_kind": kind, "method": method,
+                         "ratio": "", "accuracy_mean": accuracy / 100, "n_seeds": 5,
+                         "bayes_accuracy": 0.93, "teacher_accuracy": 0.92,
                          "accuracy_ci95_low": (accuracy - 1) / 100,
                          "accuracy_ci95_high": (accuracy + 1) / 100, "runs": 5})
         for ratio in RATIOS:
             dip = stingy_dip * math.exp(-((math.log(ratio) - math.log(0.1)) ** 2))
             for method, accuracy in (("stingy_kd", base - dip), ("within_m_kd", base + 2)):
-                rows.append({"noise": noise, "noise_kind": "symmetric", "method": method,
-                             "ratio": ratio, "accuracy_mean": accuracy / 100,
+                rows.append({"noise": noise, "noise_kind": kind, "method": method,
+                             "ratio": ratio, "accuracy_mean": accuracy / 100, "n_seeds": 5,
+                             "bayes_accuracy": 0.93, "teacher_accuracy": 0.92,
                              "accuracy_ci95_low": (accuracy - 1.5) / 100,
                              "accuracy_ci95_high": (accuracy + 1.5) / 100, "runs": 5})
     return rows
+
+
+def simulation_run_rows(summary_rows, seeds=3) -> list[dict]:
+    """One row per seed around each summary mean (the layout of simulations/runs.csv)."""
+    rows = []
+    for row in summary_rows:
+        for seed in range(seeds):
+            rows.append({"noise": row["noise"], "noise_kind": row["noise_kind"],
+                         "method": row["method"], "ratio": row["ratio"], "seed": seed,
+                         "accuracy": row["accuracy_mean"] + 0.004 * (seed - 1)})
+    return rows
+
+
+def mechanism_rows() -> list[dict]:
+    """The mechanism sweeps' summary: accuracy against steps, width and label rank."""
+    rows = []
+    for factor, levels in (("steps", (300, 1000, 3000)), ("width", (32, 128, 512)),
+                           ("label_rank", (1, 2, 3))):
+        for index, level in enumerate(levels):
+            for method, accuracy in (("stingy_kd", 0.75 - 0.1 * index), ("normal_kd", 0.9),
+                                     ("scratch", 0.85)):
+                rows.append({"factor": factor, "level": level, "method": method, "ratio": 0.1,
+                             "accuracy_mean": accuracy, "accuracy_ci95_low": accuracy - 0.01,
+                             "accuracy_ci95_high": accuracy + 0.01, "n_seeds": 3})
+    return rows
+
+
+def sweep_summary_rows() -> list[dict]:
+    """The CIFAR sweep's summary (several ratios and seeds) and its per-seed runs."""
+    summary, runs = [], []
+    for student in ("preresnet20", "cnn"):
+        entries = [("scratch", math.nan, 0.90), ("normal_kd", math.nan, 0.91)]
+        entries += [("stingy_kd", r, 0.80 + 0.1 * r) for r in (0.1, 0.2, 0.5, 0.7)]
+        for method, ratio, accuracy in entries:
+            summary.append({"method": method, "student": student, "ratio": ratio,
+                            "temperature": 20.0, "noise": 0.0, "n_seeds": 3,
+                            "accuracy_mean": accuracy, "accuracy_ci95_low": accuracy - 0.01,
+                            "accuracy_ci95_high": accuracy + 0.01, "teacher_accuracy": 0.93})
+            for seed in range(3):
+                runs.append({"method": method, "student": student, "ratio": ratio,
+                             "noise": 0.0, "seed": seed, "accuracy": accuracy + 0.003 * seed})
+    return summary, runs
 
 
 def gap_trajectory_rows() -> list[dict]:
@@ -130,13 +176,27 @@ def quick_summary_rows() -> list[dict]:
     return rows
 
 
-def write_results(root: Path, quick=True, gpu=False) -> Path:
-    """A full synthetic results folder; ``quick=False`` leaves the CIFAR-10 files out."""
+def write_results(root: Path, quick=True, gpu=False, sweep=False, mechanism=True) -> Path:
+    """A full synthetic results folder; ``quick=False`` leaves the CIFAR-10 files out,
+    ``sweep=True`` adds a CIFAR sweep (several ratios and seeds), ``mechanism=False`` leaves
+    the mechanism sweeps out."""
     root = Path(root)
     write_csv(root / "theory/theory_grid.csv", theory_grid_rows())
-    write_json(root / "theory/theory_grid.json", {"label": "synthetic logits"})
+    write_json(root / "theory/theory_grid.json", {"label": "synthetic logits",
+                                                  "student_scale": 3.0, "seed": 0})
     write_json(root / "theory/derivations.json", DERIVATIONS)
-    write_csv(root / "simulations/summary.csv", simulation_summary_rows())
+    summary = simulation_summary_rows()
+    write_csv(root / "simulations/summary.csv", summary)
+    write_csv(root / "simulations/runs.csv", simulation_run_rows(summary))
+    superclass = simulation_summary_rows(25.0, "superclass")
+    write_csv(root / "simulations_superclass/summary.csv", superclass)
+    write_json(root / "simulations_superclass/verdicts.json", VERDICTS[:1])
+    if mechanism:
+        write_csv(root / "simulations_mechanism/summary.csv", mechanism_rows())
+    if sweep:
+        sweep_summary, sweep_runs = sweep_summary_rows()
+        write_csv(root / "cifar10_sweep/summary.csv", sweep_summary)
+        write_csv(root / "cifar10_sweep/runs.csv", sweep_runs)
     write_csv(root / "simulations/gap_trajectory.csv", gap_trajectory_rows())
     write_json(root / "simulations/verdicts.json", VERDICTS)
     if quick:
@@ -149,16 +209,27 @@ def write_results(root: Path, quick=True, gpu=False) -> Path:
         normal = generator.normal(0, 3, (16, 10))
         stingy = normal.copy()
         stingy[stingy < np.sort(stingy, axis=1)[:, [-2]]] = -np.inf
-        np.savez(quick_dir / "teacher_logits.npz", normal=normal, stingy=stingy,
-                 labels=normal.argmax(axis=1),
+        nasty = normal + generator.normal(0, 0.5, normal.shape)
+        np.savez(quick_dir / "teacher_logits.npz", normal=normal, stingy=stingy, nasty=nasty,
+                 labels=normal.argmax(axis=1), k=np.array(2),
                  class_names=np.array(["airplane", "automobile", "bird", "cat", "deer", "dog",
                                        "frog", "horse", "ship", "truck"]))
         run = quick_dir / "runs/stingy"
         write_json(run / "recipe.json", {"method": {"name": "stingy", "ratio": 0.2,
                                                     "temperature": 20.0}})
         for epoch in range(1, 6):
-            append_jsonl(run / "metrics.jsonl", {"epoch": epoch, "logit_gap": 3.0 * epoch,
-                                                 "drive": 1.0})
+            t2, t1, t0 = 640.0, -50.0 * epoch, 10.0 * epoch
+            append_jsonl(run / "metrics.jsonl", {
+                "epoch": epoch, "logit_gap": 6.0 * epoch, "test_accuracy": 0.3 + 0.03 * epoch,
+                "test_loss": 2.0 - 0.1 * epoch, "t4_exact": t2 + t1 + t0 + 1.0,
+                "t4_order_t2": t2, "t4_order_t": t1, "t4_order_1": t0, "t4_remainder": 1.0})
+        teacher = quick_dir / "runs/teacher"
+        write_json(teacher / "recipe.json", {"method": {"name": "scratch"},
+                                             "model": {"name": "cnn"}})
+        for epoch in range(1, 4):
+            append_jsonl(teacher / "metrics.jsonl", {"epoch": epoch,
+                                                     "test_accuracy": 0.5 + 0.05 * epoch,
+                                                     "test_loss": 1.5 - 0.1 * epoch})
     if gpu:
         write_json(root / "gpu_check.json", GPU_CHECK)
     return root

@@ -38,12 +38,18 @@ def test_draw_all_draws_every_figure_from_a_full_results_folder(drawn_results):
 
 
 def test_draw_all_skips_figures_whose_inputs_are_missing_and_names_them(tmp_path):
-    results = write_results(tmp_path / "results", quick=False)
+    results = write_results(tmp_path / "results", quick=False, mechanism=False)
     drawn, skipped = draw_all(results, log=lambda *_: None)
-    assert {r["figure_id"] for r in skipped} == {"F5_cifar_accuracy", "F6_logit_responses"}
+    assert {r["figure_id"] for r in skipped} == {
+        "F5_cifar_accuracy", "F6_logit_responses", "F10_cifar_t4_terms", "F11_training_curves",
+        "F12_mechanism", "F13_mechanism_sweeps"}
     assert any("teacher_logits.npz" in name for r in skipped for name in r["missing"])
+    assert any("simulations_mechanism/summary.csv" in name for r in skipped
+               for name in r["missing"])
     kept_mass = next(r for r in drawn if r["figure_id"] == "F1_kept_mass")
-    assert "theory only" in kept_mass["caption"]
+    assert "no trained teacher" in kept_mass["caption"]
+    overlay = next(r for r in drawn if r["figure_id"] == "F8_paper_overlay")
+    assert "no CIFAR-10 result" in overlay["caption"]
 
 
 def test_missing_input_raises_an_error_naming_the_file(tmp_path):
@@ -60,9 +66,13 @@ def test_missing_column_raises_a_value_error_naming_file_and_column(tmp_path):
         draw_signal_to_drive(path, tmp_path / "F3")
 
 
-def test_logit_responses_say_when_no_nasty_teacher_is_in_the_file(drawn_results):
+def test_logit_responses_measure_the_nasty_teacher_or_say_it_is_absent(drawn_results, tmp_path):
     _, drawn, _ = drawn_results
     record = next(r for r in drawn if r["figure_id"] == "F6_logit_responses")
+    assert "KL(nasty || normal) at T=4" in record["caption"]
+    normal = np.zeros((2, 10))
+    np.savez(tmp_path / "teacher_logits.npz", normal=normal, stingy=normal)
+    record = draw_logit_responses(tmp_path / "teacher_logits.npz", tmp_path / "F6")
     assert "No nasty teacher" in record["caption"]
 
 

@@ -1,0 +1,75 @@
+"""Training curves: test accuracy and test loss per epoch for every CIFAR run (teacher and
+students), one colour per method."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from stingy.figures.style import FULL_WIDTH, GREY, method_colour, method_label, save_figure
+from stingy.io import read_jsonl
+
+CIFAR_FOLDERS = ("cifar10_paper", "cifar10_sweep", "cifar10_quick")
+
+
+def cifar_runs(results_dir) -> list[tuple[str, Path, dict]]:
+    """(name, metrics.jsonl, recipe) for every CIFAR run folder with per-epoch metrics, the
+    name being the folder's path under the results folder."""
+    results_dir = Path(results_dir)
+    runs = []
+    for folder in CIFAR_FOLDERS:
+        for metrics in sorted((results_dir / folder).glob("**/metrics.jsonl")):
+            recipe_path = metrics.with_name("recipe.json")
+            recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else {}
+            runs.append((str(metrics.parent.relative_to(results_dir)), metrics, recipe))
+    return runs
+
+
+def is_teacher(name: str, recipe: dict) -> bool:
+    """Teacher runs: named so, or trained with the Nasty Teacher objective."""
+    method = recipe.get("method", {}).get("name", "")
+    return "teacher" in Path(name).name or method in ("nasty", "nasty_teacher")
+
+
+def draw_training_curves(runs: list, out_stem) -> dict:
+    """Test accuracy and test loss per epoch of every run in ``runs`` ((name, metrics.jsonl,
+    recipe)); students coloured by method, teachers grey and dashed."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.9))
+    described = []
+    for name, path, recipe in runs:
+        records = [r for r in read_jsonl(path) if r.get("test_accuracy") is not None]
+        if not records:
+            continue
+        method = recipe.get("method", {}).get("name", "scratch")
+        teacher = is_teacher(name, recipe)
+        colour = (GREY if method not in ("nasty", "nasty_teacher") else method_colour("nasty_kd")) \
+            if teacher else method_colour(method)
+        style = "--" if teacher else "-"
+        label = (f"teacher ({Path(name).name})" if teacher
+                 else f"{method_label(method)} ({Path(name).name})")
+        epochs = [r.get("epoch", i + 1) for i, r in enumerate(records)]
+        left.plot(epochs, [100 * r["test_accuracy"] for r in records], color=colour, ls=style,
+                  marker="o", ms=2.5, label=label)
+        losses = [r.get("test_loss") for r in records]
+        if all(loss is not None for loss in losses):
+            right.plot(epochs, losses, color=colour, ls=style, marker="o", ms=2.5, label=label)
+        model = recipe.get("model", {}).get("name", "?")
+        described.append(f"{Path(name).name} ({model}, {len(records)} epochs, final "
+                         f"{100 * records[-1]['test_accuracy']:.1f}%)")
+    left.set_xlabel("epoch")
+    left.set_ylabel("test accuracy (%)")
+    left.set_title("(a) test accuracy")
+    right.set_xlabel("epoch")
+    right.set_ylabel("test cross-entropy")
+    right.set_title("(b) test loss")
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center")
+    record = save_figure(fig, out_stem)
+    folders = sorted({str(Path(name).parts[0]) for name, _, _ in runs})
+    record["caption"] = (
+        f"Training curves of every CIFAR-10 run with per-epoch metrics ({', '.join(folders)}; "
+        "metrics.jsonl per run, one seed each): " + "; ".join(described) + ". Colour = method; "
+        "teachers dashed (grey; the Nasty Teacher in its method colour). The test loss is plain cross-entropy on the labels.")
+    return record
