@@ -11,13 +11,29 @@ from pathlib import Path
 
 import tomllib
 
-from stingy.figures.draw import GPU_CHECK, PAPER_DIR, QUICK_DIR, SIMULATION_DIR, THEORY_DIR, resolve
+from stingy.figures.draw import (
+    CIFAR_SUMMARY,
+    GPU_CHECK,
+    PAPER_DIR,
+    QUICK_DIR,
+    SIMULATION_DIR,
+    SUPERCLASS_DIR,
+    SWEEP_DIR,
+    THEORY_DIR,
+    resolve,
+)
 from stingy.figures.inputs import group_mean, is_missing, read_rows
 from stingy.figures.machine import describe, machine_info
 from stingy.io import write_text
 
 PAPER_NUMBERS_FILE = Path(__file__).with_name("paper_numbers.toml")
 PASSING = ("pass", "passed", "confirmed", "true", "ok")
+# Where verdicts are read from, in the order the summary lists them.
+VERDICT_SOURCES = ((SWEEP_DIR, "CIFAR-10 sweep"), (SIMULATION_DIR, "simulations, symmetric noise"),
+                   (SUPERCLASS_DIR, "simulations, superclass noise"))
+# The checks that test the paper's own claims (stingy below both baselines; the U shape over
+# r); every other check tests a prediction of ours and counts as new when it holds.
+PAPER_CHECKS = ("a", "b")
 
 
 def load_paper_numbers() -> dict:
@@ -86,9 +102,9 @@ def derivations_section(results_dir: Path) -> str:
     return head + table(["id", "statement", "status", "detail"], rows)
 
 
-def simulation_setup(results_dir: Path) -> str:
-    """One sentence on the simulated task from simulations/config.json."""
-    saved = _read_json(results_dir / SIMULATION_DIR / "config.json")
+def simulation_setup(results_dir: Path, folder: str = SIMULATION_DIR) -> str:
+    """One sentence on the simulated task from <folder>/config.json."""
+    saved = _read_json(results_dir / folder / "config.json")
     config = (saved or {}).get("config")
     if not config:
         return "Simulations are synthetic (simulations/config.json absent)."
@@ -97,20 +113,26 @@ def simulation_setup(results_dir: Path) -> str:
             f"per seed, teacher {config['teacher']['kind']}, students with {student['hidden']} "
             f"hidden units trained {student['steps']} steps, {student['seeds']} seeds, "
             f"T={distill['temperature']:g}, alpha={distill['alpha']:g}; wall time "
-            f"{fmt(saved.get('wall_time_s'), 0)} s (simulations/config.json).")
+            f"{fmt(saved.get('wall_time_s'), 0)} s ({folder}/config.json).")
 
 
-def verdicts_section(results_dir: Path) -> str:
-    verdicts = _read_json(results_dir / SIMULATION_DIR / "verdicts.json")
+def failing_first(verdicts: list[dict]) -> list[dict]:
+    """The verdicts with every non-passing one first (order kept within each group)."""
+    return sorted(verdicts, key=lambda v: verdict_text(v.get("verdict")) == "pass")
+
+
+def verdicts_section(results_dir: Path, folder: str = SIMULATION_DIR) -> str:
+    verdicts = _read_json(results_dir / folder / "verdicts.json")
     if verdicts is None:
-        return "Not run (no simulations/verdicts.json)."
+        return f"Not run (no {folder}/verdicts.json)."
+    verdicts = failing_first(verdicts)
     rows = [[fmt(v.get("check", "")), _setting(v), fmt(v.get("statement", "")),
              fmt(v.get("predicted")),
              fmt(v.get("measured")), fmt(v.get("ci95")), verdict_text(v.get("verdict")),
              fmt(v.get("detail", ""))] for v in verdicts]
     failing = sum(verdict_text(v.get("verdict")) != "pass" for v in verdicts)
-    head = (f"{len(verdicts)} checks, {failing} not passing (marked in bold). "
-            f"{simulation_setup(results_dir)}\n\n")
+    head = (f"{len(verdicts)} checks, {failing} not passing (bold, listed first). "
+            f"{simulation_setup(results_dir, folder)}\n\n")
     return head + table(["check", "setting", "statement", "predicted", "measured", "95% CI",
                          "verdict", "detail"], rows)
 
@@ -121,6 +143,84 @@ def _setting(verdict: dict) -> str:
     if noise is None:
         return "-"
     return f"noise {fmt(noise)}" + (f" {kind}" if isinstance(kind, str) else "")
+
+
+def _measured(verdict: dict) -> str:
+    interval = verdict.get("ci95") or []
+    ci = f" {fmt(interval, 3)}" if len(interval) == 2 else ""
+    return f"{fmt(verdict.get('measured'), 3)}{ci}"
+
+
+def verdict_groups(results_dir: Path) -> list[dict]:
+    """Verdicts grouped by (source, check, statement): each group lists its settings that
+    pass and those that do not, with the measured value and interval."""
+    groups: dict[tuple, dict] = {}
+    for folder, source in VERDICT_SOURCES:
+        for verdict in _read_json(results_dir / folder / "verdicts.json") or []:
+            key = (source, str(verdict.get("check")), str(verdict.get("statement")))
+            group = groups.setdefault(key, {"source": source, "check": key[1],
+                                             "statement": key[2], "pass": [], "fail": []})
+            side = "pass" if verdict_text(verdict.get("verdict")) == "pass" else "fail"
+            setting = _setting(verdict)
+            group[side].append(_measured(verdict) if setting == "-"
+                               else f"{setting}: {_measured(verdict)}")
+    return list(groups.values())
+
+
+def _group_line(group: dict, side: str) -> str:
+    other = "fail" if side == "pass" else "pass"
+    text = (f"- ({group['check']}) {fmt(group['statement'])} [{group['source']}]: "
+            f"{'holds' if side == 'pass' else 'fails'} at " + "; ".join(group[side]))
+    if group[other]:
+        text += f" ({'holds' if other == 'pass' else 'fails'} at " + "; ".join(
+            item.split(":")[0] for item in group[other]) + ")"
+    return text
+
+
+def _cifar_line(results_dir: Path) -> tuple[str, str] | None:
+    """('held' | 'failed', line) for the CIFAR-10 stingy student against scratch."""
+    path = resolve(results_dir, CIFAR_SUMMARY)
+    if path is None:
+        return None
+    rows = read_rows(path, "CIFAR-10 summary", ("method",))
+    column = "accuracy_mean" if "accuracy_mean" in rows[0] else "test_accuracy"
+    scratch = [r[column] for r in rows if r["method"] == "scratch"]
+    stingy = [r for r in rows if r["method"] in ("stingy", "stingy_kd")]
+    if not scratch or not stingy:
+        return None
+    seeds = ("one seed, no interval" if "n_seeds" not in rows[0]
+             else f"{fmt(stingy[0]['n_seeds'])} seeds")
+    worst = min(stingy, key=lambda r: r[column])
+    drop = (worst[column] - scratch[0]) * (100 if worst[column] <= 1 else 1)
+    line = (f"- CIFAR-10 ({path.parent.name}, {seeds}): the stingy student at r = "
+            f"{fmt(worst.get('ratio'))} is {fmt(abs(drop), 1)} points "
+            f"{'below' if drop < 0 else 'above'} scratch")
+    return ("held" if drop < 0 else "failed"), line
+
+
+def summary_section(results_dir: Path) -> str:
+    """One screen: what did not hold (first), what reproduced the paper, what is new; every
+    line computed from the verdict files, the derivation statuses and the CIFAR summary."""
+    groups = verdict_groups(results_dir)
+    failed = [_group_line(g, "fail") for g in groups if g["fail"]]
+    reproduced = [_group_line(g, "pass") for g in groups
+                  if not g["fail"] and g["check"] in PAPER_CHECKS]
+    new = [_group_line(g, "pass") for g in groups
+           if not g["fail"] and g["check"] not in PAPER_CHECKS]
+    derivations = _read_json(results_dir / THEORY_DIR / "derivations.json") or []
+    broken = [str(r.get("statement_id", r.get("id", ""))) for r in derivations
+              if str(r.get("status")).lower() == "failed"]
+    if broken:
+        failed.append(f"- derivations that failed: {', '.join(broken)} (of {len(derivations)})")
+    cifar = _cifar_line(results_dir)
+    if cifar:
+        (reproduced if cifar[0] == "held" else failed).append(cifar[1])
+    parts = [f"**Did not hold ({len(failed)})**\n\n" + ("\n".join(failed) or "- nothing")]
+    parts.append(f"**Reproduced: the paper's claims that held ({len(reproduced)})**\n\n"
+                 + ("\n".join(reproduced) or "- nothing"))
+    parts.append(f"**New: our predictions beyond the paper that held ({len(new)})**\n\n"
+                 + ("\n".join(new) or "- nothing"))
+    return "\n\n".join(parts)
 
 
 def sparse_ratio_section(results_dir: Path, paper: dict) -> str:
@@ -274,8 +374,8 @@ def figures_section(results_dir: Path, drawn: list[dict], skipped: list[dict]) -
         parts.append(f"### {record['figure_id']}: {record['title']}\n\n![{record['title']}]"
                      f"({link})\n\n{record['caption']} (PDF: `{pdf}`)")
     for record in skipped:
-        parts.append(f"### {record['figure_id']}: {record['title']}\n\nNot drawn: missing "
-                     f"{', '.join(record['missing'])}.")
+        parts.append(f"### {record['figure_id']}: {record['title']}\n\nNot drawn: its input "
+                     f"{', '.join(record['missing'])} is not in this results folder.")
     return "\n\n".join(parts) if parts else "No figures."
 
 
@@ -294,6 +394,7 @@ def render_report(results_dir, profile: str, stages: list[dict], drawn: list[dic
     paper = load_paper_numbers()
     sections = [
         "# Sparse logits and knowledge distillation: reproduction report",
+        "## Summary\n\n" + summary_section(results_dir),
         f"Written by `stingy reproduce --profile {profile}` on {machine['date']}.\n\n"
         f"Machine: {describe(machine)} (Python {machine['python']}, {machine['platform']}).\n\n"
         f"Paper: {paper['source']['paper']}; its numbers: {paper['source']['numbers']} "
@@ -301,7 +402,9 @@ def render_report(results_dir, profile: str, stages: list[dict], drawn: list[dic
         "## Stages\n\n" + stages_section(stages),
         "## Where our settings differ from the paper's\n\n" + settings_section(profile),
         "## Derivations (T1-T5, sympy)\n\n" + derivations_section(results_dir),
-        "## Simulation verdicts\n\n" + verdicts_section(results_dir),
+        "## Simulation verdicts (symmetric noise)\n\n" + verdicts_section(results_dir),
+        "## Simulation verdicts (superclass noise)\n\n"
+        + verdicts_section(results_dir, SUPERCLASS_DIR),
         "## Sparse-ratio ablation: paper beside simulation\n\n"
         + sparse_ratio_section(results_dir, paper),
         "## CIFAR-10\n\n" + cifar_section(results_dir, paper),
@@ -312,6 +415,11 @@ def render_report(results_dir, profile: str, stages: list[dict], drawn: list[dic
 
 def write_report(results_dir, profile: str, stages: list[dict], drawn: list[dict],
                  skipped: list[dict], machine: dict | None = None) -> Path:
-    """Render the report and write ``<results_dir>/REPORT.md`` atomically."""
+    """Render the report and write ``<results_dir>/REPORT.md`` and the self-contained
+    ``REPORT.html`` (figures embedded) atomically; returns the Markdown path."""
+    from stingy.figures.html import markdown_to_html
+
+    results_dir = Path(results_dir)
     text = render_report(results_dir, profile, stages, drawn, skipped, machine)
-    return write_text(Path(results_dir) / "REPORT.md", text)
+    write_text(results_dir / "REPORT.html", markdown_to_html(text, results_dir))
+    return write_text(results_dir / "REPORT.md", text)

@@ -69,3 +69,32 @@ def test_paper_numbers_file_has_a_source_and_the_sparse_ratio_ablation():
     assert paper["source"]["paper"]
     for name in ("resnet18_to_shufflenetv2", "resnet18_to_resnet18", "resnet50_to_resnet18"):
         assert len(ablation[name]["stingy"]) == len(ablation["ratios"])
+
+
+def test_report_opens_with_a_summary_listing_failing_verdicts_first(drawn_results):
+    text = _report(drawn_results)
+    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert text.index("## Summary") < text.index("Written by")
+    failing, rest = summary.split("**Reproduced", 1)
+    assert "Did not hold (2)" in failing and "12.345" in failing  # the failing verdict
+    assert "derivations that failed: T5" in failing
+    assert "(u_shape)" not in failing
+    assert "CIFAR-10 (cifar10_quick, one seed, no interval)" in rest  # 64.11 vs 70.12: below
+    assert "6 points below scratch" in rest
+
+
+def test_verdict_table_lists_failing_verdicts_first(drawn_results):
+    text = _report(drawn_results)
+    assert text.index("| gap_matches") < text.index("| u_shape")
+
+
+def test_html_report_embeds_every_drawn_figure(drawn_results, tmp_path):
+    import shutil
+
+    results, drawn, skipped = drawn_results
+    copy = shutil.copytree(results, tmp_path / "results")
+    write_report(copy, "quick", [], drawn, skipped, MACHINE)
+    page = (copy / "REPORT.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("data:image/png;base64,") == len(drawn)
+    assert 'src="figures/' not in page and "<table>" in page and "Test CPU 9000" in page

@@ -20,7 +20,7 @@ def test_figures_command_redraws_what_its_inputs_allow(tmp_path, capsys):
     assert main(["figures", "--results", str(results), "--out", str(results / "redrawn")]) == 0
     assert (results / "redrawn" / "F4_simulation_accuracy.png").is_file()
     assert not (results / "redrawn" / "F1_kept_mass.png").exists()
-    assert "drew 2 figure(s)" in capsys.readouterr().out
+    assert "drew 5 figure(s)" in capsys.readouterr().out  # F4, F7, F8, F9, F13
 
 
 def test_figures_command_on_a_missing_folder_exits_2(tmp_path, capsys):
