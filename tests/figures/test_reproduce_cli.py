@@ -62,7 +62,7 @@ def test_reproduce_runs_fake_stages_then_reuses_them_and_writes_the_report(tmp_p
     assert [r["status"] for r in first] == ["done", "unavailable"]
     report = (out / "REPORT.md").read_text()
     assert "unavailable" in report and "CIFAR-10 data not found" in report
-    assert "F4_simulation_accuracy.png" in report and "Not drawn: missing" in report
+    assert "F4_simulation_accuracy.png" in report and "Not drawn: its input" in report
     second = reproduce_module.reproduce("quick", out, log=lines.append)
     assert [r["status"] for r in second] == ["reused", "unavailable"]
     assert calls == ["simulations", "cifar10_quick", "cifar10_quick"]
