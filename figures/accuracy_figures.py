@@ -314,7 +314,8 @@ def draw_cifar_accuracy(summary_csv, out_stem, gpu_check_json=None, quick_json=N
                     True) for r in rows]
         teacher = (float(np.mean(teacher_values)), "teacher") if teacher_values else None
         dot_panel(axes[0], entries, teacher)
-        axes[0].set_title(f"one sparse ratio{ratio_text}, {seeds} seed(s)")
+        axes[0].set_title(f"one sparse ratio{ratio_text}, "
+                          f"{'one seed' if seeds == '1' else seeds + ' seeds'}")
         axes[0].set_xlabel("student")
         title = f"at one sparse ratio{ratio_text}"
     axes[0].set_ylabel("test accuracy (%)")

@@ -4,10 +4,9 @@ each figure whose inputs exist and skips the others with a one-line reason."""
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import matplotlib.pyplot as plt
 

@@ -14,11 +14,9 @@ from matplotlib.lines import Line2D
 from stingy.figures.inputs import group_mean, read_rows, require, source_name
 from stingy.figures.style import (
     BLACK,
-    BLUE,
     FULL_WIDTH,
     GREY,
     TEACHER_METHODS,
-    VERMILLION,
     method_colour,
     ratio_colour,
     ratio_label,
@@ -147,7 +145,22 @@ def early_ratio(rows) -> float:
     return (table[last]["logit_gap"] - table[first]["logit_gap"]) / rise if rise else math.nan
 
 
+def _seed_band(rows):
+    """(steps, low, high): the 95% t-interval of the logit gap over seeds at each step."""
+    from stingy.simulations.verdicts import t_interval
+
+    by_step = {}
+    for row in rows:
+        by_step.setdefault(row["step"], []).append(row["logit_gap"])
+    steps = sorted(by_step)
+    bounds = [t_interval(by_step[step])[1:] for step in steps]
+    return np.array(steps, dtype=float), [b[0] for b in bounds], [b[1] for b in bounds]
+
+
 def _gap_lines(ax, rows, key, style_of, label_of, colour_of):
+    """Measured gap (mean over seeds, with its 95% band where there are several seeds) and
+    the prediction (dashed), one series per value of ``key``; returns measured/predicted
+    growth per value."""
     ratios = {}
     for value in sorted({row[key] for row in rows}):
         chosen = [row for row in rows if row[key] == value]
@@ -156,7 +169,11 @@ def _gap_lines(ax, rows, key, style_of, label_of, colour_of):
         colour, marker = colour_of(value), style_of(value)
         ax.plot(steps, [row["logit_gap"] for row in table], color=colour, marker=marker, ms=2.5,
                 label=label_of(value))
-        ax.plot(steps, [row["predicted_gap"] for row in table], color=colour, ls="--", lw=1.1)
+        band_steps, low, high = _seed_band(chosen)
+        if np.any(np.isfinite(low)):
+            ax.fill_between(band_steps, low, high, color=colour, alpha=0.2, lw=0)
+        ax.plot(steps, [row["predicted_gap"] for row in table], color=colour, ls="--", lw=1.1,
+                marker=marker, ms=2.5, mfc="white")
         ratios[value] = early_ratio(chosen)
     return ratios
 
@@ -212,7 +229,7 @@ def draw_logit_gap(gap_trajectory_csv, out_stem, verdicts_json=None) -> dict:
     record["caption"] = (
         "Mean student logit on the teacher's kept set M minus on the dropped set during stingy "
         f"KD in the simulations ({source_name(gap_trajectory_csv)}, {noise_text}; solid: "
-        "measured, mean over seeds; dashed: the early-drive prediction gap(0) + kappa a T/k lr "
+        "measured, mean over seeds with 95% t-bands where there are several; dashed: the early-drive prediction gap(0) + kappa a T/k lr "
         "step, defined for the first steps only). Colour = sparse ratio. "
         + "; ".join(parts) + ". A factor far from 1x means the prediction misses the "
         "measurement by that factor." + failing_text(verdicts_json, ("c",)))
@@ -231,49 +248,69 @@ def _metrics(path):
 
 def draw_cifar_t4_terms(runs: list, out_stem) -> dict:
     """Per epoch of each CIFAR stingy run (``runs``: (name, metrics.jsonl, recipe dict)): the
-    exact T^2 KL against its T4 expansion (order T^2 + order T + order 1) and the remainder,
-    and the student's logit gap against the temperature (the expansion assumes the student's
-    logit range is small against T)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.8))
-    parts = []
+    T4 terms of T^2 KL(p~ || q) (order T^2, the order-T drive, order 1, remainder), the exact
+    value against the expansion, and the student's logit gap against T (the expansion assumes
+    the student's logit range is small against T). Colour = sparse ratio; runs sharing a
+    ratio (seeds, students) share a colour and one legend entry."""
+    fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 2.9))
+    terms_ax, exact_ax, gap_ax = axes
+    parts, labelled = [], set()
+    count = {}
+    for _, _, recipe in runs:
+        ratio = recipe.get("method", {}).get("ratio", math.nan)
+        count[ratio] = count.get(ratio, 0) + 1
+    term_styles = (("t4_order_t2", "--", r"$T^2 \log(K/k)$"), ("t4_order_t", "-.", "order T: drive"),
+                   ("t4_order_1", ":", "order 1"), ("t4_remainder", (0, (1, 3)), "remainder"))
     for name, path, recipe in runs:
         method = recipe.get("method", {})
         ratio, temperature = method.get("ratio", math.nan), method.get("temperature", math.nan)
         colour = ratio_colour(ratio) if ratio and not math.isnan(ratio) else GREY
+        first = ratio not in labelled
+        labelled.add(ratio)
+        label = (f"{ratio_label(ratio)}, T={temperature:g}"
+                 + (f", {count[ratio]} runs" if count[ratio] > 1 else "")) if first else None
         records = _metrics(path)
         epochs = [r.get("epoch", i + 1) for i, r in enumerate(records)]
-        label = f"{name} ({ratio_label(ratio)}, T={temperature:g})"
+        short = Path(name).name
         if all(r.get("t4_exact") is not None for r in records):
+            for column, style, term in term_styles:
+                values = [r.get(column, math.nan) for r in records]
+                terms_ax.plot(epochs, values, color=colour, ls=style,
+                              label=term if first and len(labelled) == 1 else None)
             exact = np.array([r["t4_exact"] for r in records])
             expansion = np.array([sum(r[t] for t in T4_TERMS) for r in records])
-            left.plot(epochs, exact, color=colour, marker="o", ms=3, label=f"{label}: exact")
-            left.plot(epochs, expansion, color=colour, ls="--", marker="s", ms=3,
-                      label=f"{label}: expansion")
+            exact_ax.plot(epochs, exact, color=colour, marker="o", ms=3, label=label)
+            exact_ax.plot(epochs, expansion, color=colour, ls="--", marker="s", ms=3, mfc="white")
             error = np.abs(exact - expansion) / np.abs(exact)
-            parts.append(f"{name}: expansion error {100 * error.min():.2g}-"
-                         f"{100 * error.max():.2g}% of the exact value")
+            parts.append(f"{short}: the three-term expansion is off by {100 * error.min():.2g}"
+                         f"-{100 * error.max():.2g}% of the exact value")
         gaps = [r.get("logit_gap", math.nan) for r in records]
-        right.plot(epochs, gaps, color=colour, marker="o", ms=3, label=label)
+        gap_ax.plot(epochs, gaps, color=colour, marker="o", ms=3)
         if not math.isnan(temperature):
-            right.axhline(temperature, color=colour, ls=":", lw=1)
+            gap_ax.axhline(temperature, color=colour, ls=":", lw=1)
             above = [e for e, g in zip(epochs, gaps) if g > temperature]
-            parts.append(f"{name}: gap {'exceeds' if above else 'stays below'} T={temperature:g}"
-                         + (f" from epoch {above[0]}" if above else ""))
-    left.set_xlabel("epoch")
-    left.set_ylabel(r"$T^2\,$KL (train batches)")
-    left.set_title("(a) T4: exact and its expansion")
-    left.legend(loc="best", fontsize=6.5)
-    right.set_xlabel("epoch")
-    right.set_ylabel(r"logit gap $\bar s_M - \bar s_{M^c}$ (test)")
-    right.set_title("(b) logit gap; dotted: T")
-    right.legend(loc="best", fontsize=6.5)
+            parts.append(f"{short}: the gap {'exceeds' if above else 'stays below'} "
+                         f"T={temperature:g}" + (f" from epoch {above[0]}" if above else ""))
+    terms_ax.axhline(0, color=GREY, lw=0.6)
+    terms_ax.set_title("(a) T4 terms")
+    terms_ax.set_ylabel("term (train batches)")
+    terms_ax.legend(loc="best", fontsize=6.5)
+    exact_ax.set_title("(b) exact (solid) vs expansion")
+    exact_ax.set_ylabel(r"$T^2\,$KL (train batches)")
+    exact_ax.legend(loc="best", fontsize=6.5)
+    gap_ax.set_title("(c) logit gap; dotted: T")
+    gap_ax.set_ylabel(r"logit gap $\bar s_M - \bar s_{M^c}$ (test)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
     record = save_figure(fig, out_stem)
     record["caption"] = (
         "CIFAR-10 stingy students during training, per epoch (" + ", ".join(
-            f"{name}/{Path(path).name}" for name, path, _ in runs) + "). (a) the exact "
-        "T^2 KL(p~ || q) (solid) against the T4 expansion T^2 log(K/k) - T(1-r)(gap) + order 1 "
-        "(dashed); (b) the student's logit gap with the temperature T (dotted): the expansion "
-        "in 1/T assumes the student's logits vary little against T. " + "; ".join(parts) + ".")
+            f"{name}/{Path(path).name}" for name, path, _ in runs) + "; colour = sparse ratio). "
+        "(a) the T4 terms of T^2 KL(p~ || q): T^2 log(K/k), the order-T drive "
+        "-T(1-r)(gap), order 1 and the remainder; (b) the exact T^2 KL (solid) against the "
+        "sum of the first three terms (dashed); (c) the student's logit gap with the "
+        "temperature T (dotted): the expansion in 1/T assumes the student's logits vary "
+        "little against T. " + "; ".join(parts) + ".")
     return record
 
 
@@ -318,9 +355,9 @@ def draw_mechanism(teacher_logits_npz, out_stem, temperature=20.0, k=None,
     left.legend(loc="upper right")
     drive, signal = terms["drive"][order], terms["signal"][order]
     right.quiver(classes - 0.15, np.zeros_like(drive), np.zeros_like(drive), drive, angles="xy",
-                 scale_units="xy", scale=1, color=BLUE, width=0.012, label="drive T(U_M - U_K)")
+                 scale_units="xy", scale=1, color=BLACK, width=0.012, label="drive T(U_M - U_K)")
     right.quiver(classes + 0.15, np.zeros_like(signal), np.zeros_like(signal), signal,
-                 angles="xy", scale_units="xy", scale=1, color=VERMILLION, width=0.012,
+                 angles="xy", scale_units="xy", scale=1, color=GREY, width=0.012,
                  label="signal T(p~ - U_M)")
     top = max(np.abs(drive).max(), np.abs(signal).max()) * 1.15
     right.set_ylim(-top, top)

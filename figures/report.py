@@ -423,3 +423,18 @@ def write_report(results_dir, profile: str, stages: list[dict], drawn: list[dict
     text = render_report(results_dir, profile, stages, drawn, skipped, machine)
     write_text(results_dir / "REPORT.html", markdown_to_html(text, results_dir))
     return write_text(results_dir / "REPORT.md", text)
+
+
+def rewrite_report(results_dir, profile: str = "quick", log=print) -> Path:
+    """Redraw every figure and rewrite REPORT.md and REPORT.html from the result files
+    already in ``results_dir`` (no stage is run; the stage table is read from the finished
+    stage markers, shown as reused)."""
+    from stingy.figures.draw import draw_all
+    from stingy.figures.stages import MARKER_DIR
+
+    results_dir = Path(results_dir)
+    markers = sorted((results_dir / MARKER_DIR).glob("*.json"),
+                     key=lambda path: json.loads(path.read_text()).get("finished", ""))
+    stages = [{**json.loads(path.read_text()), "status": "reused"} for path in markers]
+    drawn, skipped = draw_all(results_dir, log=log)
+    return write_report(results_dir, profile, stages, drawn, skipped)

@@ -44,9 +44,11 @@ METHOD_ALIASES = {"kd": "normal_kd", "stingy": "stingy_kd", "within": "within_m_
 # Teachers drawn in F6: the method whose target each one is.
 TEACHER_METHODS = {"normal": "normal_kd", "nasty": "nasty_kd", "stingy": "stingy_kd"}
 
-# Sparse ratios: one sequential map over log10 r in [RATIO_RANGE].
+# Sparse ratios: the paper's six ratios evenly spaced along one sequential map (so that
+# neighbours such as 10% and 20% are told apart); other ratios fall in between on log r.
 RATIO_MAP = "viridis"
-RATIO_RANGE = (0.01, 0.7)
+STANDARD_RATIOS = (0.01, 0.05, 0.1, 0.2, 0.5, 0.7)
+RATIO_MAP_RANGE = (0.0, 0.88)  # the map's light-yellow end is too faint on white
 
 plt.rcParams.update({
     "font.size": 8,
@@ -82,11 +84,15 @@ def method_label(method: str) -> str:
 
 
 def ratio_colour(ratio: float) -> tuple:
-    """The colour of sparse ratio r = k/K: a point on the sequential map at log r (darkest at
-    r = 1%, lightest at 70%), so a ratio looks the same in every figure."""
-    low, high = (math.log10(value) for value in RATIO_RANGE)
-    position = (math.log10(min(max(ratio, 1e-4), 1.0)) - low) / (high - low)
-    return colormaps[RATIO_MAP](0.05 + 0.8 * min(max(position, 0.0), 1.0))
+    """The colour of sparse ratio r = k/K, the same in every figure: the paper's ratios sit
+    evenly along the sequential map (darkest at 1%, lightest at 70%), others are placed by
+    log r between them (clipped at the ends)."""
+    import numpy as np
+
+    low, high = RATIO_MAP_RANGE
+    position = np.interp(math.log(max(ratio, 1e-6)), [math.log(r) for r in STANDARD_RATIOS],
+                         np.linspace(low, high, len(STANDARD_RATIOS)))
+    return colormaps[RATIO_MAP](float(position))
 
 
 def ratio_label(ratio: float, k=None) -> str:

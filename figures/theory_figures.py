@@ -127,7 +127,7 @@ def _style_legend(fig, entries):
 
 def draw_kept_mass(theory_grid, out_stem, teacher_theory=None,
                    theory_label="representative synthetic logits", teacher_label=None,
-                   max_lines=4) -> dict:
+                   max_lines=6) -> dict:
     """F1: kept mass m(T) for several k with its T2 bounds and 1/T expansion (masked at T < D),
     on synthetic logits and, when ``teacher_theory`` is given, on a trained teacher's test
     logits (``teacher_label`` names the teacher)."""
@@ -144,7 +144,7 @@ def draw_kept_mass(theory_grid, out_stem, teacher_theory=None,
              f"range D = {logit_range:.3g})"]
     if teacher_rows:
         right = axes[0][1]
-        teacher_classes, teacher_ks, teacher_range = _kept_mass_panel(
+        teacher_classes, _, teacher_range = _kept_mass_panel(
             right, teacher_rows, "Trained teacher", max_lines)
         right.set_ylabel("")
         right.legend(loc="upper right", title="sparse ratio")
@@ -169,7 +169,7 @@ def draw_kept_mass(theory_grid, out_stem, teacher_theory=None,
 
 
 def draw_approximation_error(theory_grid, out_stem, theory_label="representative synthetic logits",
-                             student_label=None, max_lines=4) -> dict:
+                             student_label=None, max_lines=6) -> dict:
     """F2: the paper's approximation error against T (TV to uniform on M with its tanh bound,
     mass-shift error with its bound) and, when present, the T4 expansion terms (masked at
     T < D_M)."""

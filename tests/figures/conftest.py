@@ -6,7 +6,11 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import matplotlib
 import pytest
+
+# The figure tests check figure objects and files, not pixels: a low resolution keeps them fast.
+matplotlib.rcParams["savefig.dpi"] = 60
 
 _spec = importlib.util.spec_from_file_location("figures_synthetic",
                                                Path(__file__).with_name("synthetic.py"))

@@ -98,3 +98,19 @@ def test_html_report_embeds_every_drawn_figure(drawn_results, tmp_path):
     assert page.startswith("<!DOCTYPE html>")
     assert page.count("data:image/png;base64,") == len(drawn)
     assert 'src="figures/' not in page and "<table>" in page and "Test CPU 9000" in page
+
+
+def test_rewrite_report_redraws_from_the_files_and_lists_finished_stages(tmp_path):
+    from figures_synthetic import write_results
+
+    from stingy.figures.report import rewrite_report
+    from stingy.io import write_json
+
+    results = write_results(tmp_path / "results", quick=False, mechanism=False)
+    write_json(results / "stages/simulations.json",
+               {"stage": "simulations", "finished": "2031-01-01", "seconds": 3.5})
+    path = rewrite_report(results, log=lambda *_: None)
+    text = path.read_text()
+    assert "| simulations | reused | 3.5 |" in text
+    assert (results / "figures/F4_simulation_accuracy.png").is_file()
+    assert (results / "REPORT.html").is_file()
