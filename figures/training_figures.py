@@ -33,29 +33,41 @@ def is_teacher(name: str, recipe: dict) -> bool:
     return "teacher" in Path(name).name or method in ("nasty", "nasty_teacher")
 
 
+def _group(name: str, recipe: dict) -> tuple:
+    """(is a teacher, method, model): runs in one group share a colour and a legend entry."""
+    return (is_teacher(name, recipe), recipe.get("method", {}).get("name", "scratch"),
+            recipe.get("model", {}).get("name", "?"))
+
+
 def draw_training_curves(runs: list, out_stem) -> dict:
     """Test accuracy and test loss per epoch of every run in ``runs`` ((name, metrics.jsonl,
     recipe)); students coloured by method, teachers grey and dashed."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.9))
-    described = []
+    described, groups = [], {}
+    for name, _, recipe in runs:
+        key = _group(name, recipe)
+        groups[key] = groups.get(key, 0) + 1
+    labelled = set()
     for name, path, recipe in runs:
         records = [r for r in read_jsonl(path) if r.get("test_accuracy") is not None]
         if not records:
             continue
-        method = recipe.get("method", {}).get("name", "scratch")
-        teacher = is_teacher(name, recipe)
-        colour = (GREY if method not in ("nasty", "nasty_teacher") else method_colour("nasty_kd")) \
-            if teacher else method_colour(method)
+        key = _group(name, recipe)
+        teacher, method, model = key
+        nasty = method in ("nasty", "nasty_teacher")
+        colour = (method_colour("nasty_kd") if nasty else GREY) if teacher else method_colour(method)
         style = "--" if teacher else "-"
-        label = (f"teacher ({Path(name).name})" if teacher
-                 else f"{method_label(method)} ({Path(name).name})")
+        label = None
+        if key not in labelled:
+            labelled.add(key)
+            kind = ("Nasty teacher" if nasty else "teacher") if teacher else method_label(method)
+            label = f"{kind}, {model}" + (f" ({groups[key]} runs)" if groups[key] > 1 else "")
         epochs = [r.get("epoch", i + 1) for i, r in enumerate(records)]
         left.plot(epochs, [100 * r["test_accuracy"] for r in records], color=colour, ls=style,
                   marker="o", ms=2.5, label=label)
         losses = [r.get("test_loss") for r in records]
         if all(loss is not None for loss in losses):
-            right.plot(epochs, losses, color=colour, ls=style, marker="o", ms=2.5, label=label)
-        model = recipe.get("model", {}).get("name", "?")
+            right.plot(epochs, losses, color=colour, ls=style, marker="o", ms=2.5)
         described.append(f"{Path(name).name} ({model}, {len(records)} epochs, final "
                          f"{100 * records[-1]['test_accuracy']:.1f}%)")
     left.set_xlabel("epoch")
