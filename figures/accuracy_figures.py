@@ -267,14 +267,28 @@ def dot_panel(ax, entries, teacher=None) -> None:
         ax.set_ylim(max(0.0, bottom - pad), min(100.0, top + pad))
 
 
+# The sweep's column names (stingy.empirical.sweep.summarise) -> the figures' names.
+SWEEP_COLUMNS = {"model": "student", "accuracy_ci_low": "accuracy_ci95_low",
+                 "accuracy_ci_high": "accuracy_ci95_high", "seeds": "n_seeds"}
+
+
+def cifar_method(row: dict) -> str:
+    """The table's method name of a CIFAR row: KD from the Nasty Teacher (the sweep's
+    'kd-from-nasty' label, or teacher 'nasty') is nasty_kd."""
+    if "nasty" in str(row.get("label", "")) or str(row.get("teacher", "")) == "nasty":
+        return "nasty_kd"
+    return canonical_method(row["method"])
+
+
 def _cifar_rows(summary_csv):
     rows = read_rows(summary_csv, CIFAR_SUMMARY, ("method",))
+    rows = [{SWEEP_COLUMNS.get(key, key): value for key, value in row.items()} for row in rows]
     column = next((c for c in ("accuracy_mean", "test_accuracy") if c in rows[0]), None)
     if column is None:
         raise ValueError(f"{summary_csv} has neither accuracy_mean nor test_accuracy")
     out = []
     for row in rows:
-        method = canonical_method(row["method"])
+        method = cifar_method(row)
         ratio = row.get("ratio", math.nan)
         ratio = ratio if method in SPARSE_METHODS and not is_missing(ratio) and ratio > 0 \
             else math.nan
@@ -285,14 +299,20 @@ def _cifar_rows(summary_csv):
     return out
 
 
+def _noise(row) -> float:
+    noise = row.get("noise", 0.0)
+    return 0.0 if is_missing(noise) or noise == "" else float(noise)
+
+
 def draw_cifar_accuracy(summary_csv, out_stem, gpu_check_json=None, quick_json=None) -> dict:
     """F5: CIFAR-10 student accuracy. Several ratios (the sweep): curves over r with 95%
     intervals per student; one ratio (the quick profile): points per method, labelled with
     that ratio; the GPU check's students as a second panel when given."""
     rows = _cifar_rows(summary_csv)
     ratios = sorted({r["ratio"] for r in rows if not is_missing(r["ratio"])})
-    students = sorted({str(r.get("student", "")) for r in rows})
-    gpu = read_json(gpu_check_json, GPU_CHECK) if gpu_check_json else None
+    students = sorted({(str(r.get("student", "")), _noise(r)) for r in rows})
+    # the GPU check's single-ratio students are shown only when no sweep over r exists
+    gpu = read_json(gpu_check_json, GPU_CHECK) if gpu_check_json and len(ratios) <= 1 else None
     gpu_rows = gpu_check_rows(gpu) if gpu else []
     panels = (len(students) if len(ratios) > 1 else 1) + bool(gpu_rows)
     fig, axes = plt.subplots(1, panels, figsize=(min(FULL_WIDTH, 3.0 * panels + 0.6), 2.8),
@@ -303,9 +323,10 @@ def draw_cifar_accuracy(summary_csv, out_stem, gpu_check_json=None, quick_json=N
     teacher_values = [r["teacher_accuracy"] * scale for r in rows
                       if not is_missing(r.get("teacher_accuracy"))]
     if len(ratios) > 1:
-        for ax, student in zip(axes, students):
-            accuracy_panel(ax, [r for r in rows if str(r.get("student", "")) == student])
-            ax.set_title(f"student {student}")
+        for ax, (student, noise) in zip(axes, students):
+            accuracy_panel(ax, [r for r in rows if (str(r.get("student", "")), _noise(r))
+                                == (student, noise)])
+            ax.set_title(f"{student}, {'clean' if noise == 0 else f'noise {noise:g}'}")
         title = "against the sparse ratio"
     else:
         ratio_text = f" (r={100 * ratios[0]:.3g}%)" if ratios else ""
@@ -407,11 +428,14 @@ def draw_paper_overlay(simulation_runs_csv, out_stem, paper_numbers=None, cifar_
         simulated.append((noise, series))
     cifar_text = "no CIFAR-10 result"
     if cifar_runs_csv:
-        cifar = read_rows(cifar_runs_csv, CIFAR_RUNS, ("method", "ratio", "seed", "accuracy"))
-        clean = [r for r in cifar if is_missing(r.get("noise")) or r.get("noise") == 0]
-        for student, marker in zip(sorted({str(r.get("student", "")) for r in clean}), "os^v"):
-            series = differences_to_scratch([r for r in clean if str(r.get("student", "")) ==
-                                             student])
+        cifar = read_rows(cifar_runs_csv, CIFAR_RUNS, ("method", "ratio", "seed"))
+        value = "accuracy" if "accuracy" in cifar[0] else "test_accuracy"
+        clean = [{**r, "method": cifar_method(r)} for r in cifar if _noise(r) == 0]
+        for student, marker in zip(sorted({str(r.get("model", r.get("student", "")))
+                                           for r in clean}), "os^v"):
+            series = differences_to_scratch(
+                [r for r in clean if str(r.get("model", r.get("student", ""))) == student],
+                value=value)
             if series:
                 ratios = [s["ratio"] for s in series]
                 ax.errorbar(ratios, [s["mean"] for s in series],
@@ -454,38 +478,103 @@ def draw_paper_overlay(simulation_runs_csv, out_stem, paper_numbers=None, cifar_
 
 # --- mechanism sweeps ---
 
-def draw_mechanism_sweeps(summary_csv, out_stem) -> dict:
-    """Student accuracy against each mechanism factor (training steps, width, the rank of the
-    true class inside M, ...), one panel per factor, one curve per method with 95% bands."""
-    rows = read_rows(summary_csv, MECHANISM_SUMMARY,
-                     ("factor", "level", "method", "accuracy_mean", "accuracy_ci95_low",
-                      "accuracy_ci95_high"))
-    factors = list(dict.fromkeys(row["factor"] for row in rows))
-    fig, axes = plt.subplots(1, len(factors), figsize=(FULL_WIDTH, 2.7), squeeze=False)
-    scale = _percent_scale(rows, "accuracy_mean")
-    for ax, factor in zip(axes[0], factors):
-        chosen = [row for row in rows if row["factor"] == factor]
-        for method in sorted({canonical_method(r["method"]) for r in chosen}, key=_order):
-            series = sorted((r for r in chosen if canonical_method(r["method"]) == method),
-                            key=lambda r: r["level"])
-            levels = [r["level"] for r in series]
-            ax.plot(levels, [r["accuracy_mean"] * scale for r in series], marker="o", ms=3,
-                    color=method_colour(method), label=method_label(method))
-            ax.fill_between(levels, [r["accuracy_ci95_low"] * scale for r in series],
-                            [r["accuracy_ci95_high"] * scale for r in series],
-                            color=method_colour(method), alpha=0.2, lw=0)
-        levels = sorted({r["level"] for r in chosen})
-        log = min(levels) > 0 and max(levels) / min(levels) >= 20
-        if log:
-            ax.set_xscale("log")
-        ax.set_xlabel(f"{str(factor).replace('_', ' ')}{' (log scale)' if log else ''}")
-        ax.set_title(str(factor).replace("_", " "))
-    axes[0][0].set_ylabel("student test accuracy (%)")
-    figure_legend(fig, axes[0])
-    record = save_figure(fig, out_stem)
-    record["caption"] = (
-        f"Mechanism sweeps ({source_name(summary_csv)}, {_seeds(rows)} seeds, 95% bands): "
-        "student accuracy against " + ", ".join(str(f).replace("_", " ") for f in factors)
-        + "; the stingy harm is the gap between the stingy curve and the others.")
-    return record
+MECHANISM_FACTORS = (("steps", "training steps"), ("hidden", "hidden units"),
+                     ("train_size", "training examples"))
+HARMED = ("stingy_kd", "stingy_kd_alpha1")
 
+
+def _units(rows, case, method, column="accuracy") -> dict:
+    return {(int(r["task_seed"]), int(r["seed"])): float(r[column]) for r in rows
+            if r["case"] == case and r["method"] == method}
+
+
+def harm_series(rows, factor, base="long") -> dict:
+    """method -> [(factor value, mean, low, high, units)]: the harm normal_kd - method
+    (accuracy points, paired by (task draw, seed), 95% t-interval) for the cases that differ
+    from the ``base`` case in ``factor`` only."""
+    settings = {r["case"]: {f: r[f] for f, _ in MECHANISM_FACTORS} for r in rows}
+    if base not in settings:
+        return {}
+    cases = [case for case, values in settings.items()
+             if all(values[f] == settings[base][f] for f, _ in MECHANISM_FACTORS if f != factor)]
+    if len({settings[case][factor] for case in cases}) < 2:
+        return {}
+    out = {}
+    for method in HARMED:
+        series = []
+        for case in sorted(cases, key=lambda c: settings[c][factor]):
+            harm = paired(_units(rows, case, "normal_kd"), _units(rows, case, method))
+            if harm.size:
+                mean, low, high = t_interval(100 * harm)
+                series.append((settings[case][factor], mean, low, high, harm.size))
+        if series:
+            out[method] = series
+    return out
+
+
+def draw_mechanism_sweeps(rows_csv, out_stem, verdicts_json=None) -> dict:
+    """The mechanism sweeps: the stingy harm (normal KD minus stingy KD, points) against
+    training steps, student width and training-set size, each varied alone from the long run,
+    with and without labels (alpha = 1); and accuracy by where the label ranks in the
+    teacher's kept set (top class vs 2nd..k-th)."""
+    rows = read_rows(rows_csv, MECHANISM_SUMMARY,
+                     ("case", "task_seed", "seed", "method", "steps", "hidden", "train_size",
+                      "accuracy"))
+    panels = [(factor, name, harm_series(rows, factor)) for factor, name in MECHANISM_FACTORS]
+    panels = [panel for panel in panels if panel[2]]
+    has_rank = "accuracy_label_top" in rows[0] and "accuracy_label_inside" in rows[0]
+    count = len(panels) + has_rank
+    columns = 2 if count == 4 else count
+    fig, axes = plt.subplots((count + columns - 1) // columns, columns, squeeze=False,
+                             figsize=(FULL_WIDTH, 2.4 * ((count + columns - 1) // columns) + 0.4))
+    axes = list(axes.ravel())
+    summary = []
+    for ax, (factor, name, series) in zip(axes, panels):
+        values = sorted({point[0] for points in series.values() for point in points})
+        for method, points in series.items():
+            x = [values.index(p[0]) for p in points]
+            ax.errorbar(x, [p[1] for p in points], yerr=[[p[1] - p[2] for p in points],
+                                                         [p[3] - p[1] for p in points]],
+                        color=method_colour("stingy_kd"), marker="o", ms=3.5, capsize=2,
+                        ls="-" if method == "stingy_kd" else "--",
+                        mfc=None if method == "stingy_kd" else "white",
+                        label=method_label(method))
+            summary.append(f"{name}, {method_label(method)}: " + ", ".join(
+                f"{p[0]:g}: {p[1]:+.1f} [{p[2]:+.1f}, {p[3]:+.1f}]" for p in points))
+        ax.axhline(0, color=GREY, lw=0.6)
+        ax.set_xticks(range(len(values)), ["linear" if factor == "hidden" and v == 0
+                                           else f"{v:g}" for v in values])
+        ax.set_xlabel(name + (" (linear = 0 hidden units)" if factor == "hidden" else ""))
+        ax.set_ylabel("harm (points)")
+        ax.set_title(f"harm against {name}")
+    if has_rank:
+        ax = axes[-1]
+        for index, method in enumerate(("normal_kd", "stingy_kd")):
+            means = []
+            for column in ("accuracy_label_top", "accuracy_label_inside"):
+                values = list(_units(rows, "long", method, column).values())
+                means.append(t_interval(100 * np.array(values)) if values else (math.nan,) * 3)
+            x = np.arange(2) + (index - 0.5) * 0.2
+            ax.errorbar(x, [m[0] for m in means], yerr=[[m[0] - m[1] for m in means],
+                                                        [m[2] - m[0] for m in means]],
+                        color=method_colour(method), marker="o", ms=3.5, capsize=2, ls="none",
+                        label=method_label(method))
+            summary.append(f"label rank, {method_label(method)}: top {means[0][0]:.1f}, "
+                           f"2nd..k-th {means[1][0]:.1f}")
+        ax.set_xticks([0, 1], ["top class", "2nd..k-th"])
+        ax.set_xlim(-0.5, 1.5)
+        ax.set_xlabel("true label's rank in the teacher's kept set")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title("accuracy by label rank (long run)")
+    figure_legend(fig, axes)
+    record = save_figure(fig, out_stem)
+    units = len({(r["task_seed"], r["seed"]) for r in rows})
+    tasks = len({r["task_seed"] for r in rows})
+    record["caption"] = (
+        f"Mechanism sweeps in the simulations ({source_name(rows_csv)}; {tasks} task draws x "
+        f"{units // max(tasks, 1)} seeds = {units} paired units, 95% t-intervals; x positions "
+        "categorical): the stingy harm, normal KD minus stingy KD accuracy in points (dashed: stingy KD with alpha = 1, no "
+        "labels), with one factor varied from the long run at a time; and accuracy by where "
+        "the true label ranks in the teacher's kept set. " + "; ".join(summary) + "."
+        + failing_text(verdicts_json))
+    return record

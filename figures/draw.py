@@ -34,13 +34,15 @@ THEORY_GRID = f"{THEORY_DIR}/theory_grid.csv"
 THEORY_CONFIG = f"{THEORY_DIR}/theory_grid.json"
 SIMULATION_DIR = "simulations"
 SUPERCLASS_DIR = "simulations_superclass"
-MECHANISM_DIR = "simulations_mechanism"
+MECHANISM_DIR = "mechanism"  # the simulations' mechanism sweeps
 QUICK_DIR = "cifar10_quick"
 PAPER_DIR = "cifar10_paper"
-SWEEP_DIR = "cifar10_sweep"
+SWEEP_DIRS = ("cifar10_sweep_gpu", "cifar10_sweep_cpu", "cifar10_sweep")  # `stingy sweep` outputs
 GPU_CHECK = ("gpu_check.json", "gpu/gpu_check.json")  # where empirical/gpu_check.py's file is kept
 FIGURE_DIR = "figures"
-CIFAR_SUMMARY = (f"{SWEEP_DIR}/summary.csv", f"{PAPER_DIR}/summary.csv", f"{QUICK_DIR}/summary.csv")
+CIFAR_SUMMARY = (*(f"{folder}/summary.csv" for folder in SWEEP_DIRS), f"{PAPER_DIR}/summary.csv",
+                 f"{QUICK_DIR}/summary.csv")
+SWEEP_ROWS = tuple(f"{folder}/rows.csv" for folder in SWEEP_DIRS)
 TEACHER_LOGITS = (f"{PAPER_DIR}/teacher_logits.npz", f"{QUICK_DIR}/teacher_logits.npz")
 
 
@@ -93,8 +95,8 @@ def teacher_description(results_dir: Path) -> str:
                   and r.get("teacher_accuracy") != ""]
     model = next((str(r["teacher"]) for r in rows if not is_missing(r.get("teacher"))
                   and r.get("teacher") != ""), "trained")
-    profile = {SWEEP_DIR: "sweep", PAPER_DIR: "reference-recipe",
-               QUICK_DIR: "CPU quick profile"}[summary_path.parent.name]
+    profile = {PAPER_DIR: "reference-recipe", QUICK_DIR: "CPU quick profile"}.get(
+        summary_path.parent.name, "sweep")
     accuracy = f", {100 * accuracies[0]:.1f}% test accuracy" if accuracies else ""
     return f"the {profile} {model} teacher{accuracy}"
 
@@ -177,7 +179,7 @@ def _f7(results_dir):
 
 def _f8(results_dir):
     runs = need(results_dir, f"{SIMULATION_DIR}/runs.csv")
-    kwargs = _optional(results_dir, cifar_runs_csv=f"{SWEEP_DIR}/runs.csv")
+    kwargs = _optional(results_dir, cifar_runs_csv=SWEEP_ROWS)
     if "cifar_runs_csv" not in kwargs:
         kwargs.update(_optional(results_dir, cifar_summary_csv=CIFAR_SUMMARY))
     return (runs,), kwargs
@@ -217,7 +219,8 @@ def _f12(results_dir):
 
 
 def _f13(results_dir):
-    return (need(results_dir, f"{MECHANISM_DIR}/summary.csv"),), {}
+    return ((need(results_dir, f"{MECHANISM_DIR}/rows.csv"),),
+            _optional(results_dir, verdicts_json=f"{MECHANISM_DIR}/verdicts.json"))
 
 
 FIGURES = [
@@ -242,7 +245,7 @@ FIGURES = [
     FigureSpec("F11_training_curves", "Training curves of every CIFAR run",
                draw_training_curves, _f11),
     FigureSpec("F12_mechanism", "The mechanism on one example", draw_mechanism, _f12),
-    FigureSpec("F13_mechanism_sweeps", "Mechanism sweeps: steps, width, label rank",
+    FigureSpec("F13_mechanism_sweeps", "Mechanism sweeps: steps, width, data, label rank",
                draw_mechanism_sweeps, _f13),
 ]
 

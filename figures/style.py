@@ -33,6 +33,7 @@ METHODS = {
     "scratch": ("Scratch (labels only)", BLACK),
     "normal_kd": ("Normal KD", BLUE),
     "stingy_kd": ("Stingy KD", VERMILLION),
+    "stingy_kd_alpha1": ("Stingy KD, alpha=1 (no labels)", VERMILLION),  # drawn dashed
     "reversed_kd": ("Reversed logits", PURPLE),
     "within_m_kd": ("Within-M KD", GREEN),
     "label_smoothing": ("Label smoothing", ORANGE),

@@ -11,6 +11,7 @@ import pytest
 
 # The figure tests check figure objects and files, not pixels: a low resolution keeps them fast.
 matplotlib.rcParams["savefig.dpi"] = 60
+matplotlib.rcParams["figure.max_open_warning"] = 0  # the shared fixture keeps figures open
 
 _spec = importlib.util.spec_from_file_location("figures_synthetic",
                                                Path(__file__).with_name("synthetic.py"))

@@ -74,33 +74,48 @@ def simulation_run_rows(summary_rows, seeds=3) -> list[dict]:
 
 
 def mechanism_rows() -> list[dict]:
-    """The mechanism sweeps' summary: accuracy against steps, width and label rank."""
+    """The mechanism sweeps' rows.csv (the simulations' columns): one case per factor value,
+    each differing from 'long' in one of steps, hidden, train_size."""
     rows = []
-    for factor, levels in (("steps", (300, 1000, 3000)), ("width", (32, 128, 512)),
-                           ("label_rank", (1, 2, 3))):
-        for index, level in enumerate(levels):
-            for method, accuracy in (("stingy_kd", 0.75 - 0.1 * index), ("normal_kd", 0.9),
-                                     ("scratch", 0.85)):
-                rows.append({"factor": factor, "level": level, "method": method, "ratio": 0.1,
-                             "accuracy_mean": accuracy, "accuracy_ci95_low": accuracy - 0.01,
-                             "accuracy_ci95_high": accuracy + 0.01, "n_seeds": 3})
+    cases = {"short": (200, 128, 10000), "long": (2000, 128, 10000),
+             "long_narrow": (2000, 32, 10000), "long_linear": (2000, 0, 10000),
+             "long_small_data": (2000, 128, 2000)}
+    for case, (steps, hidden, train_size) in cases.items():
+        harm = 0.05 + steps / 20000 + hidden / 5000 + 200 / train_size
+        for task_seed in (0, 1):
+            for seed in (0, 1):
+                jitter = 0.002 * (task_seed + 2 * seed)
+                for method, accuracy in (("normal_kd", 0.9), ("stingy_kd", 0.9 - harm),
+                                         ("stingy_kd_alpha1", 0.88 - harm)):
+                    rows.append({"case": case, "task_seed": task_seed, "seed": seed,
+                                 "method": method, "steps": steps, "hidden": hidden,
+                                 "train_size": train_size, "k": 10, "accuracy": accuracy + jitter,
+                                 "accuracy_label_top": accuracy + 0.03 + jitter,
+                                 "accuracy_label_inside": accuracy - 0.2 + jitter})
     return rows
 
 
-def sweep_summary_rows() -> list[dict]:
-    """The CIFAR sweep's summary (several ratios and seeds) and its per-seed runs."""
+def sweep_summary_rows() -> tuple[list[dict], list[dict]]:
+    """The CIFAR sweep's summary.csv and rows.csv (stingy.empirical.sweep's columns): several
+    ratios and seeds, two students, KD from the Nasty Teacher, and a noisy-label setting."""
     summary, runs = [], []
-    for student in ("preresnet20", "cnn"):
-        entries = [("scratch", math.nan, 0.90), ("normal_kd", math.nan, 0.91)]
-        entries += [("stingy_kd", r, 0.80 + 0.1 * r) for r in (0.1, 0.2, 0.5, 0.7)]
-        for method, ratio, accuracy in entries:
-            summary.append({"method": method, "student": student, "ratio": ratio,
-                            "temperature": 20.0, "noise": 0.0, "n_seeds": 3,
-                            "accuracy_mean": accuracy, "accuracy_ci95_low": accuracy - 0.01,
-                            "accuracy_ci95_high": accuracy + 0.01, "teacher_accuracy": 0.93})
+    for model, noise in (("preresnet20", 0.0), ("cnn", 0.0), ("cnn", 0.4)):
+        entries = [("scratch", "scratch", "", math.nan, 0.90), ("kd-T4.0", "kd", "teacher",
+                                                                math.nan, 0.91)]
+        entries += [(f"stingy-r{r}-T4.0", "stingy", "teacher", r, 0.80 + 0.1 * r)
+                    for r in (0.1, 0.2, 0.5, 0.7)]
+        if noise == 0:
+            entries.append(("kd-from-nasty-T4.0", "kd", "nasty", math.nan, 0.87))
+        for label, method, teacher, ratio, accuracy in entries:
+            accuracy -= noise / 4
+            summary.append({"noise": noise, "model": model, "label": label, "method": method,
+                            "ratio": ratio, "temperature": 4.0, "seeds": 3,
+                            "accuracy_mean": accuracy, "accuracy_ci_low": accuracy - 0.01,
+                            "accuracy_ci_high": accuracy + 0.01})
             for seed in range(3):
-                runs.append({"method": method, "student": student, "ratio": ratio,
-                             "noise": 0.0, "seed": seed, "accuracy": accuracy + 0.003 * seed})
+                runs.append({"model": model, "seed": seed, "noise": noise, "label": label,
+                             "method": method, "teacher": teacher, "ratio": ratio,
+                             "temperature": 4.0, "test_accuracy": accuracy + 0.003 * seed})
     return summary, runs
 
 
@@ -192,11 +207,11 @@ def write_results(root: Path, quick=True, gpu=False, sweep=False, mechanism=True
     write_csv(root / "simulations_superclass/summary.csv", superclass)
     write_json(root / "simulations_superclass/verdicts.json", VERDICTS[:1])
     if mechanism:
-        write_csv(root / "simulations_mechanism/summary.csv", mechanism_rows())
+        write_csv(root / "mechanism/rows.csv", mechanism_rows())
     if sweep:
         sweep_summary, sweep_runs = sweep_summary_rows()
-        write_csv(root / "cifar10_sweep/summary.csv", sweep_summary)
-        write_csv(root / "cifar10_sweep/runs.csv", sweep_runs)
+        write_csv(root / "cifar10_sweep_gpu/summary.csv", sweep_summary)
+        write_csv(root / "cifar10_sweep_gpu/rows.csv", sweep_runs)
     write_csv(root / "simulations/gap_trajectory.csv", gap_trajectory_rows())
     write_json(root / "simulations/verdicts.json", VERDICTS)
     if quick:

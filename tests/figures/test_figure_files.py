@@ -44,7 +44,7 @@ def test_draw_all_skips_figures_whose_inputs_are_missing_and_names_them(tmp_path
         "F5_cifar_accuracy", "F6_logit_responses", "F10_cifar_t4_terms", "F11_training_curves",
         "F12_mechanism", "F13_mechanism_sweeps"}
     assert any("teacher_logits.npz" in name for r in skipped for name in r["missing"])
-    assert any("simulations_mechanism/summary.csv" in name for r in skipped
+    assert any("mechanism/rows.csv" in name for r in skipped
                for name in r["missing"])
     kept_mass = next(r for r in drawn if r["figure_id"] == "F1_kept_mass")
     assert "no trained teacher" in kept_mass["caption"]

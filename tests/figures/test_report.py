@@ -79,7 +79,7 @@ def test_report_opens_with_a_summary_listing_failing_verdicts_first(drawn_result
     assert "Did not hold (2)" in failing and "12.345" in failing  # the failing verdict
     assert "derivations that failed: T5" in failing
     assert "(u_shape)" not in failing
-    assert "CIFAR-10 (cifar10_quick, one seed, no interval)" in rest  # 64.11 vs 70.12: below
+    assert "CIFAR-10 (cifar10_quick, student cnn, one seed, no interval)" in rest
     assert "6 points below scratch" in rest
 
 
