@@ -181,16 +181,19 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
     terms = ("exact", "order_t2", "order_t", "order_1", "remainder")
     has_terms = all(name in rows[0] for name in terms)
     fig, axes = plt.subplots(1, 3 if has_terms else 2, figsize=(FULL_WIDTH, 2.7))
-    table = group_mean(rows, ("k", "temperature"), columns[3:])
+    table = group_mean(rows, ("k", "temperature"),
+                       columns[3:] + tuple(c for c in ("tv_to_uniform_worst_case",) if c in rows[0]))
     proper = proper_keep_counts(table, num_classes)
     zero_tv = [k for k in proper if not np.any(_series(table, k, "tv_to_uniform")[1] > 0)]
     ks = pick_evenly([k for k in proper if k not in zero_tv], max_lines)
     for ax, (value, bound, name) in zip(axes, (
             ("tv_to_uniform", "tv_to_uniform_bound", "(a) TV to uniform on M"),
             ("mass_shift_error", "mass_shift_error_bound", "(b) mass-shift error"))):
+        worst = "tv_to_uniform_worst_case"
+        extra = ((worst, ":"),) if value == "tv_to_uniform" and worst in rows[0] else ()
         for k in ks:
             colour = ratio_colour(k / num_classes)
-            for column, style in ((value, "-"), (bound, "--")):
+            for column, style in ((value, "-"), (bound, "--"), *extra):
                 temperature, values = _series(table, k, column)
                 ax.plot(temperature, np.where(values > 0, values, np.nan), color=colour, ls=style,
                         lw=1.4 if style == "-" else 1,
@@ -203,6 +206,8 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
         mark_temperatures(ax, PAPER_TEMPERATURES)
     axes[0].legend(loc="lower left", title="sparse ratio")
     legend = [("-", 1.4, "value"), ("--", 1, "bound")]
+    if "tv_to_uniform_worst_case" in rows[0]:
+        legend.append((":", 1, "exact worst case (T3, given D_M)"))
     note = ""
     if has_terms:
         k = ks[len(ks) // 2]
@@ -235,7 +240,7 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
                 f"colour (its ratio), one line style per term; student logits: {students}. The "
                 f"expansion terms are drawn only at T >= D_M = {d_m:.3g} (grey band: T < D_M).")
     fig.legend(handles=[Line2D([], [], color=GREY, ls=s, lw=w, label=label)
-                        for s, w, label in legend], loc="outside lower center", ncol=2)
+                        for s, w, label in legend], loc="outside lower center", ncol=len(legend))
     missing = ""
     if zero_tv:
         missing = (" Not drawn in (a)-(b): " + ", ".join(f"k={k:g}" for k in zero_tv)
@@ -247,7 +252,10 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
         "is from the exact sparse target, against temperature (log-log axes), on "
         f"{theory_label} ({source_name(theory_grid)}, K={num_classes}); colour = sparse ratio. "
         "(a) total variation to the uniform distribution on M with its T3 bound tanh(D_M/(4T)) "
-        "(dashed); (b) the mass-shift error with its T3b bound (dashed)." + missing + note)
+        "(dashed)" + (", and the exact worst case over logits with the same kept range (dotted; "
+                      "tanh(D_M/4T) is reached only at isolated ranges)"
+                      if "tv_to_uniform_worst_case" in rows[0] else "")
+        + "; (b) the mass-shift error with its T3b bound (dashed)." + missing + note)
     return record
 
 
@@ -259,19 +267,21 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
                          max_lines=6) -> dict:
     """F3: the T5 signal-to-drive ratio against T for every r (its high-T asymptote dashed,
     drawn only at T >= D_M), and against r at the temperatures nearest the paper's T=4 and
-    T=20. Uses the exact ratio column when the grid has one."""
-    exact = "signal_to_drive_exact"
-    columns = ("ratio", "k", "num_classes", "temperature", "signal_to_drive",
-               "signal_to_drive_bound", "tv_to_uniform_bound")
+    T=20. The dashed curve is the grid's 1/T asymptote column when it has one (grids that
+    store the exact ratio beside it), else its bound column."""
+    value = "signal_to_drive"
+    columns = ("ratio", "k", "num_classes", "temperature", value, "signal_to_drive_bound",
+               "tv_to_uniform_bound")
     rows = read_rows(theory_grid, THEORY_GRID, columns)
-    value = exact if exact in rows[0] else "signal_to_drive"
+    dashed = ("signal_to_drive_asymptote" if "signal_to_drive_asymptote" in rows[0]
+              else "signal_to_drive_bound")
     num_classes = largest_class_count(rows)
     rows = [row for row in rows if int(row["num_classes"]) == num_classes
             and not math.isnan(row[value])]
     if not rows:
         raise ValueError(f"{theory_grid} has no finite {value} values")
     table = group_mean(rows, ("k", "temperature"),
-                       (value, "signal_to_drive_bound", "tv_to_uniform_bound", "ratio"))
+                       (value, dashed, "tv_to_uniform_bound", "ratio"))
     ks = sorted({row["k"] for row in table if row["k"] < num_classes})
     zero = [k for k in ks if not np.any(_series(table, k, value)[1] > 0)]
     drawn = pick_evenly([k for k in ks if k not in zero], max_lines)
@@ -282,8 +292,7 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
         temperature, ratio = _series(table, k, value)
         left.plot(temperature, ratio, color=colour, label=ratio_label(k / num_classes, k))
         ranges[k] = kept_range(table, k)
-        asymptote = masked_below(temperature, _series(table, k, "signal_to_drive_bound")[1],
-                                 ranges[k])
+        asymptote = masked_below(temperature, _series(table, k, dashed)[1], ranges[k])
         plot_finite(left, temperature, np.where(asymptote > 0, asymptote, np.nan), color=colour,
                   ls="--", lw=1)
     left.set_xscale("log")
@@ -310,8 +319,9 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
     right.set_title("(b) against r at the grid T nearest 4 and 20")
     right.legend(loc="best")
     record = save_figure(fig, out_stem)
-    quantity = ("the exact ratio ||p~ - U_M|| / sqrt(1/k - 1/K)" if value == exact else
-                "the grid's signal_to_drive column")
+    quantity = ("the exact ratio ||p~ - U_M|| / sqrt(1/k - 1/K); dashed: its 1/T asymptote"
+                if dashed == "signal_to_drive_asymptote" else
+                "the grid's signal_to_drive column; dashed: its T5 bound column")
     zero_text = ("; ".join(f"k={k:g} (r={100 * k / num_classes:.3g}%)" for k in zero)
                  + ": the ratio is exactly 0 (one kept class, no ranking inside M), so it has "
                  "no line on these log axes. " if zero else "")
@@ -319,7 +329,7 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
     record["caption"] = (
         "T5: ratio of the teacher-dependent signal to the order-T drive of the stingy KD "
         f"gradient ({quantity}) on {theory_label} ({source_name(theory_grid)}, K={num_classes}); "
-        "colour = sparse ratio. (a) against T, with the 1/T asymptote dashed and drawn only at "
+        "colour = sparse ratio. (a) against T, the dashed curve drawn only at "
         f"T >= D_M (D_M per k: {ranges_text}); (b) against r at T = "
         f"{nearest[0]:.3g} and {nearest[1]:.3g}, the grid temperatures nearest the paper's 4 and "
         f"20. {zero_text}Small values mean the gradient is mostly 'kept vs dropped' and little "

@@ -14,7 +14,10 @@ RATIOS = [0.01, 0.05, 0.1, 0.2, 0.5, 0.7]
 TEMPERATURES = [0.5, 1, 2, 4, 8, 16, 32, 64]
 
 
-def theory_grid_rows(num_classes=100, ks=(1, 10, 20, 50), students=True) -> list[dict]:
+def theory_grid_rows(num_classes=100, ks=(1, 10, 20, 50), students=True,
+                     exact_columns=True) -> list[dict]:
+    """Theory-grid rows; ``exact_columns`` adds the exact T3 worst case and the T5 asymptote
+    beside the exact ratio (the grid's newer columns)."""
     rows = []
     for k in ks:
         ratio = k / num_classes
@@ -30,6 +33,9 @@ def theory_grid_rows(num_classes=100, ks=(1, 10, 20, 50), students=True) -> list
                    "drive_norm": t * (1 - ratio), "signal_norm": 2.0,
                    "signal_to_drive": 2.0 / (t * (1 - ratio)),
                    "signal_to_drive_bound": 3.0 / (t * (1 - ratio))}
+            if exact_columns:
+                row.update({"tv_to_uniform_worst_case": math.tanh(2 / t) * 0.9,
+                            "signal_to_drive_asymptote": 2.2 / (t * (1 - ratio))})
             if students:
                 row.update({"order_t2": t * t * math.log(1 / ratio), "order_t": -0.8 * t,
                             "order_1": 1.5, "remainder": 0.3 / t,

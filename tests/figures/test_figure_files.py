@@ -82,3 +82,15 @@ def test_logit_responses_show_distinct_classes_first_when_the_file_is_sorted_by_
     labels = np.array([0, 0, 0, 1, 1, 2])
     assert distinct_label_images(labels, 6, 4) == [0, 3, 5, 1]
     assert distinct_label_images(None, 2, 4) == [0, 1]
+
+
+def test_theory_figures_draw_grids_without_the_exact_columns(tmp_path):
+    from figures_synthetic import theory_grid_rows
+
+    from stingy.figures.theory_figures import draw_approximation_error
+
+    path = write_csv(tmp_path / "grid.csv", theory_grid_rows(exact_columns=False))
+    record = draw_signal_to_drive(path, tmp_path / "F3")
+    assert "dashed: its T5 bound column" in record["caption"]
+    record = draw_approximation_error(path, tmp_path / "F2")
+    assert "exact worst case" not in record["caption"]
