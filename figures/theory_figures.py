@@ -273,8 +273,8 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
     columns = ("ratio", "k", "num_classes", "temperature", value, "signal_to_drive_bound",
                "tv_to_uniform_bound")
     rows = read_rows(theory_grid, THEORY_GRID, columns)
-    dashed = ("signal_to_drive_asymptote" if "signal_to_drive_asymptote" in rows[0]
-              else "signal_to_drive_bound")
+    exact = "signal_to_drive_asymptote" in rows[0]  # then signal_to_drive is the exact ratio
+    dashed = "signal_to_drive_asymptote" if exact else "signal_to_drive_bound"
     num_classes = largest_class_count(rows)
     rows = [row for row in rows if int(row["num_classes"]) == num_classes
             and not math.isnan(row[value])]
@@ -290,8 +290,10 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
     for k in drawn:
         colour = ratio_colour(k / num_classes)
         temperature, ratio = _series(table, k, value)
-        left.plot(temperature, ratio, color=colour, label=ratio_label(k / num_classes, k))
         ranges[k] = kept_range(table, k)
+        if not exact:  # the 1/T form: drawn only where its expansion holds
+            ratio = masked_below(temperature, ratio, ranges[k])
+        plot_finite(left, temperature, ratio, color=colour, label=ratio_label(k / num_classes, k))
         asymptote = masked_below(temperature, _series(table, k, dashed)[1], ranges[k])
         plot_finite(left, temperature, np.where(asymptote > 0, asymptote, np.nan), color=colour,
                   ls="--", lw=1)
@@ -304,9 +306,14 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
     mark_temperatures(left, PAPER_TEMPERATURES)
     temperatures = sorted({row["temperature"] for row in table})
     nearest = [_nearest(temperatures, t) for t in PAPER_TEMPERATURES]
+    shown = []
     for temperature, style, marker in zip(nearest, ("-", "--"), ("o", "s")):
         chosen = sorted((row for row in table if row["temperature"] == temperature
-                         and row["k"] in drawn), key=lambda row: row["k"])
+                         and row["k"] in drawn and (exact or temperature >= ranges[row["k"]])),
+                        key=lambda row: row["k"])
+        if not chosen:
+            continue
+        shown.append(temperature)
         left_ratio = [row["k"] / num_classes for row in chosen]
         right.plot(left_ratio, [row[value] for row in chosen], color=BLACK, ls=style, lw=1,
                    label=f"T={temperature:.3g}")
@@ -316,12 +323,14 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
     ratio_axis(right, [k / num_classes for k in drawn])
     right.set_yscale("log")
     right.set_ylabel("signal / drive (log scale)")
-    right.set_title("(b) against r at the grid T nearest 4 and 20")
+    right.set_title("(b) against r near the paper's T")
     right.legend(loc="best")
     record = save_figure(fig, out_stem)
-    quantity = ("the exact ratio ||p~ - U_M|| / sqrt(1/k - 1/K); dashed: its 1/T asymptote"
-                if dashed == "signal_to_drive_asymptote" else
-                "the grid's signal_to_drive column; dashed: its T5 bound column")
+    quantity = ("the exact ratio ||p~ - U_M|| / sqrt(1/k - 1/K); dashed: its 1/T asymptote, "
+                "drawn only at T >= D_M" if exact else
+                "the grid's signal_to_drive column, the high-temperature form sqrt(Var_M z) / "
+                "(T sqrt(1-r)), so it and the dashed T5 bound are drawn only at T >= D_M, where "
+                "that form holds; T and r points below D_M are left out of (b) too")
     zero_text = ("; ".join(f"k={k:g} (r={100 * k / num_classes:.3g}%)" for k in zero)
                  + ": the ratio is exactly 0 (one kept class, no ranking inside M), so it has "
                  "no line on these log axes. " if zero else "")
@@ -329,9 +338,9 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
     record["caption"] = (
         "T5: ratio of the teacher-dependent signal to the order-T drive of the stingy KD "
         f"gradient ({quantity}) on {theory_label} ({source_name(theory_grid)}, K={num_classes}); "
-        "colour = sparse ratio. (a) against T, the dashed curve drawn only at "
-        f"T >= D_M (D_M per k: {ranges_text}); (b) against r at T = "
-        f"{nearest[0]:.3g} and {nearest[1]:.3g}, the grid temperatures nearest the paper's 4 and "
-        f"20. {zero_text}Small values mean the gradient is mostly 'kept vs dropped' and little "
-        "of the teacher's ranking inside M.")
+        f"colour = sparse ratio. (a) against T (D_M per k: {ranges_text}); (b) against r at T = "
+        + " and ".join(f"{t:.3g}" for t in shown) + " (of "
+        + ", ".join(f"{t:.3g}" for t in nearest) + ", the grid temperatures nearest the "
+        f"paper's 4 and 20). {zero_text}Small values mean the gradient is mostly 'kept vs "
+        "dropped' and little of the teacher's ranking inside M.")
     return record

@@ -91,6 +91,6 @@ def test_theory_figures_draw_grids_without_the_exact_columns(tmp_path):
 
     path = write_csv(tmp_path / "grid.csv", theory_grid_rows(exact_columns=False))
     record = draw_signal_to_drive(path, tmp_path / "F3")
-    assert "dashed: its T5 bound column" in record["caption"]
+    assert "dashed T5 bound are drawn only at T >= D_M" in record["caption"]
     record = draw_approximation_error(path, tmp_path / "F2")
     assert "exact worst case" not in record["caption"]
