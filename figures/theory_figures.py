@@ -163,8 +163,10 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
     caption = ("How far the paper's approximation (p~ uniform on the kept set M, delta(i) = "
                "(1-r)/k) is from the exact sparse target, against temperature, on "
                f"{theory_label} (K={num_classes}): total variation to the uniform distribution "
-               "on M with its bound tanh(D_M/(4T)), and the mass-shift error with its T3b bound "
-               f"(dashed).{note}")
+               "on M with the bound tanh(D_M/(4T)) (T3b: attained only at isolated ranges "
+               "D_M/T = 2 log(k/j - 1); the exact worst case for a given range is the best "
+               "two-level value, for k = 2 tanh(D_M/(2T))/2, always below tanh), and the "
+               f"mass-shift error with its T3d bound (dashed).{note}")
     return {**paths, "caption": caption}
 
 
@@ -231,11 +233,11 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative log
         left.text(np.sqrt(temperatures[0] * temperatures[-1]), ratios.index(ratio),
                   "signal = 0 (k = 1: no ranking inside M)", ha="center", va="center")
     paths = save_figure(fig, out_stem)
-    caption = ("T5: ratio of the teacher-dependent signal to the order-T drive of the stingy KD "
-               f"gradient over sparse ratio r and temperature T, on {theory_label} "
+    caption = ("T5: exact ratio ||p~ - U_M|| / sqrt(1/k - 1/K) of the teacher-signal and drive "
+               "parts of the stingy KD gradient (they are orthogonal; the ratio does not depend "
+               f"on the student) over sparse ratio r and temperature T, on {theory_label} "
                f"(K={num_classes}). Left: heatmap (log colour); right: the ratio against T for "
-               "a few r, with its T5 bound dashed. Small values mean the student mostly learns "
-               "'kept vs dropped' and little about the teacher's ranking inside M; with k = 1 "
-               "there "
-               "is no ranking inside M and the signal is 0 (blank row, no line).")
+               "a few r, dashed: the sharp bound on its 1/T asymptote sqrt(Var_M z)/(T sqrt(1-r))"
+               " (a bound on the asymptote, not on the exact ratio). With k = 1 there is no "
+               "ranking inside M and the signal is 0 (blank row, no line).")
     return {**paths, "caption": caption}

@@ -25,7 +25,7 @@ from stingy.simulations.students import mlp_forward
 from stingy.simulations.training import (SPARSE_METHODS, build_specs, early_rate, train_students)
 from stingy.theory.expansion import logit_gap
 from stingy.theory.operators import kept_mass, top_k_mask
-from stingy.theory.signal import signal_to_drive
+from stingy.theory.signal import signal_to_drive_exact
 
 
 def _generator(*parts: int) -> torch.Generator:
@@ -118,7 +118,7 @@ def evaluate(params, specs, setting: dict, chunk: int = 1000) -> dict:
 
 
 def teacher_statistics(setting: dict, specs) -> tuple[np.ndarray, np.ndarray]:
-    """Kept mass m (T2) and signal-to-drive (T5) of each model's teacher, test-set means."""
+    """Kept mass m (T2) and exact signal-to-drive (T5b) of each model's teacher, test-set means."""
     cache, mass, ratio = {}, [], []
     for seed, k, temperature in zip(specs.seed_index.tolist(), specs.k.tolist(),
                                     specs.temperature.tolist()):
@@ -126,7 +126,7 @@ def teacher_statistics(setting: dict, specs) -> tuple[np.ndarray, np.ndarray]:
             logits = setting["test_teacher"][seed].double()
             cache[seed, k, temperature] = (
                 float(kept_mass(logits, k, temperature).mean()),
-                float(signal_to_drive(logits, k, temperature).mean()))
+                float(signal_to_drive_exact(logits, k, temperature).mean()))
         mass.append(cache[seed, k, temperature][0])
         ratio.append(cache[seed, k, temperature][1])
     return np.array(mass), np.array(ratio)

@@ -77,10 +77,10 @@ def test_theory_bad_files_exit_2(tmp_path, capsys):
 def test_derive_prints_statuses_writes_latex_and_exits_1_on_failure(tmp_path, monkeypatch,
                                                                       capsys):
     monkeypatch.setattr(derivations, "DERIVATIONS", [derivations.derive_t3_mass_shift_identity,
-                                                     derivations.derive_t5_drive_norm])
+                                                     derivations.derive_t5_decomposition])
     assert main(["derive", "--latex", str(tmp_path / "t.tex")]) == 0
     out = capsys.readouterr().out
-    assert "proved symbolically" in out and "T3c" in out and "T5a" in out
+    assert "proved for all K, k" in out and "T3d" in out and "T5a" in out
     assert (tmp_path / "t.tex").read_text().count(r"\subsection*") == 2
 
     def derive_wrong():
