@@ -69,6 +69,19 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     parser.set_defaults(run=main)
 
+    mechanism = subparsers.add_parser(
+        "mechanism", help="mechanism sweep: steps, width, data size, label rank, alpha=1")
+    mechanism.add_argument("--profile", choices=["quick", "full"], default="full",
+                           help="sizes (full: about 10 min on 2 shared cores)")
+    mechanism.add_argument("--out", default="results/mechanism", help="output folder")
+    mechanism.set_defaults(run=run_mechanism_command)
+
+    separate = subparsers.add_parser(
+        "separate", help="check (e): kept mass at fixed noise, noise at fixed kept mass")
+    separate.add_argument("--seeds", type=int, default=5, help="seeds (task draws) per setting")
+    separate.add_argument("--out", default="results/separation", help="output folder")
+    separate.set_defaults(run=run_separation_command)
+
 
 def progress_total(config: dict) -> int:
     """Training steps of one setting: main students plus the probe."""
@@ -128,6 +141,29 @@ def format_verdicts(verdicts: list[dict]) -> str:
                      f"{v['noise_kind']}: {v['statement']}; predicted {v['predicted']}, "
                      f"measured {v['measured']:.4f} [{low:.4f}, {high:.4f}]\n      {v['detail']}")
     return "\n".join(lines)
+
+
+def run_mechanism_command(args) -> int:
+    from stingy.simulations.mechanism import run_mechanism, write_mechanism
+
+    result = run_mechanism(args.profile)
+    write_mechanism(result, args.out)
+    print(format_verdicts([dict(v, noise=0.3, noise_kind="symmetric", detail="")
+                           for v in result["verdicts"]]))
+    print(f"\nwall time {result['wall_s']:.1f} s; files in {args.out}")
+    return 0
+
+
+def run_separation_command(args) -> int:
+    from stingy.simulations.separation import run_separation, write_separation
+
+    if args.seeds < 2:
+        raise ValueError(f"--seeds must be an integer >= 2, got {args.seeds}")
+    result = run_separation(args.seeds)
+    write_separation(result, args.out)
+    print(format_verdicts(result["verdicts"]))
+    print(f"\nwall time {result['wall_s']:.1f} s; files in {args.out}")
+    return 0
 
 
 def main(args) -> int:
