@@ -149,7 +149,7 @@ def train_case(profile: Profile, task_seed: int, case: str) -> list[dict]:
     rows = []
     for m in range(len(specs)):
         name = specs.method[m] + ("_alpha1" if float(specs.alpha[m]) == 1.0 else "")
-        k = int(round(RATIO * config["task"]["classes"]))
+        k = round(RATIO * config["task"]["classes"])
         rows.append({"case": case, "task_seed": task_seed, "seed": int(specs.seed_index[m]),
                      "method": name, "steps": steps, "hidden": hidden,
                      "train_size": config["task"]["train_size"], "k": k,
@@ -185,16 +185,16 @@ def predictions(rows: list[dict], k: int) -> list[dict]:
     specs = [
         ("P1", "stingy logit gap grows more than normal KD's from short to long training",
          _paired(growth["stingy_kd"], growth["normal_kd"]), 0.0),
-        ("P2", f"after short training the stingy student's argmax over M agrees with the "
-         f"teacher's top class more often than 1/k = {1 / k:.2f} (paper: about 1/k)",
+        ("P2", (f"after short training the stingy student's argmax over M agrees with the "
+                f"teacher's top class more often than 1/k = {1 / k:.2f} (paper: about 1/k)"),
          {key: v - 1 / k for key, v in
           _values(rows, "short", "stingy_kd", "within_m_agreement").items()}, 0.0),
-        ("P3", "with alpha = 1 (no labels) longer training lowers stingy accuracy "
-         "(short - long > 0)",
+        ("P3", ("with alpha = 1 (no labels) longer training lowers stingy accuracy "
+                "(short - long > 0)"),
          _paired(_values(rows, "short", "stingy_kd_alpha1", "accuracy"),
                  _values(rows, "long", "stingy_kd_alpha1", "accuracy")), 0.0),
-        ("P4", "longer training lowers the stingy student's within-M agreement with the "
-         "teacher (short - long > 0)",
+        ("P4", ("longer training lowers the stingy student's within-M agreement with the "
+                "teacher (short - long > 0)"),
          _paired(_values(rows, "short", "stingy_kd", "within_m_agreement"),
                  _values(rows, "long", "stingy_kd", "within_m_agreement")), 0.0),
         ("P5", "long-run harm (normal - stingy accuracy) is larger with less training data",
@@ -203,8 +203,8 @@ def predictions(rows: list[dict], k: int) -> list[dict]:
          _paired(_harm(rows, "long"), _harm(rows, "long_narrow")), 0.0),
         ("P7", "a linear (convex) student is harmed less than the MLP at the long run",
          _paired(_harm(rows, "long"), _harm(rows, "long_linear")), 0.0),
-        ("P8", "the stingy student is more accurate where the label is the teacher's top class "
-         "than where it is ranked 2nd..k-th (long run)",
+        ("P8", ("the stingy student is more accurate where the label is the teacher's top "
+                "class than where it is ranked 2nd..k-th (long run)"),
          _paired(_values(rows, "long", "stingy_kd", "accuracy_label_top"),
                  _values(rows, "long", "stingy_kd", "accuracy_label_inside")), 0.0),
     ]
@@ -231,7 +231,7 @@ def run_mechanism(profile_name: str = "full", progress=None) -> dict:
             rows += train_case(profile, task_seed, case)
             if progress is not None:
                 progress(f"task {task_seed} case {case} done at {time.time() - start:.0f} s")
-    k = int(round(RATIO * profile.classes))
+    k = round(RATIO * profile.classes)
     return {"rows": rows, "verdicts": predictions(rows, k),
             "profile": {"name": profile_name, **copy.deepcopy(profile.__dict__),
                         "noise": NOISE, "ratio": RATIO},

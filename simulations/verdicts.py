@@ -175,20 +175,23 @@ def check_c(rate_rows, tolerance: float = 0.1, factor: float = 1.25) -> list[dic
                               for key in [(r["ratio"], r["temperature"])]]))
     drops = np.array(drops)
     results = []
-    for name, statement, values, low, high, extra in (
+    free_note = (f"; the free-logit prediction a T / k (no overlap) gives measured / predicted "
+                 f"= {free_logit.mean():.4f}")
+    for name, statement, values, low, high, extra, note in (
             ("c-T", "the first-step growth rate of the logit gap is proportional to T",
-             exponents, 1 - tolerance, 1 + tolerance, "exponent of T per seed (mean over r)"),
+             exponents, 1 - tolerance, 1 + tolerance, "exponent of T per seed (mean over r)", ""),
             ("c-eNTK", "the eNTK drive prediction with kept-set overlap gives the first-step rate",
              ratio_to_prediction, 1 / factor, factor,
-             "measured / predicted per seed (mean over T, r); the free-logit prediction a T / k "
-             f"gives measured / predicted = {free_logit.mean():.4f}"),
-            ("c-overlap", "shuffling the kept sets across the batch changes the rate as the "
-             "overlap predicts", drops, 1 / factor, factor,
-             "(measured true - shuffled) / (predicted true - shuffled) per seed, mean over T, r")):
+             "measured / predicted per seed (mean over T, r)", free_note),
+            ("c-overlap", ("shuffling the kept sets across the batch changes the rate as the "
+                           "overlap predicts"), drops, 1 / factor, factor,
+             "(measured true - shuffled) / (predicted true - shuffled) per seed, mean over T, r",
+             "")):
         interval = t_interval(values)
         passed = bool(low < interval[1] and interval[2] < high)
         detail = (f"{extra}: {interval[0]:.4f} [{interval[1]:.4f}, {interval[2]:.4f}] over "
-                  f"{len(values)} seeds; pass needs the interval inside [{low:.3f}, {high:.3f}]")
+                  f"{len(values)} seeds; pass needs the interval inside [{low:.3f}, {high:.3f}]"
+                  f"{note}")
         results.append(_result(name, statement, f"in [{low:.3f}, {high:.3f}]", interval[0],
                                interval[1:], passed, detail, setting,
                                equivalence_p(values, low, high)))

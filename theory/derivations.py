@@ -148,8 +148,8 @@ def derive_t2_upper_bound_attained():
         k * sp.exp(logit_range / temperature) + (num_classes - k))
     bound = 1 / (1 + (num_classes - k) / k * sp.exp(-logit_range / temperature))
     ok = _is_zero(m_two_level - bound)
-    return _record("T2a", "k/K <= m <= 1/(1 + ((K-k)/k) e^{-D/T}); the upper bound is attained "
-                   "when all kept logits equal max z and all dropped equal min z", ok,
+    return _record("T2a", "the upper bound m <= 1/(1 + ((K-k)/k) e^{-D/T}) is attained: two-level "
+                   "logits (kept at max z, dropped at min z) give exactly that m", ok,
                    "Upper: m = 1/(1 + S_Mc/S_M), S_Mc/S_M >= (K-k)e^{min z/T}/(k e^{max z/T}); "
                    "with K, k, D, T symbolic the two-level m reduces to the bound. Lower: the k "
                    "largest p(i) have mean m/k >= 1/K (the inequalities are checked numerically "
