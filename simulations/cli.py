@@ -14,12 +14,16 @@ Files written to --out (atomically, via stingy.io):
                           accuracy_ci95_low/high (Student t over seeds), other metrics' means,
                           bayes_accuracy, teacher_accuracy.
   gap_trajectory.csv      step, noise, noise_kind, method, ratio, k, temperature, seed, phase
-                          (train: the main students; probe: the SGD drive probe), logit_gap,
+                          (train: the main students), logit_gap,
                           predicted_gap (the early drive prediction, see stingy.simulations.sweep).
-  drive_rates.csv         per probe student: temperature, ratio, k, seed, early_rate (slope of the
-                          gap over the probe steps), drive_per_step (a T / k * lr), kappa.
-  verdicts.json           [{check, statement, predicted, measured, ci95, verdict, detail, noise,
-                          noise_kind}], checks a-d per noise setting and e across settings.
+  drive_rates.csv         per (seed, temperature, ratio, kept_sets true/shuffled): measured_rate
+                          (first-step change of the probe gap / lr), predicted_rate (eNTK drive
+                          with kept-set overlap), free_logit_rate (a T / k), mean_overlap
+                          (stingy.simulations.drive_rate).
+  verdicts.json           [{check, statement, predicted, measured, ci95, verdict, p_value, p_holm,
+                          verdict_raw, verdict_holm, detail, noise, noise_kind}]: a, b, c-T,
+                          c-eNTK, c-overlap, d per noise setting, e-noise across settings at equal
+                          kept mass; Holm over the family.
   config.json             the exact settings, the setting hashes and the wall time.
   settings/<hash>.json    one finished noise setting; reused when --out is run again.
 """
@@ -84,8 +88,8 @@ def register(subparsers) -> None:
 
 
 def progress_total(config: dict) -> int:
-    """Training steps of one setting: main students plus the probe."""
-    return config["student"]["steps"] + config["probe"]["steps"]
+    """Training steps of one setting (the first-step rate check trains no probe)."""
+    return config["student"]["steps"]
 
 
 def simulate(config: dict, out: Path, quiet: bool = False) -> dict:
