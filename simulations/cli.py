@@ -14,12 +14,16 @@ Files written to --out (atomically, via stingy.io):
                           accuracy_ci95_low/high (Student t over seeds), other metrics' means,
                           bayes_accuracy, teacher_accuracy.
   gap_trajectory.csv      step, noise, noise_kind, method, ratio, k, temperature, seed, phase
-                          (train: the main students; probe: the SGD drive probe), logit_gap,
+                          (train: the main students), logit_gap,
                           predicted_gap (the early drive prediction, see stingy.simulations.sweep).
-  drive_rates.csv         per probe student: temperature, ratio, k, seed, early_rate (slope of the
-                          gap over the probe steps), drive_per_step (a T / k * lr), kappa.
-  verdicts.json           [{check, statement, predicted, measured, ci95, verdict, detail, noise,
-                          noise_kind}], checks a-d per noise setting and e across settings.
+  drive_rates.csv         per (seed, temperature, ratio, kept_sets true/shuffled): measured_rate
+                          (first-step change of the probe gap / lr), predicted_rate (eNTK drive
+                          with kept-set overlap), free_logit_rate (a T / k), mean_overlap
+                          (stingy.simulations.drive_rate).
+  verdicts.json           [{check, statement, predicted, measured, ci95, verdict, p_value, p_holm,
+                          verdict_raw, verdict_holm, detail, noise, noise_kind}]: a, b, c-T,
+                          c-eNTK, c-overlap, d per noise setting, e-noise across settings at equal
+                          kept mass; Holm over the family.
   config.json             the exact settings, the setting hashes and the wall time.
   settings/<hash>.json    one finished noise setting; reused when --out is run again.
 """
@@ -69,10 +73,23 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     parser.set_defaults(run=main)
 
+    mechanism = subparsers.add_parser(
+        "mechanism", help="mechanism sweep: steps, width, data size, label rank, alpha=1")
+    mechanism.add_argument("--profile", choices=["quick", "full"], default="full",
+                           help="sizes (full: about 10 min on 2 shared cores)")
+    mechanism.add_argument("--out", default="results/mechanism", help="output folder")
+    mechanism.set_defaults(run=run_mechanism_command)
+
+    separate = subparsers.add_parser(
+        "separate", help="check (e): kept mass at fixed noise, noise at fixed kept mass")
+    separate.add_argument("--seeds", type=int, default=5, help="seeds (task draws) per setting")
+    separate.add_argument("--out", default="results/separation", help="output folder")
+    separate.set_defaults(run=run_separation_command)
+
 
 def progress_total(config: dict) -> int:
-    """Training steps of one setting: main students plus the probe."""
-    return config["student"]["steps"] + config["probe"]["steps"]
+    """Training steps of one setting (the first-step rate check trains no probe)."""
+    return config["student"]["steps"]
 
 
 def simulate(config: dict, out: Path, quiet: bool = False) -> dict:
@@ -128,6 +145,29 @@ def format_verdicts(verdicts: list[dict]) -> str:
                      f"{v['noise_kind']}: {v['statement']}; predicted {v['predicted']}, "
                      f"measured {v['measured']:.4f} [{low:.4f}, {high:.4f}]\n      {v['detail']}")
     return "\n".join(lines)
+
+
+def run_mechanism_command(args) -> int:
+    from stingy.simulations.mechanism import run_mechanism, write_mechanism
+
+    result = run_mechanism(args.profile)
+    write_mechanism(result, args.out)
+    print(format_verdicts([dict(v, noise=0.3, noise_kind="symmetric", detail="")
+                           for v in result["verdicts"]]))
+    print(f"\nwall time {result['wall_s']:.1f} s; files in {args.out}")
+    return 0
+
+
+def run_separation_command(args) -> int:
+    from stingy.simulations.separation import run_separation, write_separation
+
+    if args.seeds < 2:
+        raise ValueError(f"--seeds must be an integer >= 2, got {args.seeds}")
+    result = run_separation(args.seeds)
+    write_separation(result, args.out)
+    print(format_verdicts(result["verdicts"]))
+    print(f"\nwall time {result['wall_s']:.1f} s; files in {args.out}")
+    return 0
 
 
 def main(args) -> int:

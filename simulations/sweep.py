@@ -1,17 +1,18 @@
 """One noise setting of the sweep: data, teacher, every student, every measurement.
 
 :func:`run_setting` returns plain rows (dicts) for ``runs``, ``gap_trajectory`` and
-``drive_rates`` plus the setting's Bayes and teacher accuracy. Seeds: the task (class means,
-projection, test set) comes from ``task.task_seed``; seed s draws its own training inputs
-(the same at every noise level), its own noisy labels, student initialisation and batch order,
-which every method of that seed shares.
+``drive_rates`` plus the setting's Bayes and teacher accuracy (means over seeds). Seeds: the
+task (class means, projection, test set) comes from ``task.task_seed``, or, with
+``task.draw_per_seed`` (the default), each seed draws its own task (:func:`task_seed_of`), so
+that seeds are replicates of the task draw too; seed s draws its own training inputs (the same
+at every noise level), its own noisy labels, student initialisation and batch order, which
+every method of that seed shares.
 
-``predicted_gap`` in gap_trajectory is the early drive prediction: gap(0) + kappa * a T / k *
-lr * step, where a T / k is the drive's per-step push on sbar_M - sbar_Mc for free logits (the
-order-T term's gradient is -aT(1-r)/k on M and +aT(1-r)/(K-k) on Mc, whose difference is
-aT/k) and kappa is one constant per setting and phase, fitted by least squares through the
-origin to the measured early rates of all (T, k, seed). It is given for the first
-``log.early_steps`` steps only (NaN afterwards), where a linear prediction applies.
+``predicted_gap`` in gap_trajectory is the free-logit drive prediction gap(0) + kappa a T / k *
+lr * step for the first ``log.early_steps`` steps (NaN afterwards), kappa fitted through the
+origin to the measured early rates; it ignores how kept sets overlap across inputs. The rate
+check (c) uses :mod:`stingy.simulations.drive_rate` instead: the first-step rate of fresh
+students against the linearised (eNTK) prediction with the kept-set overlap (``drive_rates``).
 """
 
 from __future__ import annotations
@@ -21,58 +22,78 @@ import torch
 import torch.nn.functional as F
 
 from stingy.simulations import data, teachers
+from stingy.simulations.drive_rate import first_step_rates
 from stingy.simulations.students import mlp_forward
 from stingy.simulations.training import (SPARSE_METHODS, build_specs, early_rate, train_students)
 from stingy.theory.expansion import logit_gap
 from stingy.theory.operators import kept_mass, top_k_mask
-from stingy.theory.signal import signal_to_drive
+from stingy.theory.signal import signal_to_drive_exact
 
 
 def _generator(*parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence(parts).generate_state(1)[0]))
 
 
+def task_seed_of(config: dict, seed: int) -> int:
+    """The task draw of one seed: ``task.task_seed`` itself, or with ``task.draw_per_seed`` a
+    draw of its own from (task_seed, seed), so that the task is a random factor."""
+    task_seed = config["task"]["task_seed"]
+    if not config["task"].get("draw_per_seed", False):
+        return task_seed
+    return int(np.random.SeedSequence((task_seed, seed, 7)).generate_state(1)[0])
+
+
 def make_setting_data(config: dict, rate: float, kind: str) -> dict:
-    """Task, per-seed training data with noisy labels, the shared test set, teacher logits."""
+    """Per-seed task draw (or one shared task), training data with noisy labels, test set and
+    teacher logits. Test arrays are per seed: test_x [S, N, D], test_y [S, N],
+    test_log_posterior [S, N, C], test_teacher [S, N, C]."""
     task_cfg, seeds = config["task"], config["student"]["seeds"]
     classes = task_cfg["classes"]
-    task = data.make_task(classes, classes // task_cfg["superclass_size"], task_cfg["latent_dim"],
-                          task_cfg["input_dim"], task_cfg["superclass_spread"],
-                          task_cfg["member_spread"], task_cfg["task_seed"])
-    transition = data.noise_transition(task, rate, kind)
-    inputs, clean, noisy = [], [], []
+    inputs, clean, noisy, test_x, test_y, test_log_posterior = [], [], [], [], [], []
+    train_posterior, transitions = [], []
     for seed in range(seeds):
+        draw = task_seed_of(config, seed)
+        task = data.make_task(classes, classes // task_cfg["superclass_size"],
+                              task_cfg["latent_dim"], task_cfg["input_dim"],
+                              task_cfg["superclass_spread"], task_cfg["member_spread"], draw)
+        transition = data.noise_transition(task, rate, kind)
         x, y = data.sample(task, task_cfg["train_size"], _generator(task_cfg["task_seed"], seed, 1))
         label_gen = _generator(task_cfg["task_seed"], seed, 2, int(round(rate * 1e6)),
                                data.NOISE_KINDS.index(kind))
         inputs.append(x)
         clean.append(y)
         noisy.append(data.noisy_labels(y, transition, label_gen))
-    test_x, test_y = data.sample(task, task_cfg["test_size"],
-                                 _generator(task_cfg["task_seed"], 10**6))
-    inputs = torch.stack(inputs)
-    test_log_posterior = data.clean_log_posterior(task, test_x)
+        train_posterior.append(data.clean_log_posterior(task, x))
+        transitions.append(transition)
+        seed_test_x, seed_test_y = data.sample(task, task_cfg["test_size"],
+                                               _generator(draw, 10**6))
+        test_x.append(seed_test_x)
+        test_y.append(seed_test_y)
+        test_log_posterior.append(data.clean_log_posterior(task, seed_test_x))
+    inputs, test_x = torch.stack(inputs), torch.stack(test_x)
     teacher_cfg = config["teacher"]
     if teacher_cfg["kind"] == "oracle":
         scale = teacher_cfg["logit_range"] or None
-        train_teacher = torch.stack([teachers.oracle_logits(
-            data.clean_log_posterior(task, x), transition, scale) for x in inputs])
-        test_teacher = teachers.oracle_logits(test_log_posterior, transition, scale)
-        test_teacher = test_teacher.expand(seeds, *test_teacher.shape)
+        train_teacher = torch.stack([teachers.oracle_logits(posterior, transition, scale)
+                                     for posterior, transition in
+                                     zip(train_posterior, transitions)])
+        test_teacher = torch.stack([teachers.oracle_logits(posterior, transition, scale)
+                                    for posterior, transition in
+                                    zip(test_log_posterior, transitions)])
     else:
         params = teachers.train_teacher(inputs.float(), torch.stack(noisy), teacher_cfg["hidden"],
                                         teacher_cfg["epochs"], config["student"]["batch_size"],
                                         teacher_cfg["lr"], 0.0,
                                         _generator(task_cfg["task_seed"], 3))
         train_teacher = teachers.trained_teacher_logits(params, inputs.float())
-        test_teacher = teachers.trained_teacher_logits(
-            params, test_x.float().expand(seeds, *test_x.shape))
+        test_teacher = teachers.trained_teacher_logits(params, test_x.float())
         if teacher_cfg["logit_range"]:
             factor = teacher_cfg["logit_range"] / teachers.mean_logit_range(train_teacher)
             train_teacher, test_teacher = train_teacher * factor, test_teacher * factor
     return {
         "inputs": inputs.float(), "noisy": torch.stack(noisy), "clean": torch.stack(clean),
-        "test_x": test_x.float(), "test_y": test_y, "test_log_posterior": test_log_posterior,
+        "test_x": test_x.float(), "test_y": torch.stack(test_y),
+        "test_log_posterior": torch.stack(test_log_posterior),
         "train_teacher": train_teacher.float(), "test_teacher": test_teacher.float(),
         "noise_rate_realised": float((torch.stack(noisy) != torch.stack(clean)).double().mean()),
     }
@@ -92,22 +113,23 @@ def evaluate(params, specs, setting: dict, chunk: int = 1000) -> dict:
     test_x, test_y, teacher = setting["test_x"], setting["test_y"], setting["test_teacher"]
     totals = {key: torch.zeros(len(specs), dtype=torch.float64) for key in
               ("correct", "log_loss", "agree", "within_correct", "within_count", "gap")}
-    for start in range(0, test_x.shape[0], chunk):
-        x, y = test_x[start:start + chunk], test_y[start:start + chunk]
+    for start in range(0, test_x.shape[1], chunk):
+        x = test_x[specs.seed_index, start:start + chunk]
+        y = test_y[specs.seed_index, start:start + chunk]
         logits = mlp_forward(params, x)
         t = teacher[specs.seed_index, start:start + chunk]
         kept = kept_masks(teacher[:, start:start + chunk], specs)
         pred = logits.argmax(-1)
         totals["correct"] += (pred == y).sum(1)
-        totals["log_loss"] += F.cross_entropy(logits.transpose(1, 2), y.expand(len(specs), -1),
+        totals["log_loss"] += F.cross_entropy(logits.transpose(1, 2), y,
                                               reduction="none").sum(1)
         totals["agree"] += (pred == t.argmax(-1)).sum(1)
-        label_kept = kept.gather(2, y.expand(len(specs), -1)[..., None]).squeeze(2)
+        label_kept = kept.gather(2, y[..., None]).squeeze(2)
         within_pred = logits.masked_fill(~kept, float("-inf")).argmax(-1)
         totals["within_correct"] += ((within_pred == y) & label_kept).sum(1)
         totals["within_count"] += label_kept.sum(1)
         totals["gap"] += torch.nan_to_num(logit_gap(logits, kept), nan=0.0).sum(1)
-    count = test_x.shape[0]
+    count = test_x.shape[1]
     return {
         "accuracy": (totals["correct"] / count).numpy(),
         "log_loss": (totals["log_loss"] / count).numpy(),
@@ -118,7 +140,7 @@ def evaluate(params, specs, setting: dict, chunk: int = 1000) -> dict:
 
 
 def teacher_statistics(setting: dict, specs) -> tuple[np.ndarray, np.ndarray]:
-    """Kept mass m (T2) and signal-to-drive (T5) of each model's teacher, test-set means."""
+    """Kept mass m (T2) and exact signal-to-drive (T5b) of each model's teacher, test-set means."""
     cache, mass, ratio = {}, [], []
     for seed, k, temperature in zip(specs.seed_index.tolist(), specs.k.tolist(),
                                     specs.temperature.tolist()):
@@ -126,7 +148,7 @@ def teacher_statistics(setting: dict, specs) -> tuple[np.ndarray, np.ndarray]:
             logits = setting["test_teacher"][seed].double()
             cache[seed, k, temperature] = (
                 float(kept_mass(logits, k, temperature).mean()),
-                float(signal_to_drive(logits, k, temperature).mean()))
+                float(signal_to_drive_exact(logits, k, temperature).mean()))
         mass.append(cache[seed, k, temperature][0])
         ratio.append(cache[seed, k, temperature][1])
     return np.array(mass), np.array(ratio)
@@ -165,8 +187,9 @@ def run_setting(config: dict, rate: float, kind: str, progress=None) -> dict:
     setting = make_setting_data(config, rate, kind)
     seeds, classes = config["student"]["seeds"], config["task"]["classes"]
     distill, log = config["distill"], config["log"]
-    common = {"classes": classes, "noise": rate, "noise_kind": kind}
-    probe_x = setting["test_x"][:log["probe_examples"]]
+    common = {"classes": classes, "noise": rate, "noise_kind": kind,
+              "teacher_logit_range": float(config["teacher"]["logit_range"])}
+    probe_x = setting["test_x"][:, :log["probe_examples"]]
     probe_teacher = setting["test_teacher"][:, :log["probe_examples"]]
 
     specs = build_specs(distill["methods"], distill["ratios"], [distill["temperature"]],
@@ -175,58 +198,44 @@ def run_setting(config: dict, rate: float, kind: str, progress=None) -> dict:
     log_steps = set(range(log["early_steps"] + 1)) | set(
         range(0, student["steps"] + 1, log["gap_every"])) | {student["steps"]}
     params, gaps = train_students(specs, setting["inputs"], setting["noisy"],
-                                  setting["train_teacher"], student, probe_x,
+                                  setting["train_teacher"], student, probe_x[specs.seed_index],
                                   kept_masks(probe_teacher, specs), log_steps,
                                   _generator(config["task"]["task_seed"], 4), progress)
     metrics = evaluate(params, specs, setting)
     mass, signal = teacher_statistics(setting, specs)
-    log_posterior = setting["test_log_posterior"]
-    bayes_accuracy = float((log_posterior.argmax(1) == setting["test_y"]).double().mean())
-    bayes_log_loss = float(-log_posterior.gather(1, setting["test_y"][:, None]).mean())
-    teacher_accuracy = float((setting["test_teacher"].argmax(-1) == setting["test_y"])
-                             .double().mean())
+    log_posterior, test_y = setting["test_log_posterior"], setting["test_y"]
+    bayes_accuracy_by_seed = (log_posterior.argmax(-1) == test_y).double().mean(1)
+    bayes_log_loss_by_seed = -log_posterior.gather(-1, test_y[..., None]).squeeze(-1).mean(1)
+    teacher_accuracy_by_seed = (setting["test_teacher"].argmax(-1) == test_y).double().mean(1)
+    bayes_accuracy = float(bayes_accuracy_by_seed.mean())
+    teacher_accuracy = float(teacher_accuracy_by_seed.mean())
     trajectory, _, _ = gap_rows(specs, gaps, common, "train", student["lr"], log["early_steps"])
 
     runs = []
     for m in range(len(specs)):
         sparse = specs.method[m] in SPARSE_METHODS
         nan = float("nan")
+        seed = int(specs.seed_index[m])
         runs.append({
             **common, "temperature": float(specs.temperature[m]), "alpha": float(specs.alpha[m]),
             "method": specs.method[m], "ratio": specs.ratio[m],
             "k": int(specs.k[m]), "seed": int(specs.seed_index[m]),
             "accuracy": float(metrics["accuracy"][m]), "log_loss": float(metrics["log_loss"][m]),
-            "excess_log_loss": float(metrics["log_loss"][m]) - bayes_log_loss,
+            "excess_log_loss": float(metrics["log_loss"][m] - bayes_log_loss_by_seed[seed]),
             "teacher_agreement": float(metrics["teacher_agreement"][m]),
             "accuracy_within_m": float(metrics["accuracy_within_m"][m]) if sparse else nan,
             "kept_mass": float(mass[m]) if sparse else nan,
             "signal_to_drive": float(signal[m]) if sparse else nan,
             "final_logit_gap": float(metrics["final_logit_gap"][m]) if sparse else nan,
-            "bayes_accuracy": bayes_accuracy, "bayes_log_loss": bayes_log_loss,
-            "teacher_accuracy": teacher_accuracy, "teacher": config["teacher"]["kind"],
+            "bayes_accuracy": float(bayes_accuracy_by_seed[seed]),
+            "bayes_log_loss": float(bayes_log_loss_by_seed[seed]),
+            "teacher_accuracy": float(teacher_accuracy_by_seed[seed]),
+            "task_draw": task_seed_of(config, seed), "teacher": config["teacher"]["kind"],
             "noise_rate_realised": setting["noise_rate_realised"],
         })
 
-    probe = config["probe"]
-    probe_specs = build_specs(["stingy_kd"], distill["ratios"], probe["temperatures"],
-                              distill["alpha"], seeds, classes)
-    probe_settings = dict(student, optimizer="sgd", momentum=0.0, weight_decay=0.0,
-                          lr=probe["lr"], steps=probe["steps"], schedule="constant")
-    used = probe["steps"] * student["batch_size"]  # the probe sees only its first epoch
-    _, probe_gaps = train_students(probe_specs, setting["inputs"][:, :used],
-                                   setting["noisy"][:, :used], setting["train_teacher"][:, :used],
-                                   probe_settings, probe_x,
-                                   kept_masks(probe_teacher, probe_specs),
-                                   set(range(probe["steps"] + 1)),
-                                   _generator(config["task"]["task_seed"], 4), progress)
-    probe_rows, rates, kappa = gap_rows(probe_specs, probe_gaps, common, "probe", probe["lr"],
-                                        probe["steps"])
-    drive_rates = [{**common, "temperature": float(probe_specs.temperature[m]),
-                    "alpha": distill["alpha"], "ratio": probe_specs.ratio[m],
-                    "k": int(probe_specs.k[m]), "seed": int(probe_specs.seed_index[m]),
-                    "lr": probe["lr"], "early_rate": float(rates[m]),
-                    "drive_per_step": float(distill["alpha"] * probe_specs.temperature[m]
-                                            / probe_specs.k[m] * probe["lr"]),
-                    "kappa": kappa} for m in range(len(probe_specs))]
-    return {"runs": runs, "gap_trajectory": trajectory + probe_rows, "drive_rates": drive_rates,
+    drive_rates = first_step_rates(setting, config, common,
+                                   _generator(config["task"]["task_seed"], 5),
+                                   config["probe"]["lr"])
+    return {"runs": runs, "gap_trajectory": trajectory, "drive_rates": drive_rates,
             "bayes_accuracy": bayes_accuracy, "teacher_accuracy": teacher_accuracy}

@@ -10,6 +10,7 @@ from stingy.theory.approximation import (
     paper_mass_shift,
     tv_to_uniform,
     tv_to_uniform_bound,
+    tv_worst_case,
     two_level_logits,
 )
 from stingy.theory.expansion import expansion_terms, logit_gap
@@ -23,7 +24,14 @@ from stingy.theory.operators import (
     sparsify_logits,
     top_k_mask,
 )
-from stingy.theory.signal import drive_norm, signal_norm, signal_to_drive, signal_to_drive_bound
+from stingy.theory.signal import (
+    drive_norm,
+    gradient_decomposition,
+    signal_norm,
+    signal_to_drive,
+    signal_to_drive_bound,
+    signal_to_drive_exact,
+)
 from stingy.theory.sparse_target import mass_shift
 from stingy.theory.sweep import theory_grid
 
@@ -31,6 +39,7 @@ __all__ = [
     "approximation_errors",
     "drive_norm",
     "expansion_terms",
+    "gradient_decomposition",
     "kd_loss",
     "keep_count",
     "kept_mass",
@@ -45,11 +54,13 @@ __all__ = [
     "signal_norm",
     "signal_to_drive",
     "signal_to_drive_bound",
+    "signal_to_drive_exact",
     "sparse_target",
     "sparsify_logits",
     "theory_grid",
     "top_k_mask",
     "tv_to_uniform",
     "tv_to_uniform_bound",
+    "tv_worst_case",
     "two_level_logits",
 ]

@@ -30,13 +30,20 @@ from stingy.theory.approximation import (
     paper_mass_shift,
     tv_to_uniform,
     tv_to_uniform_bound,
+    tv_worst_case,
 )
 from stingy.theory.examples import random_logits
 from stingy.theory.expansion import expansion_terms
 from stingy.theory.kept_mass import kept_mass_bounds, kept_mass_expansion
-from stingy.theory.moments import split_kept
+from stingy.theory.moments import split_kept, value_range
 from stingy.theory.operators import keep_count, kept_mass, top_k_mask
-from stingy.theory.signal import drive_norm, signal_norm, signal_to_drive, signal_to_drive_bound
+from stingy.theory.signal import (
+    drive_norm,
+    signal_norm,
+    signal_to_drive,
+    signal_to_drive_bound,
+    signal_to_drive_exact,
+)
 from stingy.theory.sparse_target import mass_shift
 from stingy.theory.validation import check_keep_count, check_temperature
 
@@ -51,6 +58,7 @@ ROWS = [
     ("mass_shift_error", "max_M |delta - (1-r)/k|", "T3"),
     ("mass_shift_error_bound", "  bound (1-r)e_M + (m_up-r)/k", "T3"),
     ("tv_to_uniform", "TV(p~, U_M)", "T3"),
+    ("tv_to_uniform_worst_case", "  exact worst case for D_M (max_j two-level)", "T3"),
     ("tv_to_uniform_bound", "  bound tanh(D_M/4T)", "T3"),
     ("exact", "T^2 KL(p~||q) exact", "T4"),
     ("order_t2", "  T^2 log(K/k)", "T4"),
@@ -59,12 +67,14 @@ ROWS = [
     ("teacher_matching", "    (Var_M z)/2 - Cov_M(z,s)", "T4"),
     ("student_spread", "    (Var_K s)/2", "T4"),
     ("remainder", "  remainder O(1/T)", "T4"),
+    ("order_inv_t", "  its leading term (1/T)[k3_M z/3 - k_M(z,z,s)/2 + k3_K s/6]", "T4"),
     ("paper_last_line", "paper's last line -T^2/k sum_M log q", "T4"),
     ("drive_norm", "drive norm T sqrt(1/k-1/K)", "T5"),
     ("signal_norm", "signal norm sqrt(Var_M z / k)", "T5"),
-    ("signal_to_drive", "signal / drive", "T5"),
-    ("signal_to_drive_bound", "  bound (sharp)", "T5"),
-    ("signal_to_drive_popoviciu", "  bound (Popoviciu)", "T5"),
+    ("signal_to_drive_exact", "signal / drive (exact) |p~-U_M|/sqrt(1/k-1/K)", "T5"),
+    ("signal_to_drive", "  1/T asymptote sqrt(Var_M z)/(T sqrt(1-r))", "T5"),
+    ("signal_to_drive_bound", "    bound on the asymptote (sharp)", "T5"),
+    ("signal_to_drive_popoviciu", "    bound on the asymptote (Popoviciu)", "T5"),
 ]
 
 
@@ -118,12 +128,16 @@ def theory_values(teacher: torch.Tensor, student: torch.Tensor, k: int,
         "mass_shift_error": mass_shift_error(teacher, k, temperature),
         "mass_shift_error_bound": mass_shift_error_bound(teacher, k, temperature),
         "tv_to_uniform": tv_to_uniform(teacher, k, temperature),
+        "tv_to_uniform_worst_case": torch.from_numpy(np.asarray(tv_worst_case(
+            k, value_range(split_kept(teacher, top_k_mask(teacher, k))[0]).numpy(),
+            temperature), dtype=np.float64).reshape(-1)),
         "tv_to_uniform_bound": tv_to_uniform_bound(teacher, k, temperature),
     }
     values.update(expansion_terms(teacher, student, k, temperature))
     values.update({
         "drive_norm": torch.full_like(m, drive_norm(k, num_classes, temperature)),
         "signal_norm": signal_norm(teacher, k),
+        "signal_to_drive_exact": signal_to_drive_exact(teacher, k, temperature),
         "signal_to_drive": signal_to_drive(teacher, k, temperature),
         "signal_to_drive_bound": signal_to_drive_bound(teacher, k, temperature),
         "signal_to_drive_popoviciu": signal_to_drive_bound(teacher, k, temperature, sharp=False),

@@ -6,12 +6,31 @@ M (kept), Mc (dropped) and all K classes,
     T^2 KL(p~ || q) = T^2 log(K/k)                                   (order T^2, constant)
                       - T (1 - r)(sbar_M - sbar_Mc)                  (order T: the drive)
                       + (1/2)[Var_M(z) - 2 Cov_M(z, s) + Var_K(s)]   (order 1)
-                      + O(1/T).
+                      + (1/T)[kappa3_M(z)/3 - kappa_M(z,z,s)/2 + kappa3_K(s)/6]
+                      + O(1/T^2),
 
-Derivation: log p~(i) = z(i)/T - log k - zbar_M/T - Var_M(z)/(2T^2) + O(T^-3) on M, so
+with kappa3_A(v) = (1/|A|) sum_A (v - vbar_A)^3 and kappa_M(z,z,s) = (1/k) sum_M
+(z - zbar_M)^2 (s - sbar_M), the third (joint) cumulants under the uniform law on A.
+
+Derivation for all K, k (the cumulant expansion; checked by sympy in stingy.theory.derivations,
+T4a). Let L(a, b) = log mean_M e^{a z + b s} (the joint cumulant generating function of (z, s)
+under U_M) and L_K(b) = log mean_K e^{b s}; eps = 1/T. Then log p~(i) = eps z(i) - log k
+- L(eps, 0), log q(i) = eps s(i) - log K - L_K(eps), E_p~[z] = dL/da(eps, 0) and
+E_p~[s] = dL/db(eps, 0), so exactly
+
+    KL(p~ || q) = log(K/k) + eps L_a(eps, 0) - L(eps, 0) - eps L_b(eps, 0) + L_K(eps),
+
+and the Taylor coefficients of L are the joint cumulants: L_a - L/eps gives
+sum_n (n - 1) kappa_n(z) eps^n / n!, eps L_b gives sbar_M eps + Cov_M(z, s) eps^2
++ kappa_M(z, z, s) eps^3 / 2 + ..., L_K gives sbar eps + Var_K(s) eps^2/2 + kappa3_K(s) eps^3/6.
+
+An earlier form of the argument: log p~(i) = z(i)/T - log k - zbar_M/T - Var_M(z)/(2T^2) + O(T^-3) on M, so
 sum_M p~ log p~ = -log k + Var_M(z)/(2T^2) + O(T^-3); sum_M p~(i) s(i) = sbar_M + Cov_M(z,s)/T
 + O(T^-2); LSE(s/T) = log K + sbar/T + Var_K(s)/(2T^2) + O(T^-3); and
 KL = sum_M p~ log p~ - (1/T) sum_M p~ s + LSE(s/T), with sbar - sbar_M = -(1-r)(sbar_M - sbar_Mc).
+
+The ``remainder`` (exact minus the orders T^2, T, 1) is O(1/T) and T * remainder tends to
+the bracket above; ``order_inv_t`` is the bracket / T.
 
 The order-1 term splits into ``teacher_matching`` = (1/2)[Var_M(z) - 2 Cov_M(z, s)], the only
 place the teacher's logit values enter (matching s to z inside M), and ``student_spread`` =
@@ -32,7 +51,13 @@ import math
 
 import torch
 
-from stingy.theory.moments import masked_mean, population_cov, population_var, split_kept
+from stingy.theory.moments import (
+    masked_mean,
+    population_cov,
+    population_var,
+    split_kept,
+    third_cumulant,
+)
 from stingy.theory.operators import numpy_in_numpy_out
 from stingy.theory.sparse_target import checked_teacher
 from stingy.theory.validation import as_tensor, check_logits, check_same_shape
@@ -68,12 +93,17 @@ def terms_from_split(teacher_kept: torch.Tensor, student_kept: torch.Tensor,
                         - population_cov(teacher_kept, student_kept))
     student_spread = 0.5 * population_var(student_logits)
     order_1 = teacher_matching + student_spread
+    order_inv_t = (third_cumulant(teacher_kept, teacher_kept, teacher_kept) / 3
+                   - third_cumulant(teacher_kept, teacher_kept, student_kept) / 2
+                   + third_cumulant(student_logits, student_logits, student_logits) / 6
+                   ) / temperature
     return {
         "exact": exact,
         "order_t2": order_t2,
         "order_t": order_t,
         "order_1": order_1,
         "remainder": exact - order_t2 - order_t - order_1,
+        "order_inv_t": order_inv_t,
         "teacher_matching": teacher_matching,
         "student_spread": student_spread,
         "paper_last_line": -temperature**2 * kept_log_q.mean(dim=-1),

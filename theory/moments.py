@@ -26,6 +26,14 @@ def population_cov(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a - a.mean(dim=-1, keepdim=True)) * (b - b.mean(dim=-1, keepdim=True))).mean(dim=-1)
 
 
+def third_cumulant(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """(1/n) sum (a - abar)(b - bbar)(c - cbar) over the last dimension: the joint third
+    cumulant under the uniform law on the n entries."""
+    def centred(v):
+        return v - v.mean(dim=-1, keepdim=True)
+    return (centred(a) * centred(b) * centred(c)).mean(dim=-1)
+
+
 def population_var(values: torch.Tensor) -> torch.Tensor:
     """(1/n) sum (v - vbar)^2 over the last dimension."""
     return population_cov(values, values)

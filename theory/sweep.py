@@ -17,12 +17,14 @@ from stingy.theory.approximation import (
     paper_mass_shift,
     tv_bound_from_range,
     tv_from_kept_target,
+    tv_worst_case,
 )
 from stingy.theory.expansion import terms_from_split
 from stingy.theory.kept_mass import expansion_from_mean_gap, kept_mass_upper_bound
 from stingy.theory.moments import population_var, value_range
 from stingy.theory.signal import (
     drive_norm,
+    exact_ratio_from_kept_target,
     ratio_bound_from_range,
     ratio_from_variance,
     signal_norm_from_variance,
@@ -35,8 +37,8 @@ from stingy.theory.validation import (
     check_temperature,
 )
 
-EXPANSION_COLUMNS = ["exact", "order_t2", "order_t", "order_1", "remainder", "teacher_matching",
-                     "student_spread", "paper_last_line"]
+EXPANSION_COLUMNS = ["exact", "order_t2", "order_t", "order_1", "remainder", "order_inv_t",
+                     "teacher_matching", "student_spread", "paper_last_line"]
 
 
 def _mean(values: torch.Tensor) -> float:
@@ -48,10 +50,12 @@ def theory_grid(logits, ks, temperatures, student_logits=None) -> list[dict]:
 
     Columns: k, ratio, num_classes, temperature, kept_mass, kept_mass_lower, kept_mass_upper,
     kept_mass_expansion, paper_mass_shift, mass_shift_error, mass_shift_error_bound,
-    tv_to_uniform, tv_to_uniform_bound, drive_norm, signal_norm, signal_to_drive,
-    signal_to_drive_bound (sharp, T5) and signal_to_drive_popoviciu; with ``student_logits``
+    tv_to_uniform, tv_to_uniform_worst_case (exact max for the row's D_M, T3a),
+    tv_to_uniform_bound (tanh, T3b), drive_norm, signal_norm, signal_to_drive (exact, T5b),
+    signal_to_drive_asymptote (the 1/T form), signal_to_drive_bound (sharp) and
+    signal_to_drive_popoviciu (bounds on the asymptote); with ``student_logits``
     (same shape) also the T4 terms of :data:`EXPANSION_COLUMNS` (per-row values, averaged).
-    signal_to_drive and its bounds are inf at k = K.
+    signal_to_drive, its asymptote and the bounds are inf at k = K.
     """
     logits = check_logits(as_tensor(logits, "logits"), "logits")
     num_classes = logits.shape[-1]
@@ -96,11 +100,15 @@ def theory_grid(logits, ks, temperatures, student_logits=None) -> list[dict]:
                 "mass_shift_error_bound": _mean(error_bound_from_ranges(
                     full_range, kept_range, k, num_classes, temperature)),
                 "tv_to_uniform": _mean(tv_from_kept_target(kept_target)),
+                "tv_to_uniform_worst_case": float(tv_worst_case(
+                    k, kept_range.numpy(), temperature).mean()),
                 "tv_to_uniform_bound": _mean(tv_bound_from_range(kept_range, temperature)),
                 "drive_norm": drive_norm(k, num_classes, temperature),
                 "signal_norm": _mean(signal_norm_from_variance(kept_variance, k)),
-                "signal_to_drive": _mean(ratio_from_variance(kept_variance, k, num_classes,
-                                                             temperature)),
+                "signal_to_drive": _mean(exact_ratio_from_kept_target(kept_target,
+                                                                      num_classes)),
+                "signal_to_drive_asymptote": _mean(ratio_from_variance(
+                    kept_variance, k, num_classes, temperature)),
                 "signal_to_drive_bound": _mean(ratio_bound_from_range(
                     kept_range, k, num_classes, temperature)),
                 "signal_to_drive_popoviciu": _mean(ratio_bound_from_range(

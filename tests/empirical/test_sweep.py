@@ -117,8 +117,11 @@ def test_collect_gives_checks_a_b_d_per_noise_e_across_and_the_nasty_report(tmp_
     assert not collected["missing"]
     assert len(collected["rows"]) == 2 * 8 + 2 * 6
     checks = sorted((v["check"], str(v["noise"])) for v in collected["verdicts"])
-    assert checks == [("a", "0.0"), ("a", "0.4"), ("b", "0.0"), ("b", "0.4"), ("d", "0.0"),
-                      ("d", "0.4"), ("e", "0.4 vs 0.0")]
+    assert [c for c in checks if c[0] in ("a", "b", "d")] == [
+        ("a", "0.0"), ("a", "0.4"), ("b", "0.0"), ("b", "0.4"), ("d", "0.0"), ("d", "0.4")]
+    # (e) compares noise levels only at equal kept mass (e-noise) or kept masses at one noise
+    # level (e-mass); which pairs qualify depends on the measured kept masses
+    assert {c[0] for c in checks} <= {"a", "b", "d", "e-noise", "e-mass"}
     nasty = collected["nasty"]
     assert nasty["kl_nasty_to_normal"] >= 0 and nasty["harm"]["cnn"]["seeds"] == 2
     assert (out / "summary.csv").is_file() and (out / "verdicts.json").is_file()

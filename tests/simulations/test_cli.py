@@ -46,8 +46,11 @@ def test_tiny_sweep_writes_every_file_and_reuses_work(tmp_path, capsys):
             "--json"]
     assert main(argv) == 0
     verdicts = json.loads(capsys.readouterr().out)
-    assert {v["check"] for v in verdicts} == set("abcde")
-    assert all(v["verdict"] in ("pass", "fail") for v in verdicts)
+    checks = {v["check"] for v in verdicts}
+    assert {"a", "b", "c-T", "c-eNTK", "c-overlap", "d"} <= checks
+    assert checks <= {"a", "b", "c-T", "c-eNTK", "c-overlap", "d", "e-mass", "e-noise"}
+    assert all(v["verdict"] in ("pass", "fail") and v["verdict_holm"] in ("pass", "fail")
+               for v in verdicts)
     with open(out / "runs.csv") as f:
         runs = list(csv.DictReader(f))
     assert len(runs) == 2 * 2 * (4 + 2 * 5)  # settings x seeds x (4 dense + 2 sparse x 5 r)
@@ -67,3 +70,10 @@ def test_tiny_sweep_writes_every_file_and_reuses_work(tmp_path, capsys):
     assert main(argv) == 0  # the second run reuses both settings
     assert [p.stat().st_mtime_ns for p in saved] == stamps
     assert json.loads((out / "config.json").read_text())["config"]["task"]["classes"] == 10
+
+
+def test_separate_refuses_one_seed_in_one_line(capsys, tmp_path):
+    assert main(["separate", "--seeds", "1", "--out", str(tmp_path / "sep")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--seeds" in err
+    assert not (tmp_path / "sep").exists()

@@ -26,7 +26,7 @@ def case():
                             [3., 2., 1., 0.],    # label 0 not in M {1,2}: not counted
                             [0., 0., 2., 1.],    # argmax over M {2,3} is 2, label 3: wrong
                             [0., 5., 1., 2.]])   # argmax over M {0,3} is 3 = label
-    setting = {"test_x": torch.eye(4), "test_y": labels, "test_teacher": teacher}
+    setting = {"test_x": torch.eye(4)[None], "test_y": labels[None], "test_teacher": teacher}
     specs = build_specs(["stingy_kd"], [0.5], [4.0], 0.9, 1, 4)  # k = 2
     return linear_models_with_logits(student[None]), specs, setting, student, labels
 

@@ -29,7 +29,7 @@ def test_trained_teacher_logits_are_per_seed_finite_and_learn_the_task():
     assert setting["test_teacher"].shape == (2, 300, 10)
     assert torch.isfinite(setting["train_teacher"]).all()
     assert not torch.equal(setting["test_teacher"][0], setting["test_teacher"][1])  # own seed
-    bayes = (setting["test_log_posterior"].argmax(1) == setting["test_y"]).double().mean()
+    bayes = (setting["test_log_posterior"].argmax(-1) == setting["test_y"]).double().mean()
     teacher = (setting["test_teacher"].argmax(-1) == setting["test_y"]).double().mean(1)
     assert bayes > 0.8
     assert bool((teacher > 0.6).all()), (teacher, bayes)  # chance is 0.1

@@ -1,4 +1,4 @@
-"""T3: TV(p~, U_M) <= tanh(D_M/4T) (tight), the mass-shift error bound, and where the paper's
+"""T3: TV(p~, U_M) <= W_k (exact worst case) <= tanh(D_M/4T), the mass-shift error bound, and where the paper's
 approximation delta ~ (1-r)/k holds or fails."""
 
 import math
@@ -16,6 +16,7 @@ from stingy.theory.approximation import (
     tanh_bound_attaining_range,
     tv_to_uniform,
     tv_to_uniform_bound,
+    tv_worst_case,
     two_level_logits,
 )
 from stingy.theory.examples import representative_logits
@@ -130,3 +131,59 @@ def test_errors_vanish_as_temperature_grows():
         assert bound < previous
         previous = bound
     assert previous < 0.01
+
+
+def _tv_by_hand(kept_logits, temperature):
+    """TV(p~, U_M) straight from the definition, in plain Python floats."""
+    weights = [math.exp((z - max(kept_logits)) / temperature) for z in kept_logits]
+    total = sum(weights)
+    return 0.5 * sum(abs(w / total - 1 / len(weights)) for w in weights)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-30, 30), min_size=1, max_size=9), st.floats(0.1, 50))
+def test_tv_never_above_exact_worst_case_for_its_range(kept, temperature):
+    kept_range = max(kept) - min(kept)
+    assert _tv_by_hand(kept, temperature) <= float(tv_worst_case(len(kept), kept_range,
+                                                                 temperature)) + 1e-12
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 7, 10])
+@pytest.mark.parametrize("kept_range", [0.3, 2.0, 9.0])
+def test_exact_worst_case_attained_and_exceeded_one_step_past(k, kept_range):
+    temperature = 2.0
+    worst = float(tv_worst_case(k, kept_range, temperature))
+    values = [_tv_by_hand([kept_range] * j + [0.0] * (k - j), temperature) for j in range(1, k)]
+    assert math.isclose(max(values), worst, rel_tol=1e-12)
+    # one step past: the same best split with a slightly larger range beats the worst case
+    best = 1 + max(range(k - 1), key=values.__getitem__)
+    past = [kept_range * 1.01] * best + [0.0] * (k - best)
+    assert _tv_by_hand(past, temperature) > worst
+
+
+@pytest.mark.parametrize("d", [0.1, 1.0, 3.0, 10.0])
+def test_k_equals_two_worst_case_is_half_tanh_and_below_the_tanh_bound(d):
+    worst = float(tv_worst_case(2, d, 1.0))
+    assert math.isclose(worst, math.tanh(d / 2) / 2, rel_tol=1e-12)
+    assert worst < math.tanh(d / 4)
+
+
+@pytest.mark.parametrize("k,top_count", [(4, 1), (6, 2), (10, 3)])
+def test_tanh_bound_attained_only_at_its_range(k, top_count):
+    d = tanh_bound_attaining_range(k, top_count)
+    assert math.isclose(float(tv_worst_case(k, d, 1.0)), math.tanh(d / 4), rel_tol=1e-12)
+    for off in (0.9 * d, 1.1 * d):  # one step either side: strictly below tanh
+        assert float(tv_worst_case(k, off, 1.0)) < math.tanh(off / 4) - 1e-6
+
+
+def test_worst_case_vectorised_zero_at_k_one_and_bad_arguments():
+    ranges = [0.0, 1.0, 5.0]
+    assert tv_worst_case(3, ranges, 1.0).shape == (3,)
+    assert float(tv_worst_case(3, 0.0, 1.0)) == 0.0
+    assert list(tv_worst_case(1, ranges, 1.0)) == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="k"):
+        tv_worst_case(0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="kept_range"):
+        tv_worst_case(2, -1.0, 1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        tv_worst_case(2, 1.0, 0.0)

@@ -30,6 +30,22 @@ def test_theory_json_keys_for_seeded_logits(capsys):
     assert result["mean"]["kept_mass_lower"] == pytest.approx(0.1)
 
 
+def test_theory_json_reports_the_exact_ratio_and_worst_case_for_given_logits(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    teacher = rng.normal(0, 3, (4, 10))
+    np.save(tmp_path / "t.npy", teacher)
+    assert main(["theory", "--classes", "10", "--k", "3", "--temperature", "5", "--logits",
+                 str(tmp_path / "t.npy"), "--json"]) == 0
+    per_row = json.loads(capsys.readouterr().out)["per_row"]
+    for row, exact, worst, tv in zip(teacher, per_row["signal_to_drive_exact"],
+                                     per_row["tv_to_uniform_worst_case"],
+                                     per_row["tv_to_uniform"]):
+        kept = np.sort(row)[::-1][:3]
+        target = np.exp((kept - kept.max()) / 5) / np.exp((kept - kept.max()) / 5).sum()
+        assert exact == pytest.approx(np.linalg.norm(target - 1 / 3) / np.sqrt(1 / 3 - 1 / 10))
+        assert tv <= worst + 1e-12  # the worst case for this row's kept range
+
+
 def test_theory_json_two_dimensional_per_row_and_mean(tmp_path, capsys):
     rng = np.random.default_rng(0)
     teacher, student = rng.normal(0, 3, (5, 10)), rng.normal(0, 1, (5, 10))
@@ -77,10 +93,10 @@ def test_theory_bad_files_exit_2(tmp_path, capsys):
 def test_derive_prints_statuses_writes_latex_and_exits_1_on_failure(tmp_path, monkeypatch,
                                                                       capsys):
     monkeypatch.setattr(derivations, "DERIVATIONS", [derivations.derive_t3_mass_shift_identity,
-                                                     derivations.derive_t5_drive_norm])
+                                                     derivations.derive_t5_decomposition])
     assert main(["derive", "--latex", str(tmp_path / "t.tex")]) == 0
     out = capsys.readouterr().out
-    assert "proved symbolically" in out and "T3c" in out and "T5a" in out
+    assert "proved for all K, k" in out and "T3d" in out and "T5a" in out
     assert (tmp_path / "t.tex").read_text().count(r"\subsection*") == 2
 
     def derive_wrong():

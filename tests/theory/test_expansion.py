@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from stingy.theory.expansion import expansion_terms, logit_gap
 from stingy.theory.operators import kd_loss, top_k_mask
 
-KEYS = {"exact", "order_t2", "order_t", "order_1", "remainder", "teacher_matching",
+KEYS = {"exact", "order_t2", "order_t", "order_1", "remainder", "order_inv_t", "teacher_matching",
         "student_spread", "paper_last_line"}
 
 
@@ -49,6 +49,33 @@ def test_expansion_remainder_shrinks_like_one_over_T(num_classes, k, seed):
     assert abs(slope + 1) < 0.1
     scaled = remainders * temperatures
     assert scaled.max() < 1.5 * scaled.min()  # remainder * T bounded (converges)
+
+
+def _third_coefficient_by_hand(teacher, student, k):
+    """k3_M(z)/3 - k_M(z,z,s)/2 + k3_K(s)/6 in NumPy, M = the k largest teacher logits."""
+    z, s = np.asarray(teacher, float), np.asarray(student, float)
+    kept = np.argsort(-z, kind="stable")[:k]
+    dz, ds = z[kept] - z[kept].mean(), s[kept] - s[kept].mean()
+    ds_all = s - s.mean()
+    return (dz**3).mean() / 3 - (dz**2 * ds).mean() / 2 + (ds_all**3).mean() / 6
+
+
+@pytest.mark.parametrize("num_classes,k,seed", [(10, 2, 1), (10, 7, 2), (100, 10, 3), (6, 1, 4),
+                                                (8, 8, 5)])
+def test_remainder_times_T_converges_to_third_coefficient(num_classes, k, seed):
+    teacher, student = _pair(num_classes, seed)
+    student = student + torch.linspace(0, 2, num_classes, dtype=torch.float64) ** 2  # skewed
+    coefficient = _third_coefficient_by_hand(teacher.numpy(), student.numpy(), k)
+    errors = []
+    for temperature in (20.0, 200.0, 2000.0):  # float64 cancellation limits larger T
+        terms = expansion_terms(teacher, student, k, temperature)
+        assert math.isclose(float(terms["order_inv_t"]) * temperature, coefficient, rel_tol=1e-9,
+                            abs_tol=1e-12)
+        errors.append(abs(float(terms["remainder"]) * temperature - coefficient))
+    assert errors[1] < 0.15 * errors[0] and errors[2] < 0.15 * errors[1]  # O(1/T)
+    # one step wrong: a coefficient off by 10% of k3_K(s)/6 is not the limit
+    wrong = coefficient + 0.1 * abs((student - student.mean()).pow(3).mean().item()) / 6 + 1e-3
+    assert abs(float(terms["remainder"]) * 2000.0 - wrong) > 10 * errors[2]
 
 
 @settings(max_examples=50, deadline=None)

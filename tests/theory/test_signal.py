@@ -1,6 +1,8 @@
-"""T5: drive norm T sqrt(1/k - 1/K), signal norm sqrt(Var_M z / k), their ratio and bounds."""
+"""T5: exact gradient decomposition and ratio, the 1/T asymptote and its bounds."""
 
 import math
+
+import numpy as np
 
 import pytest
 import torch
@@ -12,10 +14,12 @@ from stingy.theory.examples import REFERENCE_SETTINGS, representative_logits
 from stingy.theory.operators import top_k_mask
 from stingy.theory.signal import (
     drive_norm,
+    gradient_decomposition,
     max_std_fraction,
     signal_norm,
     signal_to_drive,
     signal_to_drive_bound,
+    signal_to_drive_exact,
 )
 
 rows = st.lists(st.floats(-40, 40), min_size=2, max_size=12)
@@ -66,8 +70,6 @@ def test_signal_to_drive_never_above_sharp_bound_never_above_popoviciu(row, temp
     assert sharp <= popoviciu * (1 + 1e-12)
     if k % 2 == 0:
         assert math.isclose(sharp, popoviciu, rel_tol=1e-12)
-    expected = signal_norm(logits, k) / drive_norm(k, len(row), temperature)
-    assert math.isclose(ratio, float(expected), rel_tol=1e-9, abs_tol=1e-12)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5, 7, 8])
@@ -81,6 +83,10 @@ def test_sharp_bound_attained_by_two_level_logits(k):
         assert math.isclose(max_std_fraction(k) ** 2, (k * k - 1) / (4 * k * k))
         if k > 1:  # Popoviciu is not attained for odd k
             assert ratio < float(signal_to_drive_bound(logits, k, 2.0, sharp=False))
+    if k > 1:  # one step past: the same split with a 1% larger range exceeds the bound at 6
+        wider = two_level_logits(k, k // 2, 6.06, num_classes=k + 4)
+        assert float(signal_to_drive(wider, k, 2.0)) > float(
+            signal_to_drive_bound(logits, k, 2.0))
 
 
 def test_no_drive_at_k_equals_K_and_no_signal_at_k_equals_one():
@@ -91,11 +97,10 @@ def test_no_drive_at_k_equals_K_and_no_signal_at_k_equals_one():
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_SETTINGS))
-def test_reference_settings_drive_dominates_for_representative_logits(name):
+def test_reference_settings_asymptote_below_its_bound(name):
     setting = REFERENCE_SETTINGS[name]
     logits = representative_logits(setting["num_classes"])
     ratio = float(signal_to_drive(logits, setting["k"], setting["temperature"]))
-    assert 0 < ratio < 0.5  # the teacher's signal is well below the drive at T = 20
     assert ratio <= float(signal_to_drive_bound(logits, setting["k"], setting["temperature"]))
 
 
@@ -106,3 +111,77 @@ def test_bad_arguments_name_themselves():
         drive_norm(2, 10, 0.0)
     with pytest.raises(ValueError, match="k"):
         signal_norm(torch.zeros(4), 5)
+
+
+def _exact_ratio_by_hand(teacher, k, temperature):
+    """||p~ - U_M|| / sqrt(1/k - 1/K) from the definition in NumPy (stable top-k by sorting)."""
+    z = np.asarray(teacher, dtype=float)
+    kept = np.sort(z)[::-1][:k]
+    weights = np.exp((kept - kept.max()) / temperature)
+    target = weights / weights.sum()
+    return np.linalg.norm(target - 1 / k) / math.sqrt(1 / k - 1 / len(z))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(2, 30), st.data(), st.floats(0.2, 100), st.integers(0, 10_000))
+def test_exact_ratio_matches_numpy_and_gradient_parts(num_classes, data, temperature, seed):
+    k = data.draw(st.integers(1, num_classes - 1))
+    generator = torch.Generator().manual_seed(seed)
+    teacher = 4 * torch.randn(num_classes, generator=generator, dtype=torch.float64)
+    student = torch.randn(num_classes, generator=generator, dtype=torch.float64)
+    exact = float(signal_to_drive_exact(teacher, k, temperature))
+    assert math.isclose(exact, _exact_ratio_by_hand(teacher.numpy(), k, temperature),
+                        rel_tol=1e-9, abs_tol=1e-12)
+    parts = gradient_decomposition(teacher, student, k, temperature)
+    assert abs(float(parts["drive"] @ parts["signal"])) < 1e-10 * temperature**2
+    assert math.isclose(float(parts["drive"].norm()), drive_norm(k, num_classes, temperature),
+                        rel_tol=1e-12)
+    norm_ratio = float(parts["signal"].norm() / parts["drive"].norm())
+    assert math.isclose(norm_ratio, exact, rel_tol=1e-9, abs_tol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_gradient_parts_sum_to_autograd_gradient(k):
+    generator = torch.Generator().manual_seed(k)
+    teacher = 3 * torch.randn(4, 20, generator=generator, dtype=torch.float64)
+    student = torch.randn(4, 20, generator=generator, dtype=torch.float64, requires_grad=True)
+    kept = top_k_mask(teacher, k)
+    target = torch.softmax(teacher.masked_fill(~kept, float("-inf")) / 5.0, -1)
+    loss = -25.0 * (target * torch.log_softmax(student / 5.0, -1)).sum()
+    (gradient,) = torch.autograd.grad(loss, student)
+    parts = gradient_decomposition(teacher, student.detach(), k, 5.0)
+    assert torch.allclose(parts["student"] + parts["drive"] + parts["signal"], gradient)
+    assert torch.allclose(parts["total"], gradient)
+
+
+def test_exact_ratio_tends_to_asymptote_with_third_cumulant_correction():
+    teacher = representative_logits(100)
+    kept = teacher.sort(descending=True).values[:10]
+    centred = kept - kept.mean()
+    variance, third = float(centred.pow(2).mean()), float(centred.pow(3).mean())
+    for temperature in (200.0, 2000.0):
+        exact = float(signal_to_drive_exact(teacher, 10, temperature))
+        two_terms = (variance / temperature**2 + third / temperature**3) / 0.9
+        assert abs(exact**2 - two_terms) < 50 * variance**2 / temperature**4
+        assert math.isclose(exact, float(signal_to_drive(teacher, 10, temperature)),
+                            rel_tol=10 * abs(third) / variance / temperature)
+
+
+def test_exact_ratio_differs_from_asymptote_at_the_cifar100_reference():
+    setting = REFERENCE_SETTINGS["cifar100"]
+    teacher = representative_logits(setting["num_classes"])
+    exact = float(signal_to_drive_exact(teacher, setting["k"], setting["temperature"]))
+    asymptote = float(signal_to_drive(teacher, setting["k"], setting["temperature"]))
+    assert math.isclose(exact, 0.2332, abs_tol=5e-4) and math.isclose(asymptote, 0.1883,
+                                                                          abs_tol=5e-4)
+
+
+def test_exact_ratio_limits_and_bad_arguments():
+    logits = representative_logits(10)
+    assert float(signal_to_drive_exact(logits, 1, 4.0)) == 0.0
+    assert math.isinf(float(signal_to_drive_exact(logits, 10, 4.0)))
+    assert isinstance(signal_to_drive_exact(logits.numpy(), 2, 4.0), np.ndarray)
+    with pytest.raises(ValueError, match="temperature"):
+        signal_to_drive_exact(logits, 2, -1.0)
+    with pytest.raises(ValueError, match="student_logits"):
+        gradient_decomposition(logits, logits[:5], 2, 1.0)

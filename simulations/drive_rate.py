@@ -1,0 +1,135 @@
+"""Check (c): the first-step growth rate of the logit gap, against a linearised-student prediction.
+
+Measurement. For each seed (the unit of replication; with ``task.draw_per_seed`` each seed is
+also its own task draw), each temperature T and sparse ratio r, a fresh student (the sweep's MLP
+at its initialisation) takes one plain SGD step of size ``lr`` on the stingy KD loss of one
+batch of B training examples, and the rate is (change of the mean probe gap) / lr, where the
+gap is sbar_M(x') - sbar_Mc(x') on P test inputs x' with the teacher's kept set M(x'). One step
+at a small lr is the derivative at step 0: no acceleration enters.
+
+Prediction (linearised student, empirical NTK). One SGD step moves the student's logits by
+Delta s_c(x') = -lr sum_x sum_c' Theta_cc'(x', x) dL/ds_c'(x), Theta the eNTK at initialisation.
+For the one-hidden-layer MLP (pre-activation u, activation a = relu(u), readout W2)
+
+    Theta_cc'(x', x) = delta_cc' (a(x').a(x) + 1)
+                       + (x'.x + 1) sum_h W2[h, c] W2[h, c'] 1[u_h(x') > 0] 1[u_h(x) > 0].
+
+Keep its class-diagonal mean kappa(x', x) = (1/C) sum_c Theta_cc(x', x) and only the drive
+part of the gradient, (a T / B)(1/K - 1[c in M(x)]/k) (T5a). The gap then grows at
+
+    rate = (a T / (k (1 - r))) (1/B) sum_x mean_x' kappa(x', x) (o(x, x')/k - r),
+
+with o(x, x') = |M(x) & M(x')| the overlap of the kept sets of a training and a probe input.
+With identical kept sets (o = k, the free-logit case) this is (a T / k) mean kappa; with
+unrelated kept sets (o/k ~ r) it vanishes. So the rate is linear in T at fixed overlap, but its
+dependence on r goes through the overlap, not through a fixed power of (1 - r) or 1/k.
+
+Direct test of the overlap explanation: the same step with the batch's teacher logits shuffled
+across the batch (every kept set M(x) moved to another input) changes the overlap and nothing
+else; the prediction and the measurement must change by the same factor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from stingy.simulations.students import init_mlp, mlp_forward
+from stingy.theory.operators import keep_count, top_k_mask
+
+
+def diagonal_ntk(params: list[torch.Tensor], probe: torch.Tensor, batch: torch.Tensor):
+    """kappa(x', x) = (1/C) sum_c Theta_cc(x', x) for one stacked one-hidden-layer MLP
+    (params of :func:`init_mlp` with one model), [P, B]."""
+    first, first_bias, readout = params[0][0], params[1][0], params[2][0]
+    hidden_probe = probe @ first + first_bias
+    hidden_batch = batch @ first + first_bias
+    active_probe, active_batch = (hidden_probe > 0).to(probe.dtype), (hidden_batch > 0).to(
+        probe.dtype)
+    readout_power = readout.square().mean(dim=1)  # (1/C) sum_c W2[h, c]^2, [H]
+    top = hidden_probe.relu() @ hidden_batch.relu().T + 1
+    bottom = (probe @ batch.T + 1) * ((active_probe * readout_power) @ active_batch.T)
+    return top + bottom
+
+
+def overlap_prediction(kappa: torch.Tensor, probe_kept: torch.Tensor, batch_kept: torch.Tensor,
+                       alpha: float, temperature: float) -> dict:
+    """The linearised drive rate (module docstring) and its parts, per unit lr."""
+    num_classes = probe_kept.shape[-1]
+    k = int(probe_kept[0].sum())
+    ratio = k / num_classes
+    overlap = probe_kept.to(kappa.dtype) @ batch_kept.to(kappa.dtype).T  # [P, B]
+    batch_size = batch_kept.shape[0]
+    scale = alpha * temperature / (k * (1 - ratio)) / batch_size
+    return {"predicted_rate": float(scale * (kappa * (overlap / k - ratio)).sum(1).mean()),
+            "free_logit_rate": float(alpha * temperature / k / batch_size * kappa.sum(1).mean()),
+            "mean_overlap": float((overlap / k).mean())}
+
+
+def _gap(params, probe, probe_kept) -> torch.Tensor:
+    logits = mlp_forward(params, probe[None])[0]
+    k = int(probe_kept[0].sum())
+    kept_mean = logits.masked_fill(~probe_kept, 0).sum(-1) / k
+    dropped_mean = logits.masked_fill(probe_kept, 0).sum(-1) / (logits.shape[-1] - k)
+    return (kept_mean - dropped_mean).mean()
+
+
+def measured_rate(params, batch, labels, teacher, probe, probe_kept, k: int, alpha: float,
+                  temperature: float, lr: float) -> float:
+    """(gap after one SGD step - gap before) / lr on the stingy KD loss of the batch."""
+    params = [p.detach().clone().requires_grad_() for p in params]
+    logits = mlp_forward(params, batch[None])[0]
+    kept = top_k_mask(teacher, k)
+    target = torch.softmax(teacher.masked_fill(~kept, float("-inf")) / temperature, dim=-1)
+    log_q = torch.log_softmax(logits / temperature, dim=-1)
+    distill = (torch.special.xlogy(target, target) - target * log_q).sum(-1).mean()
+    hard = torch.nn.functional.cross_entropy(logits, labels)
+    loss = (1 - alpha) * hard + alpha * temperature**2 * distill
+    gradients = torch.autograd.grad(loss, params)
+    with torch.no_grad():
+        before = _gap(params, probe, probe_kept)
+        stepped = [p - lr * g for p, g in zip(params, gradients)]
+        after = _gap(stepped, probe, probe_kept)
+    return float((after - before) / lr)
+
+
+def first_step_rates(setting: dict, config: dict, common: dict, generator: torch.Generator,
+                     lr: float = 1e-3) -> list[dict]:
+    """One row per (seed, T, r, kept sets true/shuffled): measured and predicted rates."""
+    probe_cfg, distill = config["probe"], config["distill"]
+    batch_size, classes = config["student"]["batch_size"], config["task"]["classes"]
+    alpha, hidden = distill["alpha"], config["student"]["hidden"]
+    if hidden == 0:
+        raise ValueError("the eNTK drive prediction needs an MLP student (student.hidden > 0)")
+    probe_size = config["log"]["probe_examples"]
+    rows = []
+    for seed in range(setting["inputs"].shape[0]):
+        params = [p.detach().double() for p in init_mlp(1, setting["inputs"].shape[-1],
+                                                         hidden, classes, generator)]
+        batch = setting["inputs"][seed, :batch_size].double()
+        labels = setting["noisy"][seed, :batch_size]
+        teacher = setting["train_teacher"][seed, :batch_size].double()
+        shuffled = teacher[torch.randperm(batch_size, generator=generator)]
+        probe = setting["test_x"][seed, :probe_size].double()
+        probe_teacher = setting["test_teacher"][seed, :probe_size].double()
+        kappa = diagonal_ntk(params, probe, batch)
+        for ratio in distill["ratios"]:
+            k = keep_count(ratio, classes)
+            if k == classes:
+                continue
+            probe_kept = top_k_mask(probe_teacher, k)
+            for temperature in probe_cfg["temperatures"]:
+                for kept_sets, logits in (("true", teacher), ("shuffled", shuffled)):
+                    prediction = overlap_prediction(kappa, probe_kept, top_k_mask(logits, k),
+                                                    alpha, temperature)
+                    rate = measured_rate(params, batch, labels, logits, probe, probe_kept, k,
+                                         alpha, temperature, lr)
+                    rows.append({**common, "seed": seed, "temperature": float(temperature),
+                                 "ratio": ratio, "k": k, "alpha": alpha, "lr": lr,
+                                 "kept_sets": kept_sets, "measured_rate": rate, **prediction})
+    return rows
+
+
+def fit_log_slope(x, y) -> float:
+    """Least-squares slope of log y on log x (both positive)."""
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
