@@ -134,6 +134,7 @@ if reference.is_file():
 # stingy student's accuracy deficit against normal KD at each noise level and ratio. At which
 # ratio is it largest with noisy labels?
 #
-# **Exercise 3.** The summary's `signal_to_drive_mean` column is the teacher's order-1
-# signal-to-drive estimate. Using `stingy.theory`, compute the exact ratio
-# ‖p~ - U_M‖ / √(1/k - 1/K) for one teacher logit vector of your choice and compare.
+# **Exercise 3.** The summary's `signal_to_drive_mean` column is the exact T5 ratio
+# ‖p~ - U_M‖ / √(1/k - 1/K), averaged over the teacher's test rows. Compute it yourself for one
+# teacher logit vector of your choice and compare with the large-T form
+# `stingy.theory.signal_to_drive` (sqrt(Var_M z) / (T sqrt(1 - r))). When do they agree?

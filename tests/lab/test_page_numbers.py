@@ -21,7 +21,9 @@ from stingy.theory import (
     tv_to_uniform_bound,
     two_level_logits,
 )
+from stingy.theory.approximation import tv_worst_case
 from stingy.theory.operators import distillation_kl
+from stingy.theory.signal import signal_to_drive_exact
 
 RELATIVE = 1e-9
 ZERO_FLOOR = 1e-6   # an absolute floor of 1e-15 for order-1 values that are exactly 0 (TV of a
@@ -30,16 +32,17 @@ ZERO_FLOOR = 1e-6   # an absolute floor of 1e-15 for order-1 values that are exa
 
 def tv_worst_case_reference(k: int, kept_range: float, temperature: float) -> float:
     """T3's exact worst case: the largest TV(p~, U_M) over two-level logits with j = 0..k
-    classes on top, each computed by stingy.theory.tv_to_uniform. The same quantity as
-    stingy.theory.approximation.tv_worst_case(k, kept_range, temperature)."""
+    classes on top, each computed by stingy.theory.tv_to_uniform; an independent route to
+    stingy.theory.approximation.tv_worst_case(k, kept_range, temperature), which
+    test_references_agree_with_the_library_closed_forms compares it with."""
     return max(float(tv_to_uniform(two_level_logits(k, j, kept_range, dtype=torch.float64),
                                    k, temperature)) for j in range(k + 1))
 
 
 def signal_and_drive_reference(z: torch.Tensor, k: int, temperature: float) -> dict:
     """T5 from autograd: the gradient g of T^2 KL(p~ || softmax(s/T)) at s = 0 is split into
-    its projection on the drive direction 1_M/k - 1/K and the rest (the signal). The ratio is
-    stingy.theory.signal.signal_to_drive_exact(logits, k, temperature)."""
+    its projection on the drive direction 1_M/k - 1/K and the rest (the signal). An independent
+    route to stingy.theory.signal.signal_to_drive_exact(logits, k, temperature)."""
     K = z.shape[-1]
     s = torch.zeros(K, dtype=torch.float64, requires_grad=True)
     log_target = torch.log_softmax(z.masked_fill(~top_k_mask(z, k), -math.inf) / temperature, -1)
@@ -105,6 +108,22 @@ def grid():
         z = two_level_logits(k, j, kept_range, num_classes=10, dtype=torch.float64).numpy()
         cases.append((z, rng.standard_normal(10), k, 1.0, 0.3))
     return cases
+
+
+def test_references_agree_with_the_library_closed_forms():
+    """The page is checked against the autograd / two-level references above; those agree with
+    the library's closed forms (tv_worst_case, signal_to_drive_exact) on the whole grid."""
+    for z, _, k, temperature, _ in grid():
+        if k == len(z):
+            continue
+        logits = torch.tensor(z, dtype=torch.float64)
+        kept = top_k_mask(logits, k)
+        kept_range = float(logits[kept].max() - logits[kept].min())
+        assert float(tv_worst_case(k, kept_range, temperature)) == pytest.approx(
+            tv_worst_case_reference(k, kept_range, temperature), rel=RELATIVE, abs=1e-15)
+        assert float(signal_to_drive_exact(logits, k, temperature)) == pytest.approx(
+            signal_and_drive_reference(logits, k, temperature)["signal_to_drive"],
+            rel=1e-7, abs=1e-12)
 
 
 def assert_close(name, got, want, scale):
