@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from stingy.simulations.config import intermediate_ratio, load_config, setting_hash
+from stingy.simulations.config import intermediate_ratio, load_config, read_setting, setting_hash
 from stingy.simulations.summary import format_table, summarize
 from stingy.simulations.sweep import run_setting
 from stingy.simulations.training import SPARSE_METHODS, build_specs
@@ -87,8 +87,8 @@ def simulate(config: dict, out: Path, quiet: bool = False) -> dict:
         key = setting_hash(config, rate, kind)
         hashes[f"{kind}:{rate}"] = key
         path = out / "settings" / f"{key}.json"
-        if path.is_file():
-            result = json.loads(path.read_text())
+        result = read_setting(path)
+        if result is not None:
             bar.update(progress_total(config))
         else:
             bar.set_postfix_str(f"noise {rate} {kind}")
