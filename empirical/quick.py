@@ -31,7 +31,6 @@ Outputs in ``out``:
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -78,16 +77,16 @@ def _run(recipe_name: str, *, dataset, out: Path, device, teacher=None, override
 
     directory = out / "runs" / recipe_name
     recipe = load_recipe(recipe_name, overrides)
+    state = read_state(directory)
     wanted = {"recipe": recipe_fingerprint(recipe), "data": dataset_fingerprint(dataset),
               "teacher": teacher_fingerprint(teacher)}
-    state = read_state(directory)
-    if state is not None and state.get("fingerprints") != wanted:
-        shutil.rmtree(directory)  # made from other inputs: start over
-    elif (state is not None and state.get("state") == "finished"
-          and (directory / SUMMARY).is_file() and (directory / MODEL).is_file()):
+    if (state is not None and state.get("state") == "finished"
+            and state.get("fingerprints") == wanted
+            and (directory / SUMMARY).is_file() and (directory / MODEL).is_file()):
         return json.loads((directory / SUMMARY).read_text())
     return train_recipe(recipe, dataset=dataset, out=out / "runs", name=recipe_name,
-                        device=device, teacher=teacher, resume=directory.is_dir())
+                        device=device, teacher=teacher, resume=directory.is_dir(),
+                        restart_changed=True)
 
 
 def run_quick_profile(*, data=None, out="out/quick", device="cpu", dataset=None,

@@ -254,26 +254,32 @@ class RunLock:
         self.lock.release()
 
 
-def begin_run(directory: Path, recipe: dict, fingerprints: dict,
-              resume: bool) -> tuple[dict, bool]:
+def begin_run(directory: Path, recipe: dict, fingerprints: dict, resume: bool,
+              restart_changed: bool = False) -> tuple[dict, bool]:
     """Mark the run ``running`` and return (state, whether to resume from a checkpoint).
 
-    On resume the fingerprints must equal the recorded ones (ValueError naming what differs);
-    a run with no checkpoint (killed or failed before its first) starts over.
+    On resume the recipe and fingerprints must equal the recorded ones: a ValueError names
+    what differs, or with ``restart_changed`` the run starts over. A run with no checkpoint
+    (killed or failed before its first) starts over.
     """
     previous = read_state(directory) if resume else None
     if previous is not None:
-        if (directory / RECIPE).is_file():
-            check_same_recipe(directory, recipe)
-        recorded = previous.get("fingerprints", {})
-        for key, value in fingerprints.items():
-            if recorded.get(key) != value:
-                raise ValueError(f"--resume: the {key} differs from the one the run started "
-                                 f"with (fingerprint {recorded.get(key)}, now {value}); resume "
-                                 f"with the same recipe, --set, --data and --teacher")
-    has_checkpoint = (directory / CHECKPOINT).is_file()
-    if previous is None or not has_checkpoint:
-        for stale in (CHECKPOINT, METRICS, MODEL, SUMMARY):
+        try:
+            if (directory / RECIPE).is_file():
+                check_same_recipe(directory, recipe)
+            recorded = previous.get("fingerprints", {})
+            for key, value in fingerprints.items():
+                if recorded.get(key) != value:
+                    raise ValueError(
+                        f"--resume: the {key} differs from the one the run started with "
+                        f"(fingerprint {recorded.get(key)}, now {value}); resume with the same "
+                        f"recipe, --set, --data and --teacher")
+        except ValueError:
+            if not restart_changed:
+                raise
+            previous = None
+    if previous is None or not (directory / CHECKPOINT).is_file():
+        for stale in (CHECKPOINT, METRICS, MODEL, SUMMARY, RECIPE):
             (directory / stale).unlink(missing_ok=True)
         previous = {"run_id": uuid.uuid4().hex, "fingerprints": fingerprints}
         resume = False

@@ -75,7 +75,8 @@ def normalisation(dataset_name: str) -> tuple:
 def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: str | Path = "runs",
                  name: str | None = None, device: str | None = None, resume: bool = False,
                  teacher: str | Path | None = None, stop_after_epochs: int | None = None,
-                 deadline: float | None = None, on_epoch=None) -> dict:
+                 deadline: float | None = None, on_epoch=None,
+                 restart_changed: bool = False) -> dict:
     """Run ``recipe`` (from :func:`stingy.empirical.recipes.load_recipe`); return its summary.
 
     ``dataset`` (an ImageDataset) skips loading; else ``load_dataset(recipe.data.dataset,
@@ -85,8 +86,9 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
     The run directory is locked while it runs (a second writer gets a ValueError-like
     ``LockHeld`` at once) and ``run.json`` records its state: ``running``, then ``finished``,
     or ``failed`` on any error (a non-finite loss raises :class:`~stingy.empirical.runs.Diverged`).
-    ``resume`` continues a run whose recipe, data and teacher fingerprints match, and starts
-    one with no checkpoint over.
+    ``resume`` continues a run whose recipe, data and teacher fingerprints match (else a
+    ValueError, or with ``restart_changed`` a fresh start), and starts one with no checkpoint
+    over.
     """
     device = resolve_device(device)
     if needs_teacher(recipe) and teacher is None:
@@ -112,7 +114,8 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
                         "data": dataset_fingerprint(dataset),
                         "teacher": teacher_fingerprint(teacher)}
         if rank == 0:
-            state, resume = begin_run(directory, recipe, fingerprints, resume)
+            state, resume = begin_run(directory, recipe, fingerprints, resume,
+                                      restart_changed)
         summary = _train(recipe, dataset, directory, device, resume, teacher, state,
                          stop_after_epochs, deadline, on_epoch, rank, world)
         if rank == 0:
