@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stingy.io import (
+from stingy.io import (  # noqa: F401 - Diverged is raised by the training loops via runs
+    Diverged,
     ExclusiveLock,
     file_digest,
     read_jsonl,
@@ -47,10 +48,6 @@ SUMMARY = "summary.json"
 STATE = "run.json"
 LOCK = ".lock"
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-class Diverged(ArithmeticError):
-    """The training loss became non-finite; the run is marked failed (exit code 1)."""
 
 
 def check_run_name(name: str) -> str:
@@ -73,7 +70,8 @@ def run_directory(out: str | Path, recipe_name: str, name: str | None, resume: b
         if not directory.is_dir():
             raise ValueError(f"--resume: no run directory {directory} (check --out and --name)")
         return directory
-    name = check_run_name(name or f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    name = check_run_name(f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}" if name is None
+                          else name)
     directory = out / name
     if directory.exists():
         raise ValueError(f"run directory {directory} already exists; choose another --name or "

@@ -196,6 +196,10 @@ def code_digest(*packages: str) -> str:
     return digest.hexdigest()[:16]
 
 
+class Diverged(ArithmeticError):
+    """A training loss became non-finite; the run is marked failed (CLI exit code 1)."""
+
+
 class LockHeld(Exception):
     """Another live process holds the lock (an error of the caller's, shown as one line)."""
 
