@@ -133,6 +133,8 @@ def format_verdicts(verdicts: list[dict]) -> str:
 def main(args) -> int:
     flags = {FLAGS[name]: getattr(args, name) for name in FLAGS}
     config = load_config(args.config, flags)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out must be a folder, got the file {args.out}")
     result = simulate(config, Path(args.out), quiet=args.json)
     if args.json:
         print(json.dumps(result["verdicts"], indent=2))

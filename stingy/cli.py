@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         print(message if isinstance(err, UsageError) else f"stingy: error: {message}",
               file=sys.stderr)
         return 2
+    except OverflowError as err:  # a finite input too large for the arithmetic it feeds
+        print(f"stingy: error: a value is too large to compute with ({err}); use a smaller "
+              f"one", file=sys.stderr)
+        return 2
     except Diverged as err:  # the run is marked failed; not a usage error
         print(f"stingy: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 1

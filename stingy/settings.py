@@ -128,16 +128,16 @@ class ListOf:
     min_length: int = 0
 
     def check(self, value, name: str) -> None:
+        least = f" of at least {self.min_length} items" if self.min_length else ""
+        message = (f"{name} must be a list{least}, each item {self.item.describe()}, "
+                   f"got {value!r}")
         if not isinstance(value, list) or len(value) < self.min_length:
-            least = f" of at least {self.min_length}" if self.min_length else ""
-            raise ValueError(f"{name} must be a list{least} of {self.item.describe()} values, "
-                             f"got {value!r}")
+            raise ValueError(message)
         for item in value:
             try:
                 self.item.check(item, name)
             except ValueError:
-                raise ValueError(f"{name} must be a list of {self.item.describe()} values, "
-                                 f"got {value!r}") from None
+                raise ValueError(message) from None
 
 
 @dataclass(frozen=True)
@@ -154,4 +154,5 @@ def check(settings: Mapping, schema: Mapping[str, Any],
     """Validate every ``section.key`` of ``schema`` in ``settings``; the first failure is a
     ValueError naming the key (or its flag, from ``names``) and what is allowed."""
     for dotted, rule in schema.items():
-        rule.check(lookup(settings, dotted), (names or {}).get(dotted, dotted))
+        flag = (names or {}).get(dotted)
+        rule.check(lookup(settings, dotted), f"{flag} ({dotted})" if flag else dotted)
