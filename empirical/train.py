@@ -104,7 +104,7 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
         raise ValueError("under torchrun give --name so every rank uses the same run directory")
     directory = (run_directory(out, recipe["recipe"], name, resume, create=False) if rank == 0
                  else Path(out) / name)
-    created = not directory.exists()
+    created = _first_missing(directory)
     lock = RunLock(directory) if rank == 0 else None
     state = None
     try:
@@ -126,12 +126,22 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
         if state is not None:
             write_state(directory, state, state="failed",
                         error=str(err).splitlines()[0] if str(err) else type(err).__name__)
-        elif created and rank == 0:  # refused before it began: leave nothing behind
-            shutil.rmtree(directory, ignore_errors=True)
+        elif created is not None and rank == 0:  # refused before it began: leave nothing
+            shutil.rmtree(created, ignore_errors=True)
         raise
     finally:
         if lock is not None:
             lock.release()
+
+
+def _first_missing(directory: Path) -> Path | None:
+    """The outermost folder of ``directory``'s path that does not exist yet (None if all do)."""
+    missing = None
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
 
 
 def _train(recipe, dataset, directory: Path, device, resume: bool, teacher, state,
