@@ -124,7 +124,7 @@ def validate(config: dict) -> dict:
         if int(round(ratio * classes, 9)) < 1:
             raise ValueError(f"--ratios must each keep at least one class: ratio >= 1/{classes}, "
                              f"got {ratio}")
-    distill["ratios"] = sorted(set(float(r) for r in distill["ratios"]))
+    distill["ratios"] = sorted({float(r) for r in distill["ratios"]})
     if len({keep_count(r, classes) for r in distill["ratios"]}) < len(distill["ratios"]):
         raise ValueError(f"--ratios must give distinct k = int(ratio*{classes}), "
                          f"got {distill['ratios']}")

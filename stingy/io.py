@@ -20,8 +20,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 TEMP_SUFFIX = ".tmp"
 
@@ -238,7 +239,7 @@ class ExclusiveLock:
             os.close(self.fd)
             self.fd = None
 
-    def __enter__(self) -> "ExclusiveLock":
+    def __enter__(self) -> ExclusiveLock:
         return self
 
     def __exit__(self, *exc) -> None:

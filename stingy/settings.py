@@ -5,15 +5,18 @@ are nested tables of defaults updated by TOML files and flags. :func:`merge` app
 and refuses unknown keys; :func:`check` validates every key once, when the settings are
 built, against a schema: a flat table ``{"section.key": rule}`` whose rules are the frozen
 dataclasses below. Every number must be finite and of the right type (``True`` is not a
-number), so ``inf``, ``nan`` and strings never reach a training loop.
+number), so ``inf``, ``nan`` and strings never reach a training loop. A value of the wrong
+type is a bad setting like any other, so every check raises ValueError (which the CLI prints
+as one line), never TypeError.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 
 def merge(base: Mapping, update: Mapping, *, what: str, where: str = "",
@@ -22,8 +25,8 @@ def merge(base: Mapping, update: Mapping, *, what: str, where: str = "",
     value that does not match the table/scalar shape of ``base``. Keys in ``opaque`` hold free
     tables that are replaced whole."""
     if not isinstance(update, Mapping):
-        raise ValueError(f"{what} {where.rstrip('.') or 'settings'} must be a table, "
-                         f"got {update!r}")
+        table = where.rstrip(".") or "settings"
+        raise ValueError(f"{what} {table} must be a table, got {update!r}")  # noqa: TRY004
     merged = copy.deepcopy(dict(base))
     for key, value in update.items():
         name = f"{where}{key}"
@@ -107,7 +110,7 @@ class Flag:
 
     def check(self, value, name: str) -> None:
         if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}")
+            raise ValueError(f"{name} must be true or false, got {value!r}")  # noqa: TRY004
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class Text:
 
     def check(self, value, name: str) -> None:
         if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {value!r}")
+            raise ValueError(f"{name} must be a string, got {value!r}")  # noqa: TRY004
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ class Table:
 
     def check(self, value, name: str) -> None:
         if not isinstance(value, Mapping):
-            raise ValueError(f"{name} must be a table, got {value!r}")
+            raise ValueError(f"{name} must be a table, got {value!r}")  # noqa: TRY004
 
 
 def check(settings: Mapping, schema: Mapping[str, Any],
