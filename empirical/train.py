@@ -59,12 +59,17 @@ def resolve_device(device: str | None) -> torch.device:
 def load_teacher(path: str | Path, num_classes: int) -> tuple[torch.nn.Module, dict]:
     """The model saved by a finished run (``model.pt``), in eval mode, and its metadata."""
     saved = load_model_file(path)
-    if saved["num_classes"] != num_classes:
-        raise ValueError(f"--teacher has {saved['num_classes']} classes but the recipe's dataset "
-                         f"has {num_classes}")
+    if saved.get("num_classes") != num_classes:
+        raise ValueError(f"--teacher has {saved.get('num_classes')!r} classes but the recipe's "
+                         f"dataset has {num_classes}")
     model = build_model(saved["model_name"], saved["num_classes"])
-    model.load_state_dict(saved["state_dict"])
-    info = {key: saved[key] for key in ("model_name", "num_classes", "dataset", "test_accuracy")}
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"--teacher {str(path)!r}: its weights do not fit a "
+                         f"{saved['model_name']!r} ({str(err).splitlines()[0][:200]})") from None
+    info = {key: saved.get(key) for key in ("model_name", "num_classes", "dataset",
+                                            "test_accuracy")}
     return model.eval(), info
 
 
@@ -113,6 +118,9 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
         fingerprints = {"recipe": recipe_fingerprint(recipe),
                         "data": dataset_fingerprint(dataset),
                         "teacher": teacher_fingerprint(teacher)}
+        if teacher is not None:  # a wrong teacher is refused before the run begins
+            with torch.random.fork_rng(devices=[]):
+                load_teacher(teacher, len(dataset.classes))
         if rank == 0:
             state, resume = begin_run(directory, recipe, fingerprints, resume,
                                       restart_changed)

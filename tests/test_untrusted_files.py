@@ -132,3 +132,33 @@ def test_a_logit_file_holding_a_pickle_is_refused_in_one_line(tmp_path, marker, 
                  str(logits)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
+
+
+def test_a_wrong_architecture_teacher_is_one_line_and_leaves_no_run(tmp_path, capsys,
+                                                                    monkeypatch):
+    from stingy.empirical.models import build_model
+    from stingy.empirical.runs import save_model
+    from tests.empirical.tiny import write_image_folder
+
+    monkeypatch.setenv("STINGY_CACHE", str(tmp_path / "cache"))
+    folder = write_image_folder(tmp_path / "images")
+    teacher = tmp_path / "model.pt"
+    save_model(teacher, build_model("preresnet20", 10), model_name="cnn", num_classes=10,
+               dataset="cifar10", recipe={}, test_accuracy=0.5)
+    code = main(["distill", "cifar10-cnn-kd", "--teacher", str(teacher), "--data", str(folder),
+                 "--out", str(tmp_path / "runs"), "--name", "s", "--device", "cpu"])
+    err = [line for line in capsys.readouterr().err.split("\n") if line.strip()]
+    assert code == 2 and len(err) == 1 and "do not fit a 'cnn'" in err[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_truncated_data_cache_is_decoded_again(tmp_path):
+    write_cifar10_python(tmp_path / "src")
+    source = tmp_path / "src" / "cifar-10-batches-py"
+    first = data.load_dataset("cifar10", data=source, cache_dir=tmp_path / "cache",
+                              progress=False)
+    (cached,) = (tmp_path / "cache").glob("*.npz")
+    cached.write_bytes(cached.read_bytes()[:300])
+    again = data.load_dataset("cifar10", data=source, cache_dir=tmp_path / "cache",
+                              progress=False)
+    np.testing.assert_array_equal(again.train_images, first.train_images)
