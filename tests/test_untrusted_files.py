@@ -162,3 +162,19 @@ def test_a_truncated_data_cache_is_decoded_again(tmp_path):
     again = data.load_dataset("cifar10", data=source, cache_dir=tmp_path / "cache",
                               progress=False)
     np.testing.assert_array_equal(again.train_images, first.train_images)
+
+
+@pytest.mark.parametrize("content", ["payload", "truncated"])
+def test_a_logit_bank_file_with_a_payload_or_truncated_is_refused(content, tmp_path, marker):
+    from stingy.empirical.bank import AugmentStream, LogitBank
+    from stingy.empirical.models import build_model
+    from tests.empirical.test_bank import tiny_data
+
+    torch.manual_seed(0)
+    bank = LogitBank(tmp_path / "bank", build_model("cnn", 10), tiny_data(), AugmentStream(0, 16))
+    bank.path(0).parent.mkdir(parents=True)
+    torch.save({"key": Payload(marker), "epoch": 0, "logits": torch.zeros(1)}, bank.path(0))
+    if content == "truncated":
+        bank.path(0).write_bytes(bank.path(0).read_bytes()[:100])
+    with pytest.raises(ValueError, match="logit bank file"):
+        bank.epoch(0, "cpu")
