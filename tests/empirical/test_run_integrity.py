@@ -167,3 +167,17 @@ def test_resume_keeps_only_metrics_up_to_the_checkpoint(tmp_path):
     train(tmp_path, resume=True, extra=["schedule.epochs=3"])
     assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [1, 2, 3]
     assert (tmp_path / "run" / STATE).is_file()
+
+
+def test_reproduce_reruns_a_paper_run_killed_before_its_first_checkpoint(tmp_path):
+    from stingy.figures.reproduce import PAPER_DIR, run_recipe
+
+    folder = write_image_folder(tmp_path / "images")
+    killed = tmp_path / "results" / PAPER_DIR / "runs" / "teacher"
+    killed.mkdir(parents=True)
+    (killed / "recipe.json").write_text("{}")  # written before the kill, nothing else
+    run = {"name": "teacher", "recipe": "cifar10-cnn-scratch",
+           "set": ["schedule.epochs=1", "train.batch_size=16", "train.progress=false"]}
+    summary = run_recipe(tmp_path / "results", run, str(folder))
+    assert summary["test_accuracy"] is not None
+    assert read_state(killed)["state"] == "finished"
