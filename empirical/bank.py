@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from stingy.empirical.runs import load_torch_file
 from stingy.io import save_torch
 
 BANK_FORMAT = 1
@@ -147,8 +148,8 @@ class LogitBank:
         """The logits of ``epoch`` on ``device``: read from the bank, or computed and saved."""
         path = self.path(epoch)
         if path.is_file():
-            record = torch.load(path, map_location="cpu", weights_only=True)
-            if record.get("key") != json.dumps(self.key, sort_keys=True) or \
+            record = load_torch_file(path, "logit bank file")
+            if not isinstance(record, dict) or record.get("key") != json.dumps(self.key, sort_keys=True) or \
                     record.get("epoch") != epoch:
                 raise ValueError(f"logit bank file {path} does not match its key; delete it")
         else:

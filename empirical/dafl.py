@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from stingy.empirical.runs import load_torch_file
 from stingy.io import save_torch
 from stingy.theory.operators import distillation_kl
 from stingy.theory.validation import check_temperature
@@ -171,7 +172,7 @@ def distill_data_free(teacher: nn.Module, student: nn.Module, *,
     noise = torch.Generator(device=device).manual_seed(seed)
     start, history = 0, []
     if checkpoint_path is not None and Path(checkpoint_path).is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        state = load_torch_file(Path(checkpoint_path), "DAFL checkpoint")
         generator.load_state_dict(state["generator"])
         student.load_state_dict(state["student"])
         optimizer_g.load_state_dict(state["optimizer_generator"])

@@ -24,9 +24,17 @@ A directory given as a source may hold the dataset itself or one of its usual na
   (apple, aquarium_fish, ...), so a folder of either gets the official labels.
 
 The decoded arrays are cached as ``<cache_dir>/<name>-<key>.npz`` (``cache_dir`` defaults to
-``$STINGY_CACHE`` or ``~/.cache/stingy``), where ``key`` hashes the source's resolved path,
-size and modification time, so a changed source is decoded again. Every file is written
-atomically; an error leaves no partial cache or download behind.
+``$STINGY_CACHE`` or ``~/.cache/stingy``), where ``key`` hashes this module's code, the
+source's resolved path and the name, size and modification time of every file in it, so a
+changed source or decoder is decoded again. Every file is written atomically; an error
+leaves no partial cache or download behind.
+
+Untrusted input: the CIFAR pickles are read by :class:`CifarUnpickler`, which admits only
+the types that format holds (dicts, lists, bytes, str, numbers and numpy arrays), so a planted
+``__reduce__`` runs nothing. A directory source yields only the files that lie inside it
+(a symlink pointing out of the root is skipped). Archive members are checked against
+``MAX_MEMBER_BYTES`` and ``MAX_ARCHIVE_BYTES`` from their headers before any byte is read.
+A download must finish within ``DOWNLOAD_DEADLINE_S`` seconds.
 """
 
 from __future__ import annotations
@@ -36,7 +44,10 @@ import io
 import os
 import pickle
 import tarfile
+import time
 import urllib.request
+import zipfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +55,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stingy.io import atomic_write
+from stingy.io import atomic_write, file_digest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,6 +85,9 @@ KNOWN_NAMES = {
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 CACHE_FORMAT = 1  # bump when the decoded layout changes
+MAX_MEMBER_BYTES = 256 * 2**20   # one file of a source (CIFAR-100's train pickle: 147 MiB)
+MAX_ARCHIVE_BYTES = 1024 * 2**20  # all files of an archive together (CIFAR-100: 178 MiB)
+DOWNLOAD_DEADLINE_S = 1800.0     # a whole download (163 MiB) at >= 0.1 MiB/s
 
 
 @dataclass(frozen=True)
@@ -187,10 +201,11 @@ def load_dataset(name: str, data: str | os.PathLike | None = None,
 
 
 def source_key(source: Path) -> str:
-    """Hash of the source's identity: resolved path, size and mtime of every file in it."""
+    """Hash of the decoder's code and the source's identity: resolved path, and the name, size
+    and mtime of every file in it."""
     source = source.resolve()
-    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
-    digest = hashlib.sha256(f"{CACHE_FORMAT}\n{source}\n".encode())
+    files = _files_inside(source) if source.is_dir() else [source]
+    digest = hashlib.sha256(f"{CACHE_FORMAT}\n{file_digest(__file__)}\n{source}\n".encode())
     for path in files:
         stat = path.stat()
         digest.update(f"{path.relative_to(source.parent)}:{stat.st_size}:{stat.st_mtime_ns}\n"
@@ -209,7 +224,7 @@ def _read_cache(path: Path, name: str) -> ImageDataset | None:
                                 train_labels=arrays["train_labels"],
                                 test_images=arrays["test_images"],
                                 test_labels=arrays["test_labels"])
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
 
@@ -228,19 +243,38 @@ def decode_source(name: str, source: Path, progress: bool = False) -> ImageDatas
 
 # ----------------------------------------------------------------------------- sources
 
+def _files_inside(root: Path) -> list[Path]:
+    """The regular files under ``root`` whose real path lies inside it, sorted (a symlink that
+    leads out of the root is passed over)."""
+    real_root = root.resolve()
+    files = []
+    for path in sorted(root.rglob("*")):
+        real = path.resolve()
+        if real.is_file() and real.is_relative_to(real_root):
+            files.append(path)
+    return files
+
+
+def _check_size(size: int, name: str, source: Path) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise ValueError(f"{source}: {name} is {size} bytes, over the {MAX_MEMBER_BYTES}-byte "
+                         f"limit for one file of a dataset")
+
+
 class _DirectoryFiles:
-    """The files under a directory, by relative POSIX path."""
+    """The files inside a directory, by relative POSIX path."""
 
     def __init__(self, root: Path):
         self.root = root
-        self.names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                            if p.is_file())
+        self.names = [p.relative_to(root).as_posix() for p in _files_inside(root)]
 
     def find(self, basename: str) -> str | None:
         return next((n for n in self.names if n.rsplit("/", 1)[-1] == basename), None)
 
     def read(self, name: str) -> bytes:
-        return (self.root / name).read_bytes()
+        path = self.root / name
+        _check_size(path.stat().st_size, name, self.root)
+        return path.read_bytes()
 
     def close(self) -> None:
         pass
@@ -254,13 +288,20 @@ class _ArchiveFiles(_DirectoryFiles):
             raise ValueError(f"data file {path} must be a .tar.gz, .tgz or .tar archive "
                              f"(or give a directory)")
         self.contents: dict[str, bytes] = {}
+        total = 0
         try:
             with tarfile.open(path, "r|*") as tar:
                 for member in tar:
-                    if member.isfile():
-                        self.contents[member.name.removeprefix("./")] = \
-                            tar.extractfile(member).read()
-        except (tarfile.TarError, EOFError, OSError, ValueError) as err:
+                    if not member.isfile():
+                        continue
+                    _check_size(member.size, member.name, path)  # from the header, unread
+                    total += member.size
+                    if total > MAX_ARCHIVE_BYTES:
+                        raise ValueError(f"{path}: the archive's files add up to more than "
+                                         f"{MAX_ARCHIVE_BYTES} bytes")
+                    self.contents[member.name.removeprefix("./")] = \
+                        tar.extractfile(member).read()
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
             raise ValueError(f"archive {path} is corrupt or truncated ({err})") from None
         self.names = sorted(self.contents)
 
@@ -271,11 +312,30 @@ class _ArchiveFiles(_DirectoryFiles):
         self.contents.clear()
 
 
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler for the CIFAR python format: built-in containers, bytes, str and numbers,
+    the numpy callables that rebuild an array, and ``_codecs.encode`` (how protocol 2 writes
+    bytes from Python 3). Any other global (``os.system``,
+    ``builtins.eval``, ...) is refused before it is looked up, so nothing runs."""
+
+    ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    })
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR "
+                                         f"file")
+        return super().find_class(module, name)
+
+
 def _unpickle(files, name: str, source: Path) -> dict:
     try:
-        return pickle.loads(files.read(name), encoding="bytes")
+        return CifarUnpickler(io.BytesIO(files.read(name)), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError) as err:
+            ImportError, IndexError, KeyError, MemoryError) as err:
         raise ValueError(f"{source}: {name} is not a readable CIFAR pickle ({err})") from None
 
 
@@ -428,15 +488,18 @@ def download_archive(name: str, cache_dir: Path, progress: bool = True) -> Path:
 
     def fetch(out) -> None:
         digest = hashlib.md5()
+        deadline = time.monotonic() + DOWNLOAD_DEADLINE_S
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, desc=f"downloading {name}", unit="B", unit_scale=True,
                           disable=not progress, leave=False) as bar:
-                    while block := response.read(1 << 20):
+                    while block := response.read(1 << 16):
                         digest.update(block)
                         out.write(block)
                         bar.update(len(block))
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"not finished within {DOWNLOAD_DEADLINE_S:g} s")
         except OSError as err:
             raise FileNotFoundError(f"cannot download {name} from {url} ({err}); give "
                                     f"data=PATH or set STINGY_DATA instead") from None

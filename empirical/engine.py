@@ -35,6 +35,7 @@ from stingy.empirical.runs import (
     METRICS,
     MODEL,
     RECIPE,
+    Diverged,
     check_same_recipe,
     load_checkpoint,
     metrics_up_to,
@@ -203,7 +204,7 @@ def all_sum(values: list[float], device) -> list[float]:
 def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Module | None,
         run_dir: str | Path, *, mean, std, device="cpu", resume: bool = False,
         stop_after_epochs: int | None = None, deadline: float | None = None,
-        on_epoch=None) -> dict:
+        on_epoch=None, run_id: str | None = None) -> dict:
     """Train ``student`` by ``recipe`` on ``dataset``; return the summary (also saved).
 
     ``stop_after_epochs`` (a test hook) returns after that many epochs in this call, as if the
@@ -211,6 +212,9 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
     value) stops before an epoch when the mean epoch time so far says the remaining epochs
     would end after it (the checkpoint stays, so ``resume`` can finish the run later).
     ``on_epoch(record)`` is called with every metrics record (progress output for scripts).
+    ``run_id`` is stored in each checkpoint; resuming refuses a checkpoint of another run.
+    A non-finite mean training loss after an epoch raises ``Diverged("diverged at epoch E")``
+    before anything of that epoch is saved.
     """
     run_dir = Path(run_dir)
     device = torch.device(device)
@@ -243,7 +247,7 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
     start_epoch, history, best = 0, [], 0.0
     if resume:
         check_same_recipe(run_dir, recipe)
-        state = load_checkpoint(run_dir)
+        state = load_checkpoint(run_dir, run_id)
         student.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -303,6 +307,9 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
         names = sorted(sums)
         totals = all_sum([float(sums[name]) for name in names] + [seen], device)
         means = {name: total / totals[-1] for name, total in zip(names, totals)}
+        if not math.isfinite(means["loss"]):
+            raise Diverged(f"diverged at epoch {epoch + 1}: the mean training loss is "
+                           f"{means['loss']} (lower optim.lr or check the recipe)")
         test_logits = predict(student, test_data, train_cfg["eval_batch_size"], autocast,
                               channels_last)
         accuracy, test_loss = accuracy_and_loss(test_logits, test_data.labels)
@@ -319,7 +326,8 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
         if rank == 0:
             if (epoch + 1) % train_cfg["checkpoint_every"] == 0 or epoch + 1 == schedule["epochs"]:
                 save_checkpoint(run_dir, epoch=epoch + 1, model=student, optimizer=optimizer,
-                                scheduler=scheduler, generators=generators, best_accuracy=best)
+                                scheduler=scheduler, generators=generators, best_accuracy=best,
+                                run_id=run_id)
             append_jsonl(run_dir / METRICS, record)
             if on_epoch is not None:
                 on_epoch(record)

@@ -41,7 +41,14 @@ from stingy.empirical.engine import DeviceData, balanced_subset, drive_record, p
 from stingy.empirical.objectives import kept_classes
 from stingy.empirical.real_teacher_theory import GRID_TEMPERATURES
 from stingy.empirical.recipes import load_recipe
-from stingy.empirical.runs import CHECKPOINT, MODEL, SUMMARY
+from stingy.empirical.runs import (
+    MODEL,
+    SUMMARY,
+    dataset_fingerprint,
+    read_state,
+    recipe_fingerprint,
+    teacher_fingerprint,
+)
 from stingy.io import atomic_write, read_jsonl, write_csv, write_json
 from stingy.theory.operators import sparsify_logits
 from stingy.theory.sweep import theory_grid
@@ -63,16 +70,23 @@ def first_of_each_class(labels: torch.Tensor, count: int) -> torch.Tensor:
 
 
 def _run(recipe_name: str, *, dataset, out: Path, device, teacher=None, overrides=None) -> dict:
-    """Train one quick recipe in ``out/runs/<name>``: reuse it if finished, resume if not."""
+    """Train one quick recipe in ``out/runs/<name>``: reuse it if it finished with the same
+    recipe, data and teacher (their fingerprints in run.json), else resume or start it over
+    (a run killed at any point, or one made from other inputs)."""
     from stingy.empirical.train import train_recipe
 
     directory = out / "runs" / recipe_name
-    if (directory / MODEL).is_file() and (directory / SUMMARY).is_file():
-        return json.loads((directory / SUMMARY).read_text())
     recipe = load_recipe(recipe_name, overrides)
+    state = read_state(directory)
+    wanted = {"recipe": recipe_fingerprint(recipe), "data": dataset_fingerprint(dataset),
+              "teacher": teacher_fingerprint(teacher)}
+    if (state is not None and state.get("state") == "finished"
+            and state.get("fingerprints") == wanted
+            and (directory / SUMMARY).is_file() and (directory / MODEL).is_file()):
+        return json.loads((directory / SUMMARY).read_text())
     return train_recipe(recipe, dataset=dataset, out=out / "runs", name=recipe_name,
-                        device=device, teacher=teacher,
-                        resume=(directory / CHECKPOINT).is_file())
+                        device=device, teacher=teacher, resume=directory.is_dir(),
+                        restart_changed=True)
 
 
 def run_quick_profile(*, data=None, out="out/quick", device="cpu", dataset=None,

@@ -2,23 +2,27 @@
 
 A recipe is a packaged name (``empirical/recipes/<name>.toml``) or a path to a TOML file.
 ``extends = "other-recipe"`` at the top level starts from another recipe (recursively) and
-replaces only the keys it sets. ``--set section.key=value`` overrides any key afterwards; the
+replaces only the keys it sets; a path in ``extends`` is relative to the recipe's own file. ``--set section.key=value`` overrides any key afterwards; the
 value is parsed as a TOML value (``0.1``, ``true``, ``[60, 120]``, ``"sgd"``) and falls back
-to a plain string. Every key must exist in :data:`DEFAULTS`, so a typo is an error.
+to a plain string. Every key must exist in :data:`DEFAULTS`, so a typo is an error, and every value is checked
+once against :data:`SCHEMA` (type, finiteness, range) when the recipe is loaded.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import tomllib
+
+from stingy.settings import Choice, Flag, ListOf, Number, Table, Text, check, merge
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 
 METHODS = ("scratch", "kd", "stingy", "within", "reversed", "nasty", "dafl")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("multistep", "onecycle", "constant")
+DATASETS = ("cifar10", "cifar100")
+MAX_TEMPERATURE = 1000.0  # the largest T the studies use (the theory grid's top end)
 
 DEFAULTS: dict = {
     "description": "",
@@ -76,46 +80,42 @@ def packaged_recipes() -> list[str]:
     return sorted(path.stem for path in RECIPE_DIR.glob("*.toml"))
 
 
-def recipe_path(recipe: str | Path) -> Path:
-    """The TOML file of a packaged name or a path; ValueError names both options."""
+def recipe_path(recipe: str | Path, relative_to: Path | None = None) -> Path:
+    """The TOML file of a packaged name or a path (relative to ``relative_to`` when given:
+    the folder of the recipe that extends it); ValueError names both options."""
+    if not isinstance(recipe, (str, Path)) or not str(recipe):
+        raise ValueError(f"recipe (and extends) must be a packaged recipe name or a path to a "
+                         f".toml file, got {recipe!r}")
     path = Path(recipe)
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
     if path.suffix == ".toml" and path.is_file():
         return path
     packaged = RECIPE_DIR / f"{recipe}.toml"
-    if packaged.is_file():
+    if "/" not in str(recipe) and packaged.is_file():
         return packaged
     raise ValueError(f"recipe must be a packaged recipe name ({', '.join(packaged_recipes())}) "
                      f"or a path to a .toml file, got {str(recipe)!r}")
 
 
-def _merge(base: dict, update: dict, where: str = "") -> dict:
-    """Recursive dict update that refuses keys absent from ``base`` (typos)."""
-    merged = copy.deepcopy(base)
-    for key, value in update.items():
-        name = f"{where}{key}"
-        if key not in base:
-            raise ValueError(f"recipe key {name!r} is unknown; allowed keys here: "
-                             f"{', '.join(sorted(base))}")
-        if isinstance(base[key], dict) and key != "options":
-            if not isinstance(value, dict):
-                raise ValueError(f"recipe key {name!r} must be a table, got {value!r}")
-            merged[key] = _merge(base[key], value, f"{name}.")
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+def _merge(base: dict, update: dict) -> dict:
+    return merge(base, update, what="recipe", opaque=("options",))
 
 
-def _read(recipe: str | Path, seen: tuple = ()) -> dict:
-    path = recipe_path(recipe)
-    if path in seen:
+def _read(recipe: str | Path, seen: tuple = (), relative_to: Path | None = None) -> dict:
+    path = recipe_path(recipe, relative_to)
+    if path.resolve() in seen:
         raise ValueError(f"recipe {path} extends itself (cycle {[str(p) for p in seen]})")
-    with open(path, "rb") as f:
-        try:
-            table = tomllib.load(f)
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"recipe {path} is not valid TOML: {err}") from None
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"recipe {path} is not valid TOML: {err}") from None
     parent = table.pop("extends", None)
-    base = _read(parent, (*seen, path)) if parent else DEFAULTS
+    if parent is not None and (not isinstance(parent, str) or not parent):
+        raise ValueError(f"extends in {path} must be a recipe name or a path to a .toml file "
+                         f"(relative to {path.parent}), got {parent!r}")
+    base = (_read(parent, (*seen, path.resolve()), path.parent) if parent is not None
+            else DEFAULTS)
     return _merge(base, table)
 
 
@@ -153,51 +153,50 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> dict:
     return {"recipe": recipe_path(recipe).stem, **loaded}
 
 
-def _positive(value, name: str, integer: bool = False, allow_zero: bool = False):
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or value < 0 or (value == 0 and not allow_zero):
-        kind = "an integer" if integer else "a number"
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {kind} {bound}, got {value!r}")
+def build_recipe(table: dict, name: str = "custom") -> dict:
+    """A recipe from a table laid out like a recipe file (without ``extends``), validated."""
+    return {"recipe": name, **validate_recipe(_merge(DEFAULTS, table))}
+
+
+def _schema() -> dict:
+    from stingy.empirical.models import BUILDERS
+
+    positive, fraction = Number(0, open_low=True), Number(0, 1)
+    count, size = Number(0, integer=True), Number(1, integer=True)
+    return {
+        "description": Text(), "seed": Number(0, 2**32 - 2, integer=True),
+        "data.dataset": Choice(tuple(DATASETS)), "data.train_subset": count,
+        "data.test_subset": count,
+        "model.name": Choice(tuple(BUILDERS)),
+        "method.name": Choice(METHODS), "method.temperature": Number(0, MAX_TEMPERATURE,
+                                                                     open_low=True),
+        "method.alpha": fraction, "method.ratio": fraction, "method.k": count,
+        "method.nasty_weight": Number(0),
+        "optim.name": Choice(OPTIMIZERS), "optim.lr": positive,
+        "optim.momentum": Number(0, 1, open_high=True), "optim.nesterov": Flag(),
+        "optim.weight_decay": Number(0),
+        "schedule.name": Choice(SCHEDULES), "schedule.epochs": size,
+        "schedule.milestones": ListOf(size), "schedule.gamma": Number(0, 1, open_low=True),
+        "schedule.warmup_fraction": Number(0, 1, open_low=True, open_high=True),
+        "schedule.final_lr_fraction": fraction,
+        "train.batch_size": size, "train.eval_batch_size": size,
+        "train.label_smoothing": Number(0, 1, open_high=True), "train.augment": Flag(),
+        "train.bf16": Flag(), "train.channels_last": Flag(), "train.compile": Flag(),
+        "train.progress": Flag(), "train.checkpoint_every": size,
+        "dafl.steps": count, "dafl.batch_size": count, "dafl.options": Table(),
+    }
 
 
 def validate_recipe(recipe: dict) -> dict:
-    """Check value ranges (names, positive sizes); ValueError names the key."""
+    """Check every key against the schema (type, finiteness, range); ValueError names it."""
     recipe = {key: value for key, value in recipe.items() if key != "recipe"}
-    method, optim, schedule, train = (recipe[k] for k in ("method", "optim", "schedule", "train"))
-    if method["name"] not in METHODS:
-        raise ValueError(f"method.name must be one of {', '.join(METHODS)}, got {method['name']!r}")
-    if optim["name"] not in OPTIMIZERS:
-        raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {optim['name']!r}")
-    if schedule["name"] not in SCHEDULES:
-        raise ValueError(f"schedule.name must be one of {', '.join(SCHEDULES)}, "
-                         f"got {schedule['name']!r}")
-    _positive(recipe["seed"], "seed", integer=True, allow_zero=True)
-    _positive(schedule["epochs"], "schedule.epochs", integer=True)
-    _positive(optim["lr"], "optim.lr")
-    _positive(optim["weight_decay"], "optim.weight_decay", allow_zero=True)
-    _positive(train["batch_size"], "train.batch_size", integer=True)
-    _positive(train["eval_batch_size"], "train.eval_batch_size", integer=True)
-    _positive(train["checkpoint_every"], "train.checkpoint_every", integer=True)
-    _positive(recipe["data"]["train_subset"], "data.train_subset", integer=True, allow_zero=True)
-    _positive(recipe["data"]["test_subset"], "data.test_subset", integer=True, allow_zero=True)
-    _positive(recipe["dafl"]["steps"], "dafl.steps", integer=True, allow_zero=True)
-    _positive(recipe["dafl"]["batch_size"], "dafl.batch_size", integer=True, allow_zero=True)
-    _positive(method["temperature"], "method.temperature")
-    _positive(method["k"], "method.k", integer=True, allow_zero=True)
-    _positive(method["nasty_weight"], "method.nasty_weight", allow_zero=True)
-    if not 0 <= method["alpha"] <= 1:
-        raise ValueError(f"method.alpha must be a number in [0, 1], got {method['alpha']!r}")
-    if not 0 <= train["label_smoothing"] < 1:
-        raise ValueError(f"train.label_smoothing must be in [0, 1), got {train['label_smoothing']!r}")
-    if method["name"] in ("stingy", "within") and method["k"] == 0 and not 0 < method["ratio"] <= 1:
+    check(recipe, _schema())
+    method, optim = recipe["method"], recipe["optim"]
+    if optim["nesterov"] and optim["momentum"] == 0:
+        raise ValueError("optim.nesterov = true needs optim.momentum > 0")
+    if method["name"] in ("stingy", "within") and method["k"] == 0 and method["ratio"] == 0:
         raise ValueError(f"method {method['name']!r} needs method.k >= 1 or method.ratio in (0, 1], "
                          f"got k={method['k']}, ratio={method['ratio']}")
-    if not all(isinstance(m, int) and 0 < m for m in schedule["milestones"]):
-        raise ValueError(f"schedule.milestones must be positive integers, got {schedule['milestones']!r}")
-    if not 0 < schedule["warmup_fraction"] < 1:
-        raise ValueError(f"schedule.warmup_fraction must be in (0, 1), "
-                         f"got {schedule['warmup_fraction']!r}")
     return recipe
 
 

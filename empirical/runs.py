@@ -1,29 +1,61 @@
-"""Run directories, checkpoints and random states.
+"""Run directories, checkpoints, random states, and the integrity of a run.
 
 One directory per run, ``<out>/<name>`` with name ``<recipe>-<YYYYmmdd-HHMMSS>`` unless
-given. It holds ``recipe.json`` (the resolved recipe), ``metrics.jsonl`` (one line per
+given (a plain name: letters, digits, ``.``, ``_``, ``-``). It holds ``run.json`` (the run id,
+its state ``running`` / ``finished`` / ``failed`` and the recipe, data and teacher
+fingerprints), ``recipe.json`` (the resolved recipe), ``metrics.jsonl`` (one line per
 epoch), ``checkpoint.pt`` (everything needed to resume, rewritten atomically every epoch),
-``model.pt`` (the final weights plus what a student needs to use it as a teacher) and
-``summary.json``. An existing directory is never reused unless ``resume`` is asked for.
+``model.pt`` (the final weights plus what a student needs to use it as a teacher),
+``summary.json`` and ``.lock``. An existing directory is never reused unless ``resume`` is
+asked for; resuming refuses a run whose fingerprints or run id differ, and starts a run with
+no checkpoint over. Every ``.pt`` file holds only tensors and plain types and is read with
+``torch.load(weights_only=True)``, so a planted pickle runs no code.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
+import pickle
 import random
+import re
 import time
+import uuid
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from stingy.io import read_jsonl, save_torch, write_json, write_text
+from stingy.io import (  # noqa: F401 - Diverged is raised by the training loops via runs
+    Diverged,
+    ExclusiveLock,
+    file_digest,
+    read_jsonl,
+    remove_stale_temps,
+    save_torch,
+    strict_json,
+    write_json,
+    write_text,
+)
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 METRICS = "metrics.jsonl"
 RECIPE = "recipe.json"
 SUMMARY = "summary.json"
+STATE = "run.json"
+LOCK = ".lock"
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_run_name(name: str) -> str:
+    """A run name is a plain folder name, so a run never writes outside ``--out``."""
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
+        raise ValueError(f"--name must be a plain name (letters, digits, '.', '_', '-'; "
+                         f"no '/' and not starting with '.'), got {name!r}")
+    return name
 
 
 def run_directory(out: str | Path, recipe_name: str, name: str | None, resume: bool,
@@ -34,12 +66,12 @@ def run_directory(out: str | Path, recipe_name: str, name: str | None, resume: b
     if resume:
         if not name:
             raise ValueError("--resume needs --name NAME (the run directory under --out to resume)")
-        directory = out / name
-        if not (directory / CHECKPOINT).is_file():
-            raise ValueError(f"--resume: no checkpoint at {directory / CHECKPOINT} "
-                             f"(check --out and --name)")
+        directory = out / check_run_name(name)
+        if not directory.is_dir():
+            raise ValueError(f"--resume: no run directory {directory} (check --out and --name)")
         return directory
-    name = name or f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = check_run_name(f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}" if name is None
+                          else name)
     directory = out / name
     if directory.exists():
         raise ValueError(f"run directory {directory} already exists; choose another --name or "
@@ -50,10 +82,15 @@ def run_directory(out: str | Path, recipe_name: str, name: str | None, resume: b
 
 
 def random_states(generators: dict[str, torch.Generator]) -> dict:
-    """Every random state a run depends on: Python, NumPy, torch (CPU, CUDA) and ours."""
+    """Every random state a run depends on (Python, NumPy, torch, CUDA and ours), as tensors
+    and plain types, so a checkpoint loads with ``weights_only=True``."""
+    version, python_state, gauss = random.getstate()
+    key, numpy_state, position, has_gauss, cached = np.random.get_state()
     states = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64),
+                   "gauss": gauss},
+        "numpy": {"key": key, "state": torch.from_numpy(numpy_state.astype(np.int64)),
+                  "pos": int(position), "has_gauss": int(has_gauss), "gauss": float(cached)},
         "torch": torch.get_rng_state(),
         "generators": {name: g.get_state() for name, g in generators.items()},
     }
@@ -63,8 +100,11 @@ def random_states(generators: dict[str, torch.Generator]) -> dict:
 
 
 def restore_random_states(states: dict, generators: dict[str, torch.Generator]) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    python = states["python"]
+    random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
+    numpy = states["numpy"]
+    np.random.set_state((numpy["key"], numpy["state"].numpy().astype(np.uint32), numpy["pos"],
+                         numpy["has_gauss"], numpy["gauss"]))
     torch.set_rng_state(states["torch"])
     for name, generator in generators.items():
         generator.set_state(states["generators"][name])
@@ -73,9 +113,10 @@ def restore_random_states(states: dict, generators: dict[str, torch.Generator]) 
 
 
 def save_checkpoint(directory: Path, *, epoch: int, model, optimizer, scheduler,
-                    generators: dict, best_accuracy: float) -> None:
+                    generators: dict, best_accuracy: float, run_id: str) -> None:
     """Atomically write the state after ``epoch`` epochs (1-based) to ``checkpoint.pt``."""
     save_torch(directory / CHECKPOINT, {
+        "run_id": run_id,
         "epoch": epoch,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -85,8 +126,28 @@ def save_checkpoint(directory: Path, *, epoch: int, model, optimizer, scheduler,
     })
 
 
-def load_checkpoint(directory: Path) -> dict:
-    return torch.load(directory / CHECKPOINT, map_location="cpu", weights_only=False)
+def load_torch_file(path: Path, what: str):
+    """``torch.load(weights_only=True)`` on CPU; ValueError (naming ``what``) for a file that
+    is truncated, not a torch file, or holds anything but tensors and plain types."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile,
+            KeyError, AttributeError, TypeError, IndexError, UnicodeDecodeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{what} {str(path)!r} is truncated, not a stingy file, or holds "
+                         f"more than tensors and plain data ({reason[:200]})") from None
+
+
+def load_checkpoint(directory: Path, run_id: str | None = None) -> dict:
+    """The checkpoint of the run in ``directory``; ValueError when it belongs to another run."""
+    state = load_torch_file(directory / CHECKPOINT, "--resume: checkpoint")
+    if not isinstance(state, dict) or "epoch" not in state or "model" not in state:
+        raise ValueError(f"--resume: {directory / CHECKPOINT} is not a checkpoint written by "
+                         f"stingy")
+    if run_id is not None and state.get("run_id") != run_id:
+        raise ValueError(f"--resume: {directory / CHECKPOINT} belongs to another run "
+                         f"(run id {state.get('run_id')!r}, this run is {run_id!r})")
+    return state
 
 
 def check_same_recipe(directory: Path, recipe: dict) -> None:
@@ -109,7 +170,7 @@ def metrics_up_to(directory: Path, epoch: int) -> list[dict]:
 
 def rewrite_metrics(directory: Path, records: list[dict]) -> None:
     """Atomically replace ``metrics.jsonl`` with ``records`` (used when resuming)."""
-    write_text(directory / METRICS, "".join(json.dumps(record) + "\n" for record in records))
+    write_text(directory / METRICS, "".join(strict_json(record) + "\n" for record in records))
 
 
 def save_model(path: Path, model, *, model_name: str, num_classes: int, dataset: str,
@@ -128,7 +189,7 @@ def load_model_file(path: str | Path) -> dict:
     if not path.is_file():
         raise ValueError(f"--teacher must be a model.pt file or a run directory holding one, "
                          f"got {str(path)!r} (not found)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = load_torch_file(path, "--teacher")
     if not isinstance(saved, dict) or "state_dict" not in saved or "model_name" not in saved:
         raise ValueError(f"--teacher {str(path)!r} is not a model file written by `stingy train`")
     return saved
@@ -136,3 +197,88 @@ def load_model_file(path: str | Path) -> dict:
 
 def write_summary(directory: Path, summary: dict) -> None:
     write_json(directory / SUMMARY, summary)
+
+
+# ----------------------------------------------------------------------------- integrity
+
+def recipe_fingerprint(recipe: dict) -> str:
+    return hashlib.sha256(strict_json(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def dataset_fingerprint(dataset) -> str:
+    """sha256 of the dataset's content: class names, images and labels of both splits."""
+    digest = hashlib.sha256(json.dumps(list(dataset.classes)).encode())
+    for array in (dataset.train_images, dataset.train_labels, dataset.test_images,
+                  dataset.test_labels):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()[:16]
+
+
+def teacher_fingerprint(teacher: str | Path | None) -> str | None:
+    if teacher is None:
+        return None
+    path = Path(teacher)
+    return file_digest(path / MODEL if path.is_dir() else path)
+
+
+def read_state(directory: Path) -> dict | None:
+    """``run.json``, or None when the run never got that far (or it is unreadable)."""
+    try:
+        state = json.loads((directory / STATE).read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def write_state(directory: Path, record: dict, **changes) -> dict:
+    record = {**record, **changes,
+             "updated": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    write_json(directory / STATE, record)
+    return record
+
+
+class RunLock:
+    """The run's lock (``<run>/.lock``), taken before anything in the directory is written;
+    a second live writer fails at once, a lock left by a dead process is taken over."""
+
+    def __init__(self, directory: Path):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.lock = ExclusiveLock(directory / LOCK, f"run {directory}")
+        remove_stale_temps(directory)
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+def begin_run(directory: Path, recipe: dict, fingerprints: dict, resume: bool,
+              restart_changed: bool = False) -> tuple[dict, bool]:
+    """Mark the run ``running`` and return (state, whether to resume from a checkpoint).
+
+    On resume the recipe and fingerprints must equal the recorded ones: a ValueError names
+    what differs, or with ``restart_changed`` the run starts over. A run with no checkpoint
+    (killed or failed before its first) starts over.
+    """
+    previous = read_state(directory) if resume else None
+    if previous is not None:
+        try:
+            if (directory / RECIPE).is_file():
+                check_same_recipe(directory, recipe)
+            recorded = previous.get("fingerprints", {})
+            for key, value in fingerprints.items():
+                if recorded.get(key) != value:
+                    raise ValueError(
+                        f"--resume: the {key} differs from the one the run started with "
+                        f"(fingerprint {recorded.get(key)}, now {value}); resume with the same "
+                        f"recipe, --set, --data and --teacher")
+        except ValueError:
+            if not restart_changed:
+                raise
+            previous = None
+    if previous is None or not (directory / CHECKPOINT).is_file():
+        for stale in (CHECKPOINT, METRICS, MODEL, SUMMARY, RECIPE):
+            (directory / stale).unlink(missing_ok=True)
+        previous = {"run_id": uuid.uuid4().hex, "fingerprints": fingerprints}
+        resume = False
+    return write_state(directory, previous, state="running"), resume

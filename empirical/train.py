@@ -7,6 +7,7 @@ Used by ``stingy train`` / ``stingy distill``, the quick profile and the GPU che
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,17 @@ from stingy.empirical.runs import (
     CHECKPOINT,
     MODEL,
     RECIPE,
+    Diverged,
+    RunLock,
+    begin_run,
     check_same_recipe,
+    dataset_fingerprint,
     load_model_file,
+    recipe_fingerprint,
     run_directory,
     save_model,
+    teacher_fingerprint,
+    write_state,
     write_summary,
 )
 from stingy.io import write_json
@@ -51,12 +59,17 @@ def resolve_device(device: str | None) -> torch.device:
 def load_teacher(path: str | Path, num_classes: int) -> tuple[torch.nn.Module, dict]:
     """The model saved by a finished run (``model.pt``), in eval mode, and its metadata."""
     saved = load_model_file(path)
-    if saved["num_classes"] != num_classes:
-        raise ValueError(f"--teacher has {saved['num_classes']} classes but the recipe's dataset "
-                         f"has {num_classes}")
+    if saved.get("num_classes") != num_classes:
+        raise ValueError(f"--teacher has {saved.get('num_classes')!r} classes but the recipe's "
+                         f"dataset has {num_classes}")
     model = build_model(saved["model_name"], saved["num_classes"])
-    model.load_state_dict(saved["state_dict"])
-    info = {key: saved[key] for key in ("model_name", "num_classes", "dataset", "test_accuracy")}
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"--teacher {str(path)!r}: its weights do not fit a "
+                         f"{saved['model_name']!r} ({str(err).splitlines()[0][:200]})") from None
+    info = {key: saved.get(key) for key in ("model_name", "num_classes", "dataset",
+                                            "test_accuracy")}
     return model.eval(), info
 
 
@@ -67,12 +80,20 @@ def normalisation(dataset_name: str) -> tuple:
 def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: str | Path = "runs",
                  name: str | None = None, device: str | None = None, resume: bool = False,
                  teacher: str | Path | None = None, stop_after_epochs: int | None = None,
-                 deadline: float | None = None, on_epoch=None) -> dict:
+                 deadline: float | None = None, on_epoch=None,
+                 restart_changed: bool = False) -> dict:
     """Run ``recipe`` (from :func:`stingy.empirical.recipes.load_recipe`); return its summary.
 
     ``dataset`` (an ImageDataset) skips loading; else ``load_dataset(recipe.data.dataset,
     data=data)``. ``teacher`` is a ``model.pt`` (or its run directory); methods other than
     scratch need one. The summary is also ``<run dir>/summary.json``.
+
+    The run directory is locked while it runs (a second writer gets a ValueError-like
+    ``LockHeld`` at once) and ``run.json`` records its state: ``running``, then ``finished``,
+    or ``failed`` on any error (a non-finite loss raises :class:`~stingy.empirical.runs.Diverged`).
+    ``resume`` continues a run whose recipe, data and teacher fingerprints match (else a
+    ValueError, or with ``restart_changed`` a fresh start), and starts one with no checkpoint
+    over.
     """
     device = resolve_device(device)
     if needs_teacher(recipe) and teacher is None:
@@ -88,11 +109,52 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
         raise ValueError("under torchrun give --name so every rank uses the same run directory")
     directory = (run_directory(out, recipe["recipe"], name, resume, create=False) if rank == 0
                  else Path(out) / name)
-    if dataset is None:
-        dataset = data_module.load_dataset(recipe["data"]["dataset"], data=data)
+    created = _first_missing(directory)
+    lock = RunLock(directory) if rank == 0 else None
+    state = None
+    try:
+        if dataset is None:
+            dataset = data_module.load_dataset(recipe["data"]["dataset"], data=data)
+        fingerprints = {"recipe": recipe_fingerprint(recipe),
+                        "data": dataset_fingerprint(dataset),
+                        "teacher": teacher_fingerprint(teacher)}
+        if teacher is not None:  # a wrong teacher is refused before the run begins
+            with torch.random.fork_rng(devices=[]):
+                load_teacher(teacher, len(dataset.classes))
+        if rank == 0:
+            state, resume = begin_run(directory, recipe, fingerprints, resume,
+                                      restart_changed)
+        summary = _train(recipe, dataset, directory, device, resume, teacher, state,
+                         stop_after_epochs, deadline, on_epoch, rank, world)
+        if rank == 0:
+            write_state(directory, state, state="finished" if summary.get("finished", True)
+                        else "running")
+        return summary
+    except BaseException as err:
+        if state is not None:
+            write_state(directory, state, state="failed",
+                        error=str(err).splitlines()[0] if str(err) else type(err).__name__)
+        elif created is not None and rank == 0:  # refused before it began: leave nothing
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _first_missing(directory: Path) -> Path | None:
+    """The outermost folder of ``directory``'s path that does not exist yet (None if all do)."""
+    missing = None
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _train(recipe, dataset, directory: Path, device, resume: bool, teacher, state,
+           stop_after_epochs, deadline, on_epoch, rank: int, world: int) -> dict:
     num_classes = len(dataset.classes)
-    if rank == 0 and not resume:
-        directory.mkdir(parents=True)
     if world > 1:
         torch.distributed.barrier()
     seed_everything(recipe["seed"])
@@ -100,13 +162,14 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
     teacher_model, teacher_info = (load_teacher(teacher, num_classes) if teacher is not None
                                    else (None, None))
     mean, std = normalisation(recipe["data"]["dataset"])
+    run_id = state["run_id"] if state is not None else None
     if recipe["method"]["name"] == "dafl":
         summary = _data_free(recipe, dataset, student, teacher_model, directory, mean, std,
                              device, resume)
     else:
         summary = fit(recipe, dataset, student, teacher_model, directory, mean=mean, std=std,
                       device=device, resume=resume, stop_after_epochs=stop_after_epochs,
-                      deadline=deadline, on_epoch=on_epoch)
+                      deadline=deadline, on_epoch=on_epoch, run_id=run_id)
     if teacher_info is not None:
         summary["teacher"] = {"path": str(teacher), **teacher_info}
         if rank == 0 and summary.get("finished", True):
@@ -145,11 +208,14 @@ def _data_free(recipe, dataset, student, teacher, directory: Path, mean, std, de
     if method["k"] or method["ratio"]:
         k = kept_classes({**method, "name": "stingy"}, len(dataset.classes))
     release = (lambda logits: sparsify_logits(logits, k)) if k else None
-    result = dafl.distill_data_free(
-        teacher.to(device), student.to(device), teacher_transform=release, device=device,
-        seed=recipe["seed"], amp=device.type == "cuda" and recipe["train"]["bf16"],
-        checkpoint_path=directory / CHECKPOINT, progress=recipe["train"]["progress"],
-        **settings)
+    try:
+        result = dafl.distill_data_free(
+            teacher.to(device), student.to(device), teacher_transform=release, device=device,
+            seed=recipe["seed"], amp=device.type == "cuda" and recipe["train"]["bf16"],
+            checkpoint_path=directory / CHECKPOINT, progress=recipe["train"]["progress"],
+            **settings)
+    except FloatingPointError as err:
+        raise Diverged(str(err)) from None
     test = DeviceData(dataset.test_images, dataset.test_labels, mean, std, device)
     logits = predict(student, test, recipe["train"]["eval_batch_size"], False, False)
     accuracy, test_loss = accuracy_and_loss(logits, test.labels)

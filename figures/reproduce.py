@@ -28,7 +28,7 @@ from stingy.figures.draw import (
     THEORY_GRID,
     draw_all,
 )
-from stingy.figures.stages import Stage, StageUnavailable, run_stage, source_digest
+from stingy.figures.stages import Stage, StageUnavailable, data_identity, run_stage, source_digest
 from stingy.io import write_csv, write_json, write_text
 
 PROFILES_FILE = Path(__file__).with_name("profiles.toml")
@@ -131,10 +131,11 @@ def run_recipe(results_dir: Path, run: dict, data: str | None) -> dict:
 
     out = results_dir / PAPER_DIR / "runs"
     teacher = out / run["teacher"] / "model.pt" if run.get("teacher") else None
-    resume = (out / run["name"] / "checkpoint.pt").is_file()
+    resume = (out / run["name"]).is_dir()  # resumes, or starts over a run killed early
     try:
         summary = train_recipe(load_recipe(run["recipe"], run.get("set", [])), data=data, out=out,
-                               name=run["name"], resume=resume, teacher=teacher)
+                               name=run["name"], resume=resume, teacher=teacher,
+                               restart_changed=True)
     except Exception as err:  # noqa: BLE001
         if _data_missing(err):
             raise StageUnavailable(f"{NO_DATA_HINT} ({err})") from None
@@ -188,27 +189,32 @@ def build_stages(profile: str, results_dir: Path, data: str | None) -> list[Stag
         Stage("theory_grid", {**spec["theory_grid"], **theory_code},
               lambda: write_theory_grid(results_dir, spec["theory_grid"]), (THEORY_GRID,),
               description="theory grid on representative logits"),
-        Stage("simulations", {**spec["simulations"], "code": source_digest("simulations")},
+        Stage("simulations", {**spec["simulations"],
+                              "code": source_digest("simulations", "theory")},
               lambda: run_simulations(results_dir, spec["simulations"]["args"]),
               (f"{SIMULATION_DIR}/summary.csv", f"{SIMULATION_DIR}/verdicts.json"),
-              description="simulation sweep"),
+              description="simulation sweep", caches=(f"{SIMULATION_DIR}/settings",)),
     ]
     cifar = spec["cifar10"]
-    empirical_code = source_digest("empirical")
+    empirical_code = source_digest("empirical", "theory")
+    identity = data_identity(data)
     if cifar["kind"] == "quick":
-        stages.append(Stage("cifar10_quick", {"kind": "quick", "data": data,
+        stages.append(Stage("cifar10_quick", {"kind": "quick", "data": identity,
                                               "code": empirical_code},
                             lambda: run_cifar10_quick(results_dir, data),
                             (f"{QUICK_DIR}/summary.csv",),
-                            description="CIFAR-10 quick comparison (CPU)"))
+                            description="CIFAR-10 quick comparison (CPU)",
+                            caches=(f"{QUICK_DIR}/runs",)))
     else:
         for run in cifar["runs"]:
             stages.append(Stage(f"cifar10_{run['name']}",
-                                {**run, "data": data, "code": empirical_code},
+                                {**run, "data": identity, "code": empirical_code},
                                 lambda run=run: run_recipe(results_dir, run, data),
                                 (f"{PAPER_DIR}/runs/{run['name']}/summary.json",),
-                                description=f"CIFAR-10 recipe {run['recipe']}"))
-        stages.append(Stage("cifar10_paper_summary", {"runs": cifar["runs"], "data": data},
+                                description=f"CIFAR-10 recipe {run['recipe']}",
+                                caches=(f"{PAPER_DIR}/runs/{run['name']}",)))
+        stages.append(Stage("cifar10_paper_summary", {"runs": cifar["runs"], "data": identity,
+                                                      "code": empirical_code},
                             lambda: summarise_paper_runs(results_dir, cifar["runs"], data),
                             (f"{PAPER_DIR}/summary.csv",), description="CIFAR-10 summary"))
     return stages

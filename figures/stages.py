@@ -5,8 +5,12 @@ atomically and returns a small JSON-able summary. After it succeeds, a completio
 ``<results>/stages/<name>.json`` is written (atomically) holding the config, its digest, the
 outputs, the time taken and the summary. Next time, a stage whose marker has the same config
 digest and whose outputs all exist is skipped with a printed line; a changed config, a missing
-output or ``force`` runs it again. A stage that cannot run here (``StageUnavailable``, e.g. no
-data) prints one line and writes no marker, so a later run tries again.
+output or ``force`` runs it again. A stage's config holds everything its result depends on:
+the code (:func:`source_digest`), the data's identity (:func:`data_identity`) and its
+settings. ``force`` also deletes the stage's own caches (``Stage.caches``: per-setting results,
+finished runs), so the stage recomputes everything. A stage that cannot run here
+(``StageUnavailable``, e.g. no data) prints one line and writes no marker, so a later run
+tries again.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from stingy.io import write_json
+from stingy.io import code_digest, write_json
 
 MARKER_DIR = "stages"
 
@@ -35,6 +40,7 @@ class Stage:
     run: Callable[[], dict | None]
     outputs: tuple[str, ...] = ()  # paths relative to the results folder
     description: str = field(default="")
+    caches: tuple[str, ...] = ()  # files or folders (relative) that --force deletes first
 
 
 def config_digest(config: dict) -> str:
@@ -44,16 +50,22 @@ def config_digest(config: dict) -> str:
 
 
 def source_digest(*packages: str) -> str:
-    """sha256 of the .py and .toml files of the named top-level packages (the code a stage
+    """sha256 of the .py and .toml files of the named stingy sub-packages (the code a stage
     runs), so that a stage reruns when its layer's code or packaged config changes."""
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for package in packages:
-        for path in sorted((root / package).rglob("*")):
-            if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(root)).encode())
-                digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return code_digest(*packages)
+
+
+def data_identity(data, name: str = "cifar10") -> str:
+    """What the CIFAR stages read, as a key: the resolved source's identity (the decoded
+    cache's key: path, and the name, size and mtime of every file), "none" when no source is
+    found, or "missing:<path>" for a path that does not exist."""
+    from stingy.empirical.data import find_data, source_key
+
+    try:
+        source = find_data(name, data)
+    except (FileNotFoundError, ValueError):
+        return f"missing:{data}"
+    return "none" if source is None else source_key(source)
 
 
 def marker_path(results_dir: Path, name: str) -> Path:
@@ -86,6 +98,13 @@ def run_stage(stage: Stage, results_dir, force: bool = False, log=print) -> dict
     results_dir = Path(results_dir)
     label = f"[{stage.name}]"
     previous = None if force else reusable(stage, results_dir)
+    if force:
+        for cache in stage.caches:
+            path = results_dir / cache
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
     if previous is not None:
         log(f"{label} skipped: finished {previous['finished']} with the same config "
             "(--force to redo)")

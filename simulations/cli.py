@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from stingy.simulations.config import intermediate_ratio, load_config, setting_hash
+from stingy.simulations.config import intermediate_ratio, load_config, read_setting, setting_hash
 from stingy.simulations.summary import format_table, summarize
 from stingy.simulations.sweep import run_setting
 from stingy.simulations.training import SPARSE_METHODS, build_specs
@@ -104,8 +104,8 @@ def simulate(config: dict, out: Path, quiet: bool = False) -> dict:
         key = setting_hash(config, rate, kind)
         hashes[f"{kind}:{rate}"] = key
         path = out / "settings" / f"{key}.json"
-        if path.is_file():
-            result = json.loads(path.read_text())
+        result = read_setting(path)
+        if result is not None:
             bar.update(progress_total(config))
         else:
             bar.set_postfix_str(f"noise {rate} {kind}")
@@ -173,6 +173,8 @@ def run_separation_command(args) -> int:
 def main(args) -> int:
     flags = {FLAGS[name]: getattr(args, name) for name in FLAGS}
     config = load_config(args.config, flags)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out must be a folder, got the file {args.out}")
     result = simulate(config, Path(args.out), quiet=args.json)
     if args.json:
         print(json.dumps(result["verdicts"], indent=2))

@@ -3,7 +3,8 @@
 Every layer module listed in ``LAYERS`` exposes ``register(subparsers)``, which adds its
 sub-commands with ``set_defaults(run=callable)``; the callable takes the parsed arguments and
 returns an exit code (None means 0). Bad input (``ValueError``, a missing file, a usage error)
-prints one line, ``stingy: error: ...``, and exits with code 2.
+prints one line, ``stingy: error: ...``, and exits with code 2; a training run whose loss
+turns non-finite prints one line and exits with code 1.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from stingy.io import Diverged, LockHeld
 
 LAYERS = ["stingy.theory.cli", "stingy.simulations.cli", "stingy.empirical.cli", "stingy.figures.cli"]
 
@@ -51,11 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         code = args.run(args)
-    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError) as err:
+    except (UsageError, ValueError, LockHeld, FileNotFoundError, NotADirectoryError,
+            IsADirectoryError, FileExistsError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(message if isinstance(err, UsageError) else f"stingy: error: {message}",
               file=sys.stderr)
         return 2
+    except OverflowError as err:  # a finite input too large for the arithmetic it feeds
+        print(f"stingy: error: a value is too large to compute with ({err}); use a smaller "
+              f"one", file=sys.stderr)
+        return 2
+    except Diverged as err:  # the run is marked failed; not a usage error
+        print(f"stingy: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("stingy: interrupted", file=sys.stderr)
         return 130

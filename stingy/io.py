@@ -1,18 +1,55 @@
-"""Atomic result files: nothing half-written is ever left behind.
+"""Atomic result files, strict JSON, content digests and an exclusive lock.
 
 Every writer goes to a temporary file in the destination folder, flushes and fsyncs it,
-then renames it over the target (``os.replace`` is atomic on POSIX and Windows).
+renames it over the target (``os.replace`` is atomic on POSIX and Windows) and fsyncs the
+folder, so the rename itself survives a crash. Files get the usual mode (0666 less the
+umask, 0644 by default), whichever writer made them. JSON is strict: NaN and infinities are
+written as ``null``, so any JSON parser reads every file. A kill can leave a temporary
+``.<name>.*.tmp`` file; :func:`remove_stale_temps` clears them when a run starts.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
+import hashlib
+import importlib
 import io
 import json
+import math
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
+
+
+def fsync_directory(path: str | os.PathLike) -> None:
+    """Make a rename or a new file in ``path`` durable (a no-op where folders cannot be
+    opened, e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None],
@@ -20,13 +57,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None],
     """Call ``write(file)`` on a temporary file next to ``path`` and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb" if binary else "w",
+                       **({} if binary else {"newline": "", "encoding": "utf-8"})) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_directory(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -42,9 +82,26 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, lambda f: f.write(data), binary=True)
 
 
+def strict_json(obj: Any, **options) -> str:
+    """``json.dumps`` that writes NaN and infinities as null (numpy and torch values too)."""
+    return json.dumps(finite_or_none(obj), allow_nan=False, default=_json_default, **options)
+
+
+def finite_or_none(obj: Any) -> Any:
+    """``obj`` with every non-finite float (at any depth) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {key: finite_or_none(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(value) for value in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy, torch
+        return finite_or_none(obj.tolist())
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
-    return write_text(path, text + "\n")
+    return write_text(path, strict_json(obj, indent=2) + "\n")
 
 
 def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:
@@ -71,11 +128,14 @@ def append_jsonl(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
     """Append one JSON line; the line is written with a single ``write`` and fsynced."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, default=_json_default) + "\n"
+    line = strict_json(record) + "\n"
+    created = not path.exists()
     with open(path, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
+    if created:
+        fsync_directory(path.parent)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -102,3 +162,85 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):  # torch tensors
         return obj.tolist()
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed writer left in ``directory`` (not below it);
+    call it only while holding the folder's lock. Returns the removed paths."""
+    removed = []
+    for path in Path(directory).glob(f".*{TEMP_SUFFIX}"):
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (16 hex digits)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def code_digest(*packages: str) -> str:
+    """sha256 of the .py and .toml files of the named ``stingy`` sub-packages (``"theory"``,
+    ``"simulations"``, ...): the code a cached result depends on."""
+    digest = hashlib.sha256()
+    for package in packages:
+        root = Path(importlib.import_module(f"stingy.{package}").__file__).parent
+        for path in sorted(root.rglob("*")):
+            if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts:
+                digest.update(f"{package}/{path.relative_to(root).as_posix()}\n".encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class Diverged(ArithmeticError):
+    """A training loss became non-finite; the run is marked failed (CLI exit code 1)."""
+
+
+class LockHeld(Exception):
+    """Another live process holds the lock (an error of the caller's, shown as one line)."""
+
+
+class ExclusiveLock:
+    """An advisory lock on ``path`` (``fcntl.flock``), held until :meth:`release`.
+
+    The holder's pid is written into the file. The kernel drops the lock when its process
+    dies, so a lock file left by a dead process is simply taken over (``stale_pid`` then
+    names the dead holder). A second live holder gets :class:`LockHeld` at once.
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise LockHeld(f"{what} is in use by another process (pid {holder}, lock "
+                           f"{self.path}); wait for it to end") from None
+        previous = os.read(fd, 64).decode(errors="replace").strip()
+        self.stale_pid = int(previous) if previous.isdigit() else None
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.fsync(fd)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> ExclusiveLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

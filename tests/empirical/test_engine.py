@@ -46,10 +46,10 @@ def test_existing_run_directory_is_an_error_naming_out_and_name(tmp_path):
         train(tmp_path, name="same")
 
 
-def test_resume_needs_a_name_with_a_checkpoint(tmp_path):
+def test_resume_needs_a_name_of_an_existing_run(tmp_path):
     with pytest.raises(ValueError, match="--name"):
         train(tmp_path, resume=True)
-    with pytest.raises(ValueError, match="no checkpoint"):
+    with pytest.raises(ValueError, match="no run directory"):
         train(tmp_path, name="missing", resume=True)
 
 

@@ -1,0 +1,183 @@
+"""Run integrity: fingerprints and run id checked on resume, one writer at a time, run
+states, recoverable run directories, plain run names and divergence stops a run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stingy.cli import main
+from stingy.empirical.quick import _run
+from stingy.empirical.recipes import load_recipe
+from stingy.empirical.runs import CHECKPOINT, LOCK, METRICS, STATE, SUMMARY, read_state
+from stingy.empirical.train import train_recipe
+from stingy.io import read_jsonl
+from tests.empirical.tiny import TINY, single_thread, tiny_dataset  # noqa: F401 (fixture)
+from tests.empirical.tiny import write_image_folder
+
+SMALL = ["--set", "schedule.epochs=2", "--set", "train.batch_size=16",
+         "--set", "train.progress=false", "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("STINGY_CACHE", str(tmp_path / "cache"))
+
+
+def error_line(err: str) -> str:
+    """The one error line (decoding progress bars, drawn with \\r, are not lines)."""
+    assert "Traceback" not in err
+    lines = [line for line in err.split("\n") if line.strip()]
+    assert len(lines) == 1, lines
+    return lines[0].rsplit("\r", 1)[-1]
+
+
+def train(tmp_path, name="run", dataset=None, **kwargs):
+    recipe = load_recipe(kwargs.pop("recipe_name", "cifar10-cnn-scratch"),
+                         [*TINY, *kwargs.pop("extra", ())])
+    return train_recipe(recipe, dataset=dataset or tiny_dataset(), out=tmp_path, name=name,
+                        device="cpu", **kwargs)
+
+
+def test_a_run_records_its_id_state_and_fingerprints(tmp_path):
+    train(tmp_path, stop_after_epochs=1)
+    state = read_state(tmp_path / "run")
+    assert state["state"] == "running" and len(state["run_id"]) == 32
+    assert set(state["fingerprints"]) == {"recipe", "data", "teacher"}
+    train(tmp_path, resume=True)
+    finished = read_state(tmp_path / "run")
+    assert finished["state"] == "finished" and finished["run_id"] == state["run_id"]
+
+
+def test_resume_with_other_data_is_refused(tmp_path):
+    train(tmp_path, stop_after_epochs=1)
+    with pytest.raises(ValueError, match="data differs"):
+        train(tmp_path, resume=True, dataset=tiny_dataset(seed=1))
+
+
+def test_resume_refuses_another_runs_checkpoint(tmp_path):
+    train(tmp_path, name="a", stop_after_epochs=1)
+    train(tmp_path, name="b", stop_after_epochs=1)
+    shutil.copy(tmp_path / "a" / CHECKPOINT, tmp_path / "b" / CHECKPOINT)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        train(tmp_path, name="b", resume=True)
+
+
+HOLD_LOCK = """
+import sys, time
+from stingy.io import ExclusiveLock
+lock = ExclusiveLock(sys.argv[1], "run")
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_writer_fails_at_once_and_a_dead_holders_lock_is_taken_over(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "images")
+    argv = ["train", "cifar10-cnn-scratch", "--name", "run", "--data", str(folder), "--out",
+            str(tmp_path / "runs"), *SMALL]
+    (tmp_path / "runs" / "run").mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK,
+                               str(tmp_path / "runs" / "run" / LOCK)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        began = time.monotonic()
+        assert main([*argv, "--resume"]) == 2
+        assert time.monotonic() - began < 10
+        assert "in use by another process" in error_line(capsys.readouterr().err)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main([*argv, "--resume"]) == 0  # the dead holder's lock is taken over
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "runs" / "run" / METRICS)] == [1, 2]
+    assert read_state(tmp_path / "runs" / "run")["state"] == "finished"
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_over(tmp_path):
+    directory = tmp_path / "run"
+    directory.mkdir()
+    (directory / ".checkpoint.pt.x1y2.tmp").write_bytes(b"")  # what a kill mid-write leaves
+    summary = train(tmp_path, resume=True)
+    assert summary["finished"] and summary["epochs_done"] == 2
+    assert not list(directory.glob("*.tmp")) and not list(directory.glob(".*.tmp"))
+
+
+def test_quick_reruns_after_a_kill_during_the_teachers_first_epoch(tmp_path):
+    out = tmp_path / "quick"
+    (out / "runs" / "quick-teacher").mkdir(parents=True)  # killed before any checkpoint
+    shrink = ["data.train_subset=0", "data.test_subset=0", "schedule.epochs=1",
+              "train.batch_size=16", "train.progress=false"]
+    summary = _run("quick-teacher", dataset=tiny_dataset(), out=out, device="cpu",
+                   overrides=shrink)
+    assert summary["finished"]
+    assert read_state(out / "runs" / "quick-teacher")["state"] == "finished"
+
+
+def test_quick_retrains_a_finished_run_made_from_other_data(tmp_path):
+    out = tmp_path / "quick"
+    shrink = ["data.train_subset=0", "data.test_subset=0", "schedule.epochs=1",
+              "train.batch_size=16", "train.progress=false"]
+    _run("quick-teacher", dataset=tiny_dataset(), out=out, device="cpu", overrides=shrink)
+    first = read_state(out / "runs" / "quick-teacher")
+    _run("quick-teacher", dataset=tiny_dataset(), out=out, device="cpu", overrides=shrink)
+    assert read_state(out / "runs" / "quick-teacher")["run_id"] == first["run_id"]  # reused
+    _run("quick-teacher", dataset=tiny_dataset(seed=3), out=out, device="cpu", overrides=shrink)
+    again = read_state(out / "runs" / "quick-teacher")
+    assert again["run_id"] != first["run_id"] and again["state"] == "finished"
+    assert again["fingerprints"]["data"] != first["fingerprints"]["data"]
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", ".hidden", "", "x" * 200])
+def test_name_must_be_a_plain_name(name, tmp_path, capsys):
+    code = main(["train", "cifar10-cnn-scratch", "--name", name, "--out",
+                 str(tmp_path / "out" / "runs"), "--data", str(tmp_path / "missing")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--name" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x").exists()
+
+
+def test_a_non_finite_loss_stops_the_run_with_exit_1_and_state_failed(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "images")
+    code = main(["train", "cifar10-cnn-scratch", "--name", "run", "--data", str(folder),
+                 "--out", str(tmp_path / "runs"), *SMALL, "--set", "optim.lr=1e30",
+                 "--set", "optim.name=sgd"])
+    assert code == 1 and "diverged at epoch 1" in error_line(capsys.readouterr().err)
+    directory = tmp_path / "runs" / "run"
+    assert read_state(directory)["state"] == "failed"
+    assert not (directory / SUMMARY).exists() and not (directory / CHECKPOINT).exists()
+
+
+def test_a_refused_new_run_leaves_no_directory(tmp_path, capsys):
+    code = main(["train", "cifar10-cnn-scratch", "--name", "run", "--out",
+                 str(tmp_path / "runs"), "--data", str(tmp_path / "missing"), *SMALL])
+    assert code == 2 and "missing" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "run").exists()
+
+
+def test_resume_keeps_only_metrics_up_to_the_checkpoint(tmp_path):
+    train(tmp_path, stop_after_epochs=1, extra=["schedule.epochs=3"])
+    metrics = tmp_path / "run" / METRICS
+    line = metrics.read_text().splitlines()[0]
+    metrics.write_text(line + "\n" + line.replace('"epoch": 1', '"epoch": 2') + "\n")
+    train(tmp_path, resume=True, extra=["schedule.epochs=3"])
+    assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [1, 2, 3]
+    assert (tmp_path / "run" / STATE).is_file()
+
+
+def test_reproduce_reruns_a_paper_run_killed_before_its_first_checkpoint(tmp_path):
+    from stingy.figures.reproduce import PAPER_DIR, run_recipe
+
+    folder = write_image_folder(tmp_path / "images")
+    killed = tmp_path / "results" / PAPER_DIR / "runs" / "teacher"
+    killed.mkdir(parents=True)
+    (killed / "recipe.json").write_text("{}")  # written before the kill, nothing else
+    run = {"name": "teacher", "recipe": "cifar10-cnn-scratch",
+           "set": ["schedule.epochs=1", "train.batch_size=16", "train.progress=false"]}
+    summary = run_recipe(tmp_path / "results", run, str(folder))
+    assert summary["test_accuracy"] is not None
+    assert read_state(killed)["state"] == "finished"

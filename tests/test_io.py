@@ -1,0 +1,79 @@
+"""stingy.io: durable atomic writes, one file mode, strict JSON, stale temp files, the lock."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+
+from stingy import io as sio
+
+
+def test_a_replace_is_followed_by_an_fsync_of_the_folder(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(sio.os, "fsync", fsync)
+    sio.write_json(tmp_path / "a.json", {"x": 1})
+    assert synced == [False, True]  # the file, then its folder
+
+
+def test_every_writer_gives_the_same_file_mode(tmp_path):
+    expected = 0o666 & ~sio._umask()
+    sio.write_json(tmp_path / "a.json", {})
+    sio.write_text(tmp_path / "b.txt", "x")
+    sio.save_torch(tmp_path / "c.pt", {"w": torch.zeros(1)})
+    sio.append_jsonl(tmp_path / "d.jsonl", {"e": 1})
+    sio.write_csv(tmp_path / "e.csv", [{"a": 1}])
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()}
+    assert set(modes.values()) == {expected}, modes
+
+
+def test_json_is_strict_nan_and_infinities_become_null(tmp_path):
+    record = {"a": float("nan"), "b": [np.float32("inf"), 1.5], "c": np.array([np.nan, 2.0]),
+              "d": torch.tensor([float("-inf")]), "e": "nan"}
+    sio.write_json(tmp_path / "a.json", record)
+    sio.append_jsonl(tmp_path / "a.jsonl", record)
+    for name in ("a.json", "a.jsonl"):
+        parsed = json.loads((tmp_path / name).read_text(), parse_constant=_refuse)
+        assert parsed == {"a": None, "b": [None, 1.5], "c": [None, 2.0], "d": [None],
+                          "e": "nan"}
+    assert math.isnan(record["a"])  # the caller's data is left alone
+
+
+def _refuse(constant):
+    raise ValueError(f"non-standard JSON constant {constant}")
+
+
+def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
+    (tmp_path / ".checkpoint.pt.abc.tmp").write_bytes(b"")
+    (tmp_path / "keep.tmp").write_text("mine")
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    removed = sio.remove_stale_temps(tmp_path)
+    assert [p.name for p in removed] == [".checkpoint.pt.abc.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.tmp", "metrics.jsonl"]
+
+
+def test_a_second_holder_of_the_lock_fails_and_a_released_lock_is_free(tmp_path):
+    first = sio.ExclusiveLock(tmp_path / ".lock", "run x")
+    with pytest.raises(sio.LockHeld, match=f"pid {os.getpid()}"):
+        sio.ExclusiveLock(tmp_path / ".lock", "run x")
+    first.release()
+    with sio.ExclusiveLock(tmp_path / ".lock", "run x") as again:
+        assert again.stale_pid is None  # a clean release leaves no pid behind
+
+
+def test_a_lock_file_left_by_a_dead_process_is_taken_over(tmp_path):
+    (tmp_path / ".lock").write_text("999999999\n")  # a pid that cannot be running
+    with sio.ExclusiveLock(tmp_path / ".lock", "run x") as lock:
+        assert lock.stale_pid == 999999999
+        assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
