@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stingy.testing import logit_rows, two_level_cases
 from stingy.theory.approximation import (
     approximation_errors,
     mass_shift_error,
@@ -23,18 +24,8 @@ from stingy.theory.examples import representative_logits
 from stingy.theory.operators import kept_mass, top_k_mask
 from stingy.theory.sparse_target import mass_shift
 
-rows = st.lists(st.floats(-40, 40), min_size=2, max_size=12)
+rows = logit_rows()
 temperatures = st.floats(0.05, 500)
-
-
-@st.composite
-def adversarial_rows(draw):
-    """Two-level kept logits (any split) with dropped logits below: the extremal family."""
-    num_classes = draw(st.integers(2, 12))
-    k = draw(st.integers(1, num_classes))
-    top_count = draw(st.integers(0, k))
-    logit_range = draw(st.floats(0.0, 30.0))
-    return two_level_logits(k, top_count, logit_range, num_classes), k
 
 
 @settings(max_examples=200, deadline=None)
@@ -47,7 +38,7 @@ def test_tv_to_uniform_never_above_tanh_bound(row, temperature, data):
 
 
 @settings(max_examples=200, deadline=None)
-@given(adversarial_rows(), temperatures)
+@given(two_level_cases(), temperatures)
 def test_tv_to_uniform_never_above_tanh_bound_on_two_level_logits(case, temperature):
     logits, k = case
     tv = float(tv_to_uniform(logits, k, temperature))
@@ -55,7 +46,7 @@ def test_tv_to_uniform_never_above_tanh_bound_on_two_level_logits(case, temperat
 
 
 @settings(max_examples=100, deadline=None)
-@given(adversarial_rows(), st.floats(0.2, 20))
+@given(two_level_cases(), st.floats(0.2, 20))
 def test_two_level_tv_equals_closed_form(case, temperature):
     logits, k = case
     d = float(logits[:k].max() - logits[:k].min()) / temperature
@@ -86,7 +77,7 @@ def test_mass_shift_error_never_above_bound(row, temperature, data):
 
 
 @settings(max_examples=200, deadline=None)
-@given(adversarial_rows(), temperatures)
+@given(two_level_cases(), temperatures)
 def test_mass_shift_error_never_above_bound_on_two_level_logits(case, temperature):
     logits, k = case
     assert float(mass_shift_error(logits, k, temperature)) <= float(

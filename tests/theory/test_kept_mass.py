@@ -7,10 +7,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stingy.testing import logit_rows
 from stingy.theory.kept_mass import kept_mass_beta_derivative, kept_mass_bounds, kept_mass_expansion
 from stingy.theory.operators import kept_mass
 
-rows = st.lists(st.floats(-40, 40), min_size=2, max_size=12)
+rows = logit_rows()
 temperatures = st.floats(0.05, 500)
 
 

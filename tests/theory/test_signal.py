@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stingy.testing import logit_rows
 from stingy.theory.approximation import two_level_logits
 from stingy.theory.examples import REFERENCE_SETTINGS, representative_logits
 from stingy.theory.operators import top_k_mask
@@ -22,7 +23,7 @@ from stingy.theory.signal import (
     signal_to_drive_exact,
 )
 
-rows = st.lists(st.floats(-40, 40), min_size=2, max_size=12)
+rows = logit_rows()
 
 
 @settings(max_examples=60, deadline=None)
