@@ -18,7 +18,7 @@ from stingy.settings import Choice, Flag, ListOf, Number, Table, Text, check, me
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 
-METHODS = ("scratch", "kd", "stingy", "within", "reversed", "nasty", "dafl")
+METHODS = ("scratch", "kd", "stingy", "within", "reversed", "nasty", "dafl", "bucket")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("multistep", "onecycle", "constant")
 DATASETS = ("cifar10", "cifar100")
@@ -194,7 +194,7 @@ def validate_recipe(recipe: dict) -> dict:
     method, optim = recipe["method"], recipe["optim"]
     if optim["nesterov"] and optim["momentum"] == 0:
         raise ValueError("optim.nesterov = true needs optim.momentum > 0")
-    if method["name"] in ("stingy", "within") and method["k"] == 0 and method["ratio"] == 0:
+    if method["name"] in ("stingy", "within", "bucket") and method["k"] == 0 and method["ratio"] == 0:
         raise ValueError(f"method {method['name']!r} needs method.k >= 1 or method.ratio in (0, 1], "
                          f"got k={method['k']}, ratio={method['ratio']}")
     return recipe

@@ -25,7 +25,7 @@ def summarize(run_rows: list[dict]) -> list[dict]:
         groups[float(row["noise"]), row["noise_kind"], row["method"],
                _ratio_key(row["ratio"])].append(row)
     order = {m: i for i, m in enumerate(("scratch", "normal_kd", "stingy_kd", "reversed_kd",
-                                         "within_m_kd", "label_smoothing"))}
+                                         "within_m_kd", "label_smoothing", "tail_bucket_kd"))}
     summary = []
     for key in sorted(groups, key=lambda k: (k[1], k[0], order.get(k[2], 99), k[3])):
         rows = groups[key]

@@ -20,6 +20,9 @@ with the target built from the teacher's logits z of model m's seed:
                       and reversed KD lands near normal KD;
 ``within_m_kd``       stingy target, and the student's logits off M also set to -inf, so the
                       student's softmax is renormalised over M (kd_loss(..., within_kept=True));
+``tail_bucket_kd``    the stingy teacher plus its tail mass: target p = softmax(z / T) on M and one
+                      tail cell 1 - m, student (q on M, Q = sum_{Mc} q)
+                      (stingy.theory.tail_bucket, kd_loss_topk(..., tail="bucket"));
 ``label_smoothing``   target uniform at T = 1: (1-a) CE(s, y) + a KL(u || softmax(s)), i.e.
                       label smoothing with epsilon = a (up to a constant).
 The KL is :func:`stingy.theory.operators.distillation_kl` (in the form of
@@ -41,8 +44,9 @@ from stingy.simulations.students import init_mlp, make_optimizer, mlp_forward
 from stingy.theory.expansion import logit_gap
 from stingy.theory.operators import reverse_logits, top_k_mask
 
-METHODS = ("scratch", "normal_kd", "stingy_kd", "reversed_kd", "within_m_kd", "label_smoothing")
-SPARSE_METHODS = ("stingy_kd", "within_m_kd")
+METHODS = ("scratch", "normal_kd", "stingy_kd", "reversed_kd", "within_m_kd", "label_smoothing",
+           "tail_bucket_kd")
+SPARSE_METHODS = ("stingy_kd", "within_m_kd", "tail_bucket_kd")
 
 
 @dataclass
@@ -93,12 +97,14 @@ class TargetBank:
     :func:`stingy.theory.operators.top_k_mask`. Per distinct target U, seed S and training example N
     the bank holds the probabilities p = softmax(z_k / T) [U, S, N, C] (0 off M), the constant
     sum_i p(i) log p(i) [U, S, N] (0 log 0 = 0) and M itself [U, S, N, C] (used by within-M KD).
+    A tail-bucket target keeps the dense p on M (not renormalised), its tail mass 1 - m
+    [U, S, N] (0 for the other targets) and adds (1 - m) log(1 - m) to the constant.
     """
 
     def __init__(self, teacher_logits: torch.Tensor, specs: ModelSpecs):
         """teacher_logits [S, N, C] float32: every seed's teacher on that seed's examples."""
         sources = {"reversed_kd": "reversed", "label_smoothing": "uniform"}
-        keys = [(sources.get(m, "teacher"), k, t) for m, k, t in
+        keys = [(sources.get(m, "teacher"), k, t, m == "tail_bucket_kd") for m, k, t in
                 zip(specs.method, specs.k.tolist(), specs.temperature.tolist())]
         distinct = sorted(set(keys))
         logits = {"teacher": teacher_logits, "reversed": reverse_logits(teacher_logits),
@@ -106,30 +112,41 @@ class TargetBank:
         num_classes = teacher_logits.shape[-1]
         masks = {(source, k): top_k_mask(logits[source], k) if k < num_classes
                  else torch.ones_like(teacher_logits, dtype=torch.bool)
-                 for source, k, _ in distinct}
+                 for source, k, _, _ in distinct}
+        self.kept = torch.stack([masks[source, k] for source, k, _, _ in distinct])
+        dense = torch.stack([torch.softmax(logits[source] / temperature, dim=-1)
+                             for source, _, temperature, _ in distinct])
+        bucket = torch.tensor([key[3] for key in distinct])[:, None, None]
+        self.tail = torch.where(bucket, dense.masked_fill(self.kept, 0).sum(-1), 0.0)
         self.probs = torch.stack([torch.softmax(logits[source].masked_fill(
             ~masks[source, k], float("-inf")) / temperature, dim=-1)
-            for source, k, temperature in distinct])
-        self.neg_entropy = torch.special.xlogy(self.probs, self.probs).sum(-1)
-        self.kept = torch.stack([masks[source, k] for source, k, _ in distinct])
+            for source, k, temperature, _ in distinct])
+        self.probs = torch.where(bucket[..., None], dense.masked_fill(~self.kept, 0), self.probs)
+        self.neg_entropy = (torch.special.xlogy(self.probs, self.probs).sum(-1)
+                            + torch.special.xlogy(self.tail, self.tail))
         self.target_index = torch.tensor([distinct.index(key) for key in keys])
         self.within_m = torch.tensor([m == "within_m_kd" for m in specs.method])
         self.within_index = self.within_m.nonzero().flatten()
+        self.bucket = torch.tensor([m == "tail_bucket_kd" for m in specs.method])
+        self.bucket_index = self.bucket.nonzero().flatten()
         self.seed_index = specs.seed_index
 
     def targets(self, batch: torch.Tensor) -> dict:
         """The targets of each model on its batch [n, B]: probs [n, B, C], neg_entropy [n, B],
-        and kept [n_within, B, C], M of the within-M models only."""
+        kept [n_within, B, C], M of the within-M models only, and for the tail-bucket models
+        bucket_kept [n_bucket, B, C] (M) and tail [n_bucket, B] (1 - m)."""
         target, seed = self.target_index[:, None], self.seed_index[:, None]
-        within = self.within_m
+        within, bucket = self.within_m, self.bucket
         return {"probs": self.probs[target, seed, batch],
                 "neg_entropy": self.neg_entropy[target, seed, batch],
-                "kept": self.kept[target[within], seed[within], batch[within]]}
+                "kept": self.kept[target[within], seed[within], batch[within]],
+                "bucket_kept": self.kept[target[bucket], seed[bucket], batch[bucket]],
+                "tail": self.tail[target[bucket], seed[bucket], batch[bucket]]}
 
 
 def per_model_losses(student_logits: torch.Tensor, labels: torch.Tensor, targets: dict,
                      within_index: torch.Tensor, temperature: torch.Tensor,
-                     alpha: torch.Tensor) -> dict:
+                     alpha: torch.Tensor, bucket_index: torch.Tensor | None = None) -> dict:
     """Each model's KD loss (module docstring), shape [n], batch means.
 
     The KL is :func:`stingy.theory.operators.distillation_kl` written so that the constant and the
@@ -140,7 +157,10 @@ def per_model_losses(student_logits: torch.Tensor, labels: torch.Tensor, targets
 
     with S the classes the student's softmax runs over: M for the models in ``within_index``
     (``targets["kept"]``), all classes otherwise; p = 0 off M, so the last sum runs over M.
-    No data-dependent Python branch: ``torch.compile`` traces it whole.
+    The models in ``bucket_index`` (tail-bucket KD) subtract (1 - m) logsumexp_{i not in M}(s(i)/T)
+    more (their neg_entropy holds the tail cell's (1 - m) log(1 - m)); M is masked with the
+    dtype's lowest finite value, so an empty tail (k = K, 1 - m = 0) adds 0 with a finite
+    gradient. No data-dependent Python branch: ``torch.compile`` traces it whole.
     """
     num_models, batch_size, num_classes = student_logits.shape
     hard = F.cross_entropy(student_logits.reshape(-1, num_classes), labels.reshape(-1),
@@ -150,6 +170,11 @@ def per_model_losses(student_logits: torch.Tensor, labels: torch.Tensor, targets
     within = scaled.index_select(0, within_index).masked_fill(~targets["kept"], float("-inf"))
     normaliser = normaliser.index_copy(0, within_index, torch.logsumexp(within, dim=-1))
     cross = (targets["probs"] * scaled).sum(-1)
+    if bucket_index is not None:
+        tail = scaled.index_select(0, bucket_index).masked_fill(
+            targets["bucket_kept"], torch.finfo(scaled.dtype).min)
+        cross = cross.index_add(0, bucket_index,
+                                targets["tail"] * torch.logsumexp(tail, dim=-1))
     distill = (targets["neg_entropy"] + normaliser - cross).mean(1)
     total = (1 - alpha) * hard + alpha * temperature**2 * distill
     return {"total": total, "hard": hard, "distill": distill}
@@ -190,7 +215,8 @@ def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor
         rows = specs.seed_index[:, None]
         logits = mlp_forward(params, inputs[rows, batch])
         losses = per_model_losses(logits, labels[rows, batch], bank.targets(batch),
-                                  bank.within_index, specs.temperature, specs.alpha)
+                                  bank.within_index, specs.temperature, specs.alpha,
+                                  bank.bucket_index)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].sum().backward()
         if settings.get("schedule", "cosine") == "cosine":

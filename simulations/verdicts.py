@@ -198,12 +198,18 @@ def check_c(rate_rows, tolerance: float = 0.1, factor: float = 1.25) -> list[dic
     return results
 
 
-def check_d(rows, ratio: float, recovery: float = 0.5, tolerance: float = 1.0) -> dict:
-    """(d) within-M KD recovers (at least ``recovery`` of) normal KD's accuracy from a stingy
-    teacher. Recovery per seed = (within - stingy) / (normal - stingy). If stingy KD shows no
-    deficit (its interval vs normal KD contains 0) the check is within - normal >= -tolerance
-    accuracy points instead."""
-    within = accuracy_by_seed(rows, "within_m_kd", ratio)
+RECOVERY_CHECKS = {"within_m_kd": ("d", "within-M KD"),
+                   "tail_bucket_kd": ("f", "tail-bucket KD (stingy teacher + its tail mass)")}
+
+
+def check_d(rows, ratio: float, recovery: float = 0.5, tolerance: float = 1.0,
+            method: str = "within_m_kd") -> dict:
+    """(d) within-M KD (or (f) tail-bucket KD, ``method="tail_bucket_kd"``) recovers (at least
+    ``recovery`` of) normal KD's accuracy from a stingy teacher. Recovery per seed =
+    (method - stingy) / (normal - stingy). If stingy KD shows no deficit (its interval vs
+    normal KD contains 0) the check is method - normal >= -tolerance accuracy points instead."""
+    check, name = RECOVERY_CHECKS[method]
+    within = accuracy_by_seed(rows, method, ratio)
     stingy = accuracy_by_seed(rows, "stingy_kd", ratio)
     normal = accuracy_by_seed(rows, "normal_kd")
     deficit = t_interval(paired(normal, stingy))
@@ -221,11 +227,11 @@ def check_d(rows, ratio: float, recovery: float = 0.5, tolerance: float = 1.0) -
         p_value = one_sided_p(paired(within, normal), -tolerance / 100)
         predicted = f"within - normal >= {-tolerance / 100}"
     detail = (f"r={ratio}: normal - stingy = {deficit[0]:+.4f} [{deficit[1]:+.4f}, "
-              f"{deficit[2]:+.4f}]; within_m - normal = {gap_to_normal[0]:+.4f} "
+              f"{deficit[2]:+.4f}]; {method} - normal = {gap_to_normal[0]:+.4f} "
               f"[{gap_to_normal[1]:+.4f}, {gap_to_normal[2]:+.4f}]; "
               + ("measured is the recovered share of the deficit" if deficit[1] > 0 else
-                 "no significant stingy deficit, so measured is within_m - normal"))
-    return _result("d", f"within-M KD from the stingy teacher at r={ratio} recovers normal KD's "
+                 f"no significant stingy deficit, so measured is {method} - normal"))
+    return _result(check, f"{name} from the stingy teacher at r={ratio} recovers normal KD's "
                    "accuracy", predicted, measured[0], measured[1:], passed, detail,
                    _setting(rows), p_value)
 
@@ -312,8 +318,8 @@ def check_e(rows, ratio: float, margin: float = 0.02, mass_tolerance: float = 0.
 
 def all_verdicts(run_rows, rate_rows, ratio: float, recovery: float = 0.5,
                  tolerance: float = 1.0) -> list[dict]:
-    """Checks a, b, d for every (noise, kind) setting, c on its first-step rates, e across
-    settings; then Holm's correction over the whole family."""
+    """Checks a, b, d (and f when tail-bucket KD ran) for every (noise, kind) setting, c on
+    its first-step rates, e across settings; then Holm's correction over the whole family."""
     settings = defaultdict(list)
     for row in run_rows:
         settings[_setting_key(row)].append(row)
@@ -327,4 +333,6 @@ def all_verdicts(run_rows, rate_rows, ratio: float, recovery: float = 0.5,
         if rates[key]:
             results += check_c(rates[key])
         results.append(check_d(group, ratio, recovery, tolerance))
+        if any(row["method"] == "tail_bucket_kd" for row in group):
+            results.append(check_d(group, ratio, recovery, tolerance, "tail_bucket_kd"))
     return holm(results + check_e(run_rows, ratio))
