@@ -80,8 +80,8 @@ ROWS = [
 
 def register(subparsers) -> None:
     theory = subparsers.add_parser("theory", help="T1-T5 quantities for given or seeded logits")
-    theory.add_argument("--classes", type=int, required=True, help="number of classes K")
-    keep = theory.add_mutually_exclusive_group(required=True)
+    theory.add_argument("--classes", type=int, help="number of classes K (not with --topk)")
+    keep = theory.add_mutually_exclusive_group()
     keep.add_argument("--k", type=int, help="kept classes k in [1, K]")
     keep.add_argument("--ratio", type=float, help="sparse ratio r in (0, 1]; k = floor(r K)")
     theory.add_argument("--temperature", type=float, required=True, help="temperature T > 0")
@@ -89,6 +89,8 @@ def register(subparsers) -> None:
     source.add_argument("--logits", type=Path, help="teacher logits .npy, shape (K,) or (N, K)")
     source.add_argument("--seed", type=int, default=0, help="seed of random logits (default 0)")
     theory.add_argument("--student-logits", type=Path, help="student logits .npy, same shape")
+    theory.add_argument("--topk", type=Path, help="stored top-k teacher rows (.npz) instead "
+                        "of --classes, --k/--ratio and the logits")
     theory.add_argument("--json", action="store_true", help="print JSON instead of a table")
     theory.set_defaults(run=run_theory)
 
@@ -149,8 +151,49 @@ def _finite_or_none(value: float):
     return value if math.isfinite(value) else None
 
 
+def run_stored_rows(args) -> int:
+    """``stingy theory --topk FILE``: stored_rows_theory's per-row means (or JSON)."""
+    from stingy.theory.topk import load_topk_teacher
+    from stingy.theory.vocabulary import stored_rows_theory
+
+    given = [flag for flag, value in (("--classes", args.classes), ("--k", args.k),
+                                      ("--ratio", args.ratio), ("--logits", args.logits),
+                                      ("--student-logits", args.student_logits))
+             if value is not None]
+    if given:
+        raise ValueError(f"--topk takes K, k and the teacher from the file; drop {given[0]}")
+    temperature = check_temperature(args.temperature, "--temperature")
+    teacher = load_topk_teacher(args.topk)
+    values = stored_rows_theory(teacher, temperature)
+    mean = {key: _finite_or_none(float(value.mean())) for key, value in values.items()}
+    settings = {"num_classes": teacher.num_classes, "k": teacher.k,
+                "ratio": teacher.k / teacher.num_classes, "temperature": temperature,
+                "rows": int(teacher.values.reshape(-1, teacher.k).shape[0]),
+                "topk": str(args.topk), "log_partition_temperatures": list(teacher.temperatures)}
+    if args.json:
+        per_row = {key: [_finite_or_none(float(v)) for v in value]
+                   for key, value in values.items()}
+        print(json.dumps({"settings": settings, "per_row": per_row, "mean": mean}, indent=2))
+        return 0
+    print(f"K={teacher.num_classes} k={teacher.k} T={temperature:g}  stored rows: {args.topk} "
+          f"(means over {settings['rows']} rows)")
+    if "kept_mass" not in values:
+        print(f"no log-partition at T={temperature:g} stored: kept mass, tail mass, bias and "
+              "mass-shift error need it")
+    width = max(len(key) for key in values)
+    for key, value in mean.items():
+        print(f"{key:<{width}}  {'inf' if value is None else f'{value:.6g}':>12}")
+    return 0
+
+
 def run_theory(args) -> int:
+    if args.topk is not None:
+        return run_stored_rows(args)
     num_classes = args.classes
+    if num_classes is None:
+        raise ValueError("--classes is required (or --topk FILE)")
+    if args.k is None and args.ratio is None:
+        raise ValueError("one of --k or --ratio is required (or --topk FILE)")
     if num_classes < 1:
         raise ValueError(f"--classes must be an integer >= 1, got {num_classes}")
     k = (check_keep_count(args.k, num_classes, "--k") if args.k is not None

@@ -1,0 +1,136 @@
+"""T1-T5 at vocabulary scale, from stored top-k rows only (no dense teacher row).
+
+:func:`stored_rows_theory` computes, per stored row (stingy.theory.topk.TopKTeacher) at a
+temperature T whose log-partition LSE(z/T) is stored:
+
+* ``kept_mass`` m = sum_M e^{z/T - LSE(z/T)} (T2) and ``tail_mass`` 1 - m;
+* the truncation's bias on the target: TV(p~, p) = 1 - m (the tail mass) and ``bias_kl`` =
+  KL(p~ || p) = -log m (T1: p~ = p/m on M, so both follow from m alone);
+* T3 exactly: ``tv_to_uniform`` TV(p~, U_M), its bound tanh(D_M/4T), the worst case over rows
+  with the same k and D_M (``tv_worst_case``: max over j of x(1-x)c/(1+cx), x = j/k,
+  c = e^{D_M/T} - 1, the two-level value of T3a at integer j), and ``mass_shift_error``
+  max_M |delta(i) - (1-r)/k| with delta(i) = p(i)(1/m - 1) (T1);
+* T5: ``signal_to_drive`` = sqrt(Var_M(z)) / (T sqrt(1 - r)) and ``drive_norm``,
+  ``signal_norm``.
+
+Everything but kept_mass, tail_mass, the bias and mass_shift_error needs only the kept values;
+those four need the stored log-partition. (When stingy.theory.approximation.tv_worst_case and
+stingy.theory.signal.signal_to_drive_exact land, ``tv_worst_case`` and ``signal_to_drive``
+should call them.)
+
+:func:`vocabulary_table` runs this on a synthetic heavy-tailed logit model
+(:func:`heavy_tailed_logits`, z = scale * Gumbel noise) for LLM-like settings; the rows are
+synthetic, not a language model's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from stingy.theory.moments import population_var, value_range
+from stingy.theory.topk import TopKTeacher, topk_teacher
+
+SYNTHETIC_MODEL = "z = 2 * Gumbel(0, 1) i.i.d. per class (synthetic heavy-tailed logits)"
+
+
+def heavy_tailed_logits(rows: int, num_classes: int, seed: int, scale: float = 2.0,
+                        dtype=torch.float64) -> torch.Tensor:
+    """Synthetic heavy-tailed logits: scale * standard Gumbel, i.i.d. (the weights e^{z/T} have
+    a Pareto tail of index T/scale, so at T <= scale a few classes hold much of the mass)."""
+    generator = torch.Generator().manual_seed(int(seed))
+    uniform = torch.rand(rows, num_classes, generator=generator, dtype=dtype).clamp_min(1e-300)
+    return -scale * torch.log(-torch.log(uniform))
+
+
+def tv_worst_case(k: int, kept_range: torch.Tensor, temperature: float) -> torch.Tensor:
+    """max over two-level rows with j = 0..k values on top of TV(p~, U_M) = x(1-x)c/(1+cx)
+    (x = j/k, c = e^{D_M/T} - 1): the largest TV any row with this k and D_M can have (T3a)."""
+    x = torch.arange(k + 1, dtype=kept_range.dtype) / k
+    c = torch.expm1(kept_range / temperature)[..., None]
+    return (x * (1 - x) * c / (1 + c * x)).amax(dim=-1)
+
+
+def stored_rows_theory(teacher: TopKTeacher, temperature: float) -> dict:
+    """Per-row T1-T5 quantities from stored rows (module docstring), {key: (N,) tensor}.
+
+    kept_mass, tail_mass, bias_kl and mass_shift_error are present only when the log-partition
+    at ``temperature`` is stored."""
+    values = teacher.values.double().reshape(-1, teacher.k)
+    k, num_classes = teacher.k, teacher.num_classes
+    ratio = k / num_classes
+    scaled = values / temperature
+    kept_target = torch.softmax(scaled, dim=-1)
+    kept_range = value_range(values)
+    variance = population_var(values)
+    out = {
+        "tv_to_uniform": 0.5 * (kept_target - 1 / k).abs().sum(dim=-1),
+        "tv_to_uniform_bound": torch.tanh(kept_range / (4 * temperature)),
+        "tv_worst_case": tv_worst_case(k, kept_range, temperature),
+        "signal_norm": (variance / k).sqrt(),
+        "drive_norm": torch.full_like(variance, temperature * math.sqrt(max(1 / k - 1 / num_classes,
+                                                                            0.0))),
+        "signal_to_drive": (variance.sqrt() / (temperature * math.sqrt(1 - ratio))
+                            if k < num_classes else torch.full_like(variance, math.inf)),
+    }
+    if any(math.isclose(stored, temperature, rel_tol=1e-9) for stored in teacher.temperatures):
+        log_partition = teacher.logsumexp_at(temperature).double().reshape(-1)
+        log_m = torch.logsumexp(scaled - log_partition[:, None], dim=-1).clamp_max(0.0)
+        m = log_m.exp()
+        shift = kept_target * (1 - m)[:, None]  # delta(i) = p(i)(1/m - 1) = p~(i)(1 - m)
+        out.update({
+            "kept_mass": m,
+            "tail_mass": -torch.expm1(log_m),
+            "bias_kl": -log_m,
+            "mass_shift_error": (shift - (1 - ratio) / k).abs().amax(dim=-1),
+        })
+    return out
+
+
+def vocabulary_table(class_counts=(32768, 131072), keep_counts=(1, 8, 64, 1024),
+                     temperatures=(1.0, 2.0), rows: int = 32, seed: int = 0) -> list[dict]:
+    """Means over ``rows`` synthetic heavy-tailed rows (:func:`heavy_tailed_logits`) of the
+    stored-row quantities, one dict per (K, k, T); the dense rows are used only to store them."""
+    table = []
+    for num_classes in class_counts:
+        logits = heavy_tailed_logits(rows, num_classes, seed)
+        for k in keep_counts:
+            stored = topk_teacher(logits, k, temperatures)
+            for temperature in temperatures:
+                values = stored_rows_theory(stored, temperature)
+                table.append({"model": "synthetic", "num_classes": num_classes, "k": k,
+                              "temperature": temperature, "rows": rows,
+                              **{key: float(v.mean()) for key, v in values.items()}})
+    return table
+
+
+def draw_vocabulary_figure(table: list[dict], path) -> None:
+    """Kept mass m and the bias KL(p~ || p) = -log m against k, per (K, T), labelled synthetic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stingy.io import atomic_write
+
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for num_classes in sorted({row["num_classes"] for row in table}):
+        for temperature in sorted({row["temperature"] for row in table}):
+            chosen = [row for row in table if row["num_classes"] == num_classes
+                      and row["temperature"] == temperature]
+            label = f"K={num_classes // 1024}k, T={temperature:g}"
+            style = "-" if temperature == 1.0 else "--"
+            ks = [row["k"] for row in chosen]
+            axes[0].plot(ks, [row["kept_mass"] for row in chosen], style, marker="o", label=label)
+            axes[1].plot(ks, [row["bias_kl"] for row in chosen], style, marker="o", label=label)
+    for axis, name in zip(axes, ("kept mass m", "bias KL(p~ || p) = -log m (nats)")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("kept classes k")
+        axis.set_ylabel(name)
+    axes[0].legend(fontsize=7)
+    figure.suptitle(f"Synthetic heavy-tailed logits ({SYNTHETIC_MODEL})", fontsize=8)
+    figure.tight_layout()
+    atomic_write(path, lambda f: figure.savefig(f, format=str(path).rsplit(".", 1)[-1], dpi=150),
+                 binary=True)
+    plt.close(figure)
