@@ -2,8 +2,9 @@
 
     python -m stingy.benchmarks.run [--out results/benchmarks.json] [--quick] [--skip-simulation]
 
-Benchmarks: the stingy KD loss against the reference's pattern (bench_kd_loss), the default
-simulation sweep's wall time (benchmarks/bench_simulation.py), the CNN's CPU training
+Benchmarks: the stingy KD loss against the reference's pattern (bench_kd_loss), the KD loss
+from stored top-k rows at B=512, K=131072, k=64 against the dense path (bench_kd_loss_topk), the
+default simulation sweep's wall time (benchmarks/bench_simulation.py), the CNN's CPU training
 throughput (bench_throughput) and, when results/gpu_check.json exists, the GPU check's
 time to 93% for the CIFAR-10 ResNet-18 teacher, images/s and TFLOP/s.
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 import torch
 
 from stingy.benchmarks import bench_kd_loss
+from stingy.benchmarks.bench_kd_loss_topk import bench_kd_loss_topk
+from stingy.benchmarks.bench_kd_loss_topk import markdown as topk_markdown
 from stingy.benchmarks.bench_students import bench_students, students_markdown
 from stingy.benchmarks.bench_throughput import bench_cnn_throughput
 from stingy.figures.machine import describe, machine_info
@@ -89,6 +92,8 @@ def main(argv=None) -> int:
                         "results/gpu_check.json or results/gpu/gpu_check.json)")
     parser.add_argument("--quick", action="store_true", help="shorter timing runs")
     parser.add_argument("--skip-simulation", action="store_true")
+    parser.add_argument("--skip-topk", action="store_true",
+                        help="skip the vocabulary-scale top-k loss benchmark")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's choice); 1 is steadier on a busy "
                         "machine")
@@ -98,6 +103,9 @@ def main(argv=None) -> int:
     result = {"machine": machine_info()}
     print("kd_loss forward + backward ...", flush=True)
     result["kd_loss"] = bench_kd_loss.run(min_run_time=0.1 if args.quick else 0.5)
+    if not args.skip_topk:
+        print("kd_loss_topk at B=512, K=131072, k=64 ...", flush=True)
+        result["kd_loss_topk"] = bench_kd_loss_topk(repeats=1 if args.quick else 3)
     print("CNN training throughput ...", flush=True)
     result["cnn_throughput"] = bench_cnn_throughput(steps=5 if args.quick else 20)
     print("student throughput (bank, batched) ...", flush=True)
@@ -112,6 +120,8 @@ def main(argv=None) -> int:
     result["gpu_check"] = gpu_numbers(Path(gpu_check))
     write_json(args.out, result)
     print(markdown(result))
+    if result.get("kd_loss_topk"):
+        print("\n" + topk_markdown(result["kd_loss_topk"]))
     print(f"wrote {args.out}")
     return 0
 

@@ -40,7 +40,8 @@ def heavy_tailed_logits(rows: int, num_classes: int, seed: int, scale: float = 2
     """Synthetic heavy-tailed logits: scale * standard Gumbel, i.i.d. (the weights e^{z/T} have
     a Pareto tail of index T/scale, so at T <= scale a few classes hold much of the mass)."""
     generator = torch.Generator().manual_seed(int(seed))
-    uniform = torch.rand(rows, num_classes, generator=generator, dtype=dtype).clamp_min(1e-300)
+    uniform = torch.rand(rows, num_classes, generator=generator, dtype=dtype)
+    uniform = uniform.clamp_min(torch.finfo(dtype).tiny)
     return -scale * torch.log(-torch.log(uniform))
 
 
@@ -134,3 +135,21 @@ def draw_vocabulary_figure(table: list[dict], path) -> None:
     atomic_write(path, lambda f: figure.savefig(f, format=str(path).rsplit(".", 1)[-1], dpi=150),
                  binary=True)
     plt.close(figure)
+
+
+def write_vocabulary_results(out, rows: int = 32, seed: int = 0) -> list[dict]:
+    """:func:`vocabulary_table` at K in {32k, 128k}, k in {1, 8, 64, 1024}, T in {1, 2},
+    written (atomically) to out/vocabulary_table.csv and .json, and its figure to
+    out/vocabulary.png and .pdf."""
+    from pathlib import Path
+
+    from stingy.io import write_csv, write_json
+
+    out = Path(out)
+    table = vocabulary_table(rows=rows, seed=seed)
+    write_csv(out / "vocabulary_table.csv", table)
+    write_json(out / "vocabulary_table.json", {"model": SYNTHETIC_MODEL, "rows": rows,
+                                               "seed": seed, "table": table})
+    for suffix in ("png", "pdf"):
+        draw_vocabulary_figure(table, out / f"vocabulary.{suffix}")
+    return table
