@@ -32,7 +32,7 @@ import torch
 from stingy.theory.moments import population_var, value_range
 from stingy.theory.topk import TopKTeacher, topk_teacher
 
-SYNTHETIC_MODEL = "z = 2 * Gumbel(0, 1) i.i.d. per class (synthetic heavy-tailed logits)"
+SYNTHETIC_MODEL = "z = 2 * Gumbel(0, 1), i.i.d. per class"
 
 
 def heavy_tailed_logits(rows: int, num_classes: int, seed: int, scale: float = 2.0,
@@ -130,7 +130,7 @@ def draw_vocabulary_figure(table: list[dict], path) -> None:
         axis.set_xlabel("kept classes k")
         axis.set_ylabel(name)
     axes[0].legend(fontsize=7)
-    figure.suptitle(f"Synthetic heavy-tailed logits ({SYNTHETIC_MODEL})", fontsize=8)
+    figure.suptitle(f"SYNTHETIC heavy-tailed logit model: {SYNTHETIC_MODEL}", fontsize=8)
     figure.tight_layout()
     atomic_write(path, lambda f: figure.savefig(f, format=str(path).rsplit(".", 1)[-1], dpi=150),
                  binary=True)
