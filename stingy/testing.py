@@ -44,8 +44,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ImportError as err:  # hypothesis is the "test" extra, not a core dependency
+    raise ImportError("stingy.testing needs hypothesis: pip install 'stingy[test]'") from err
 
 MAX_CLASSES = 12
 LOGIT_BOUND = 40.0
