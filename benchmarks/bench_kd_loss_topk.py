@@ -133,9 +133,10 @@ def _dense_teacher(stored, generator):
 
 def markdown(result: dict) -> str:
     settings = result["settings"]
-    lines = [f"B={settings['batch']}, K={settings['num_classes']}, k={settings['k']}, "
-             f"T={settings['temperature']}, {settings['threads']} thread(s); student logits "
-             f"{result['student_mib']:.0f} MiB.", "",
+    header = (f"B={settings['batch']}, K={settings['num_classes']}, k={settings['k']}, "
+              f"T={settings['temperature']}, {settings['threads']} thread(s); student logits "
+              f"{result['student_mib']:.0f} MiB.")
+    lines = [header, "",
              "| path | forward+backward (s) | peak memory above inputs (MiB) | peak / student |",
              "|---|---|---|---|"]
     for row in result["paths"]:

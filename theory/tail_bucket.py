@@ -49,14 +49,13 @@ from stingy.theory.validation import as_tensor, check_logits, check_same_shape
 
 
 def _split_logs(teacher, student, kept, temperature):
-    """log p, log q and the per-row log-masses of M and Mc under p and q."""
+    """log p, log q and the per-row log-masses of Mc under p and under q."""
     log_p = torch.log_softmax(teacher / temperature, dim=-1)
     log_q = torch.log_softmax(student / temperature, dim=-1)
     minus_inf = float("-inf")
-    log_m = torch.logsumexp(log_p.masked_fill(~kept, minus_inf), dim=-1)
     log_tail_p = torch.logsumexp(log_p.masked_fill(kept, minus_inf), dim=-1)
     log_tail_q = torch.logsumexp(log_q.masked_fill(kept, minus_inf), dim=-1)
-    return log_p, log_q, log_m, log_tail_p, log_tail_q
+    return log_p, log_q, log_tail_p, log_tail_q
 
 
 def _kl_terms(log_a, log_b, mask):
@@ -93,8 +92,7 @@ def tail_bucket_terms(teacher_logits, student_logits, k: int, temperature: float
     """
     teacher, student, k, temperature, kept = _checked_pair(teacher_logits, student_logits, k,
                                                            temperature)
-    log_p, log_q, log_m, log_tail_p, log_tail_q = _split_logs(teacher, student, kept,
-                                                              temperature)
+    log_p, log_q, log_tail_p, log_tail_q = _split_logs(teacher, student, kept, temperature)
     tail_mass = log_tail_p.exp()
     tail_cell = torch.where(tail_mass > 0, tail_mass * (log_tail_p - log_tail_q),
                             torch.zeros_like(tail_mass))
@@ -113,7 +111,7 @@ def tail_bucket_gradient(teacher_logits, student_logits, k: int,
     """d/ds T^2 KL(b || q_b) = T (q - bhat): bhat = p on M, (1 - m) q(j)/Q on Mc."""
     teacher, student, k, temperature, kept = _checked_pair(teacher_logits, student_logits, k,
                                                            temperature)
-    log_p, log_q, _, log_tail_p, log_tail_q = _split_logs(teacher, student, kept, temperature)
+    log_p, log_q, log_tail_p, log_tail_q = _split_logs(teacher, student, kept, temperature)
     spread_tail = (log_q + (log_tail_p - log_tail_q)[..., None]).exp()
     target = torch.where(kept, log_p.exp(), spread_tail)
     return temperature * (log_q.exp() - target)
