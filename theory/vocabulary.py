@@ -48,9 +48,9 @@ def heavy_tailed_logits(rows: int, num_classes: int, seed: int, scale: float = 2
 def tv_worst_case(k: int, kept_range: torch.Tensor, temperature: float) -> torch.Tensor:
     """max over two-level rows with j = 0..k values on top of TV(p~, U_M) = x(1-x)c/(1+cx)
     (x = j/k, c = e^{D_M/T} - 1): the largest TV any row with this k and D_M can have (T3a)."""
-    x = torch.arange(k + 1, dtype=kept_range.dtype) / k
-    c = torch.expm1(kept_range / temperature)[..., None]
-    return (x * (1 - x) * c / (1 + c * x)).amax(dim=-1)
+    x = torch.arange(1, k + 1, dtype=kept_range.dtype) / k  # j = 0 gives 0
+    inverse_c = 1 / torch.expm1(kept_range / temperature)[..., None]  # inf at D_M = 0
+    return (x * (1 - x) / (x + inverse_c)).amax(dim=-1)  # = x(1-x)c/(1+cx), no inf/inf
 
 
 def stored_rows_theory(teacher: TopKTeacher, temperature: float) -> dict:

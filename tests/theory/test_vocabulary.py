@@ -79,3 +79,9 @@ def test_heavy_tailed_logits_are_seeded():
     a, b = heavy_tailed_logits(2, 100, 3), heavy_tailed_logits(2, 100, 3)
     assert torch.equal(a, b) and not torch.equal(a, heavy_tailed_logits(2, 100, 4))
     assert np.isfinite(a.numpy()).all()
+
+
+def test_worst_case_at_huge_and_zero_range_is_finite():
+    ranges = torch.tensor([0.0, 1e4], dtype=torch.float64)
+    worst = tv_worst_case(4, ranges, 0.5)
+    assert worst.tolist() == [0.0, 0.75]  # 1 - 1/k when one class takes all the mass
