@@ -9,7 +9,7 @@ import torch
 
 import stingy
 from stingy import StingyKDLoss, kd_loss
-from stingy.theory import operators
+from stingy.theory import operators, topk
 
 PUBLIC = ("kd_loss", "sparsify_logits", "sparse_target", "kept_mass", "keep_count",
           "reverse_logits", "StingyKDLoss")
@@ -18,7 +18,8 @@ PUBLIC = ("kd_loss", "sparsify_logits", "sparse_target", "kept_mass", "keep_coun
 def test_top_level_names_are_the_operators():
     for name in PUBLIC:
         assert getattr(stingy, name) is getattr(operators, name)
-    assert set(PUBLIC) == set(stingy.__all__)
+    assert set(PUBLIC) | {"kd_loss_topk"} == set(stingy.__all__)
+    assert stingy.kd_loss_topk is topk.kd_loss_topk
     with pytest.raises(AttributeError, match="no_such_name"):
         stingy.no_such_name  # noqa: B018
 

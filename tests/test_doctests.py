@@ -8,7 +8,7 @@ import pytest
 
 import stingy
 
-MODULES = ["stingy", "stingy.theory.operators"]
+MODULES = ["stingy", "stingy.theory.operators", "stingy.theory.topk"]
 
 
 @pytest.mark.parametrize("name", MODULES)
