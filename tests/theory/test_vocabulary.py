@@ -16,12 +16,11 @@ from stingy.theory.approximation import (
     two_level_logits,
 )
 from stingy.theory.operators import kept_mass
-from stingy.theory.signal import signal_to_drive
+from stingy.theory.signal import signal_to_drive, signal_to_drive_exact
 from stingy.theory.topk import topk_teacher
 from stingy.theory.vocabulary import (
     heavy_tailed_logits,
     stored_rows_theory,
-    tv_worst_case,
     vocabulary_table,
 )
 
@@ -45,6 +44,8 @@ def test_stored_row_quantities_equal_dense_row_quantities(case):
     assert bool((torch.isfinite(values["signal_to_drive"]) == finite).all())
     assert torch.allclose(values["signal_to_drive"][finite], ratio[finite], rtol=1e-6,
                           atol=1e-9)
+    exact = signal_to_drive_exact(teacher, k, temperature)
+    assert torch.allclose(values["signal_to_drive_exact"], exact, rtol=1e-6, atol=1e-9)
     assert bool((values["tv_to_uniform"] <= values["tv_worst_case"] + 1e-12).all())
     assert bool((values["tv_worst_case"] <= values["tv_to_uniform_bound"] + 1e-12).all())
 
@@ -62,11 +63,6 @@ def test_worst_case_attained_at_two_level_rows_and_exceeded_one_step_past(k, top
     assert float(tv_to_uniform(past, k, temperature)) > worst
 
 
-def test_worst_case_below_tanh_when_no_integer_split_attains_it():
-    kept_range = torch.tensor([2 * math.log(3) * 2.0 * 1.3])  # k/(1+e^{d/2}) not an integer
-    assert float(tv_worst_case(4, kept_range, 2.0)) < math.tanh(float(kept_range) / 8.0)
-
-
 def test_vocabulary_table_is_labelled_synthetic_and_kept_mass_grows_with_k():
     table = vocabulary_table(class_counts=(4096,), keep_counts=(1, 8, 64), rows=4)
     assert {row["model"] for row in table} == {"synthetic"} and len(table) == 6
@@ -79,9 +75,3 @@ def test_heavy_tailed_logits_are_seeded():
     a, b = heavy_tailed_logits(2, 100, 3), heavy_tailed_logits(2, 100, 3)
     assert torch.equal(a, b) and not torch.equal(a, heavy_tailed_logits(2, 100, 4))
     assert np.isfinite(a.numpy()).all()
-
-
-def test_worst_case_at_huge_and_zero_range_is_finite():
-    ranges = torch.tensor([0.0, 1e4], dtype=torch.float64)
-    worst = tv_worst_case(4, ranges, 0.5)
-    assert worst.tolist() == [0.0, 0.75]  # 1 - 1/k when one class takes all the mass
