@@ -77,7 +77,7 @@ SCHEMA = {
     "task.superclass_size": _SIZE, "task.latent_dim": _SIZE, "task.input_dim": _SIZE,
     "task.superclass_spread": settings.Number(0), "task.member_spread": settings.Number(0),
     "task.task_seed": settings.Number(0, 2**32 - 1, integer=True),
-    "task.train_size": _SIZE, "task.test_size": _SIZE,
+    "task.train_size": _SIZE, "task.test_size": _SIZE, "task.draw_per_seed": settings.Flag(),
     "noise.rates": settings.ListOf(settings.Number(0, 0.99), 1),
     "noise.kinds": settings.ListOf(settings.Choice(tuple(NOISE_KINDS)), 1),
     "teacher.kind": settings.Choice(("oracle", "trained")),

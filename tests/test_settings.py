@@ -43,6 +43,7 @@ INVALID = [
     (["simulate", "--set-config", "noise.kinds=\"symmetric\""], "--noise-kind"),
     (["simulate", "--set-config", "task.classes=\"10\""], "--classes"),
     (["simulate", "--set-config", "teacher.epochs=0"], "teacher.epochs"),
+    (["simulate", "--set-config", "task.draw_per_seed=1"], "task.draw_per_seed"),
     (["simulate", "--set-config", "distill.ratios_by_classes={\"10\" = \"x\"}"],
      "ratios_by_classes"),
     (["simulate", "--set-config", "probe={temperatures = [nan]}"], "probe.temperatures"),
