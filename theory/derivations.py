@@ -24,6 +24,7 @@ import sympy as sp
 import torch
 
 from stingy.io import write_text
+from stingy.theory.tail_bucket import derive_tail_bucket_expansion
 
 PROVED = "proved for all K, k"
 CHECKED = "checked numerically"
@@ -658,6 +659,7 @@ DERIVATIONS = [
     derive_t4_paper_last_line,
     derive_t5_decomposition, derive_t5_exact_ratio, derive_t5_free_minimiser,
     derive_t5_sharp_variance, derive_t5_autograd,
+    derive_tail_bucket_expansion,
 ]
 
 

@@ -17,7 +17,7 @@ def test_every_statement_states_a_scope_and_the_latex_is_complete(tmp_path):
     assert all(SCOPES.match(r["status"]) for r in records), [r["status"] for r in records]
     assert all(r["detail"] for r in records)
     ids = {r["id"] for r in records}
-    assert {"T4a", "T4b", "T5a", "T5b", "T5c", "T3a"} <= ids
+    assert {"T4a", "T4b", "T5a", "T5b", "T5c", "T3a", "TB"} <= ids
     assert {r["id"]: r["status"] for r in records}["T4a"] == derivations.PROVED
     path = derivations.write_latex(tmp_path / "theory.tex", records)
     text = path.read_text()
