@@ -155,8 +155,9 @@ class LogitBank:
         path = self.path(epoch)
         if path.is_file():
             record = load_torch_file(path, "logit bank file")
-            if not isinstance(record, dict) or record.get("key") != json.dumps(self.key, sort_keys=True) or \
-                    record.get("epoch") != epoch:
+            expected = json.dumps(self.key, sort_keys=True)
+            if (not isinstance(record, dict) or record.get("key") != expected
+                    or record.get("epoch") != epoch):
                 raise ValueError(f"logit bank file {path} does not match its key; delete it")
         else:
             record = self.compute(epoch)
