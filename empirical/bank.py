@@ -12,7 +12,8 @@ indices (int64) and values of the top ``top_k``. Each epoch is one file ``epoch-
 plain tensors written atomically (``stingy.io.save_torch``) and read with
 ``torch.load(weights_only=True)``, in the folder ``<root>/<key>``, where ``key`` hashes
 :func:`bank_key`'s fields (teacher fingerprint, data fingerprint, seed, batch size, augment,
-top_k, format). Students of a sweep share a bank; a rerun or a resumed run reuses its files.
+top_k, format, and the code of bank.py, augment.py and engine.py). Students of a sweep share
+a bank; a rerun or a resumed run reuses its files.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ from pathlib import Path
 import torch
 
 from stingy.empirical.runs import load_torch_file
-from stingy.io import save_torch
+from stingy.io import file_digest, save_torch
 
 BANK_FORMAT = 1
 PADDING = 4
+# the code that decides which images a batch holds and how they look
+CODE_FILES = tuple(Path(__file__).with_name(name) for name in ("bank.py", "augment.py",
+                                                               "engine.py"))
 
 
 def mix(*values: int) -> int:
@@ -89,7 +93,9 @@ class AugmentStream:
 
 def bank_key(teacher_fingerprint: str, data_fingerprint: str, stream: AugmentStream,
              top_k: int | None) -> dict:
-    return {"format": BANK_FORMAT, "teacher": teacher_fingerprint, "data": data_fingerprint,
+    code = hashlib.sha256("".join(file_digest(path) for path in CODE_FILES).encode())
+    return {"format": BANK_FORMAT, "code": code.hexdigest()[:16],
+            "teacher": teacher_fingerprint, "data": data_fingerprint,
             "seed": stream.seed, "batch_size": stream.batch_size, "augment": stream.augment,
             "padding": PADDING, "top_k": top_k}
 
@@ -149,8 +155,9 @@ class LogitBank:
         path = self.path(epoch)
         if path.is_file():
             record = load_torch_file(path, "logit bank file")
-            if not isinstance(record, dict) or record.get("key") != json.dumps(self.key, sort_keys=True) or \
-                    record.get("epoch") != epoch:
+            expected = json.dumps(self.key, sort_keys=True)
+            if (not isinstance(record, dict) or record.get("key") != expected
+                    or record.get("epoch") != epoch):
                 raise ValueError(f"logit bank file {path} does not match its key; delete it")
         else:
             record = self.compute(epoch)

@@ -8,10 +8,10 @@ one after another on slices of the same tensors (the baseline the benchmark comp
 norm updates each student's own running statistics in both modes.
 
 Every student reads its teacher's logits from a :class:`stingy.empirical.bank.LogitBank`
-(no teacher forward pass while students train). Each student's distillation target
-log softmax(z'/T) (z' = the bank's logits, sparsified to the top k, or reversed) is built once
-per epoch, so the step itself has no validation and no host-device sync: losses are summed on
-the device and read once per epoch. On CUDA: bf16 autocast, channels_last, and
+(no teacher forward pass while students train); reversed logits are made once per epoch, and
+the losses use ``stingy.theory.operators.kd_loss_unchecked``, so the step itself has no
+validation and no host-device sync: losses are summed on the device and read once per
+epoch. On CUDA: bf16 autocast, channels_last, and
 ``compile`` = "default" (torch.compile) or "cuda-graphs" (torch.compile mode
 "reduce-overhead"); on CPU "cuda-graphs" is skipped (plain compile) and bf16/channels_last
 are off.
@@ -34,7 +34,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from stingy.empirical.models import MODEL_NAMES, build_model
 from stingy.io import save_torch
-from stingy.theory.operators import distillation_kl, reverse_logits, sparsify_logits
+from stingy.theory.operators import kd_loss_unchecked, reverse_logits
 
 MODES = ("vmap", "loop")
 COMPILE_MODES = ("off", "default", "cuda-graphs")
@@ -69,19 +69,8 @@ class Student:
                              f"[0, 1], got {self.temperature}, {self.alpha}")
 
     def target_key(self):
-        """Students with equal keys share one target tensor."""
-        if self.method == "scratch":
-            return None
-        k = self.k if self.method in ("stingy", "within") else None
-        return (self.teacher, self.method == "reversed", k, self.temperature)
-
-    def weights(self) -> tuple[float, float, bool]:
-        """(CE weight, KL weight, within_kept) of :func:`student_loss`."""
-        if self.method == "scratch":
-            return 1.0, 0.0, False
-        if self.method == "nasty":
-            return 1.0, -self.nasty_weight, False
-        return 1 - self.alpha, self.alpha, self.method == "within"
+        """Students with equal keys share one epoch of teacher logits (reversed or not)."""
+        return None if self.method == "scratch" else (self.teacher, self.method == "reversed")
 
 
 @dataclass(frozen=True)
@@ -121,37 +110,34 @@ class GroupSettings:
             raise ValueError("lr must be > 0, ema_decay in [0, 1) and label_smoothing in [0, 1)")
 
 
-def student_loss(student_logits, target_log_probs, labels, *, temperature: float,
-                 ce_weight: float, kl_weight: float, within_kept: bool,
+def student_loss(student: Student, student_logits, teacher_logits, labels,
                  label_smoothing: float = 0.0) -> torch.Tensor:
-    """L = c CE_eps(s, y) + w T^2 mean_n KL(p_n || q_n), unchecked (no host sync).
+    """The loss of ``student`` on one batch, unchecked (no host-device sync):
 
-    p = exp(target_log_probs) (the teacher's tempered target; -inf marks classes outside the
-    kept set M), q = softmax(s/T), or softmax over M only when ``within_kept`` (within-M KD).
-    c = 1 - a, w = a for KD (normal, stingy, within-M, reversed); c = 1, w = -weight for the
-    Nasty Teacher's self-undermining loss; c = 1, w = 0 for scratch. CE_eps is cross-entropy
-    with label smoothing eps.
+    scratch   CE_eps(s, y) (label smoothing eps);
+    kd, stingy, within, reversed
+              kd_loss_unchecked(s, z, y, T, a, k, within_kept) = (1 - a) CE(s, y)
+              + a T^2 KL(softmax(z_k / T) || softmax(s / T)) (within-M: over M only), where z is
+              already reversed for "reversed" (see :func:`epoch_teacher_logits`);
+    nasty     CE(s, y) - w T^2 KL(softmax(z / T) || softmax(s / T)) (Nasty Teacher).
     """
     student_logits = student_logits.float()
-    loss = ce_weight * F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
-    if kl_weight:
-        distill_logits = student_logits
-        if within_kept:
-            distill_logits = student_logits.masked_fill(~torch.isfinite(target_log_probs),
-                                                        float("-inf"))
-        kl = distillation_kl(distill_logits, target_log_probs, temperature).mean()
-        loss = loss + kl_weight * temperature**2 * kl
-    return loss
+    if student.method == "scratch":
+        return F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
+    if student.method == "nasty":
+        divergence = kd_loss_unchecked(student_logits, teacher_logits, None,
+                                       student.temperature, 1.0)
+        return F.cross_entropy(student_logits, labels) - student.nasty_weight * divergence
+    k = student.k if student.method in ("stingy", "within") else None
+    return kd_loss_unchecked(student_logits, teacher_logits, labels, student.temperature,
+                             student.alpha, k, student.method == "within")
 
 
-def target_log_probs(teacher_logits: torch.Tensor, key) -> torch.Tensor:
-    """log softmax(z'/T) for a target key (teacher, reversed, k, T): z' = reverse_logits(z)
-    if reversed, sparsify_logits(z, k) if k, else z."""
-    _, reversed_, k, temperature = key
-    logits = reverse_logits(teacher_logits) if reversed_ else teacher_logits
-    if k is not None:
-        logits = sparsify_logits(logits, k)
-    return torch.log_softmax(logits / temperature, dim=-1)
+def epoch_teacher_logits(bank_logits: torch.Tensor, key) -> torch.Tensor:
+    """One epoch of a bank's logits as float32, reversed (``reverse_logits``) for the
+    reversed-logits students: done once per epoch, outside the steps."""
+    logits = bank_logits.float()
+    return reverse_logits(logits) if key[1] else logits
 
 
 def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
@@ -300,7 +286,6 @@ def train_group(settings: GroupSettings, students: list[Student], train, test, s
         scheduler.load_state_dict(saved["scheduler"])
         start_epoch, history = saved["epoch"], saved["history"]
     keys = sorted({s.target_key() for s in students if s.target_key() is not None}, key=repr)
-    weights = [s.weights() for s in students]
     began, epochs_here = time.perf_counter(), 0
     for epoch in range(start_epoch, settings.epochs):
         if stop_after_epochs is not None and epochs_here >= stop_after_epochs:
@@ -308,8 +293,7 @@ def train_group(settings: GroupSettings, students: list[Student], train, test, s
         epoch_began = time.perf_counter()
         bank_epochs = {name: banks[name].epoch(epoch, group.device)
                        for name in {key[0] for key in keys}}
-        targets = {key: target_log_probs(bank_epochs[key[0]].dense.float(), key)
-                   for key in keys}
+        targets = {key: epoch_teacher_logits(bank_epochs[key[0]].dense, key) for key in keys}
         order = stream.order(epoch, len(train))
         loss_sums = torch.zeros(len(students), device=group.device)
         for step in range(steps):
@@ -317,10 +301,9 @@ def train_group(settings: GroupSettings, students: list[Student], train, test, s
             logits = group.logits(images)
             rows = slice(step * stream.batch_size, step * stream.batch_size + len(labels))
             losses = torch.stack([
-                student_loss(logits[g], targets[s.target_key()][rows] if s.target_key() else None,
-                             labels, temperature=s.temperature, ce_weight=w[0], kl_weight=w[1],
-                             within_kept=w[2], label_smoothing=settings.label_smoothing)
-                for g, (s, w) in enumerate(zip(students, weights))])
+                student_loss(s, logits[g], targets[s.target_key()][rows] if s.target_key()
+                             else None, labels, settings.label_smoothing)
+                for g, s in enumerate(students)])
             group.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             group.optimizer.step()

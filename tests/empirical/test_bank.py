@@ -124,3 +124,16 @@ def test_bank_file_with_another_key_is_refused(tmp_path):
 def test_bank_top_k_must_be_a_positive_integer(tmp_path):
     with pytest.raises(ValueError, match="top_k"):
         LogitBank(tmp_path, build_model("cnn", 10), tiny_data(), AugmentStream(0, 16), top_k=0)
+
+
+def test_bank_key_changes_with_the_augmentation_code(tmp_path, monkeypatch):
+    from stingy.empirical import bank as bank_module
+
+    torch.manual_seed(0)
+    teacher, data, stream = build_model("cnn", 10), tiny_data(), AugmentStream(0, 16)
+    code = tmp_path / "augment.py"
+    code.write_text("x = 1\n")
+    monkeypatch.setattr(bank_module, "CODE_FILES", (code,))
+    before = LogitBank(tmp_path, teacher, data, stream).directory
+    code.write_text("x = 2\n")
+    assert LogitBank(tmp_path, teacher, data, stream).directory != before

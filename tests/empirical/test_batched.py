@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from .tiny import single_thread  # noqa: F401 - fixture
 
 from stingy.empirical.bank import AugmentStream, LogitBank
 from stingy.empirical.batched import (
     GroupSettings,
     Student,
+    epoch_teacher_logits,
     student_loss,
-    target_log_probs,
     train_group,
 )
 from stingy.empirical.engine import DeviceData
 from stingy.empirical.models import build_model
-from stingy.theory.operators import kd_loss
+from stingy.theory.operators import kd_loss, reverse_logits
 
 STUDENTS = [Student("scratch", "scratch"), Student("kd", "kd", "teacher", 4.0, 0.9),
             Student("stingy", "stingy", "teacher", 4.0, 0.9, k=2),
@@ -69,16 +70,34 @@ def test_each_student_in_a_group_trains_as_if_alone(setup):
     assert not torch.allclose(together[0], together[2], atol=1e-3)  # methods differ
 
 
-@pytest.mark.parametrize("k, within", [(None, False), (3, False), (3, True), (10, True)])
-def test_student_loss_equals_the_checked_kd_loss(k, within):
+@pytest.mark.parametrize("student", STUDENTS[1:4], ids=lambda s: s.label)
+def test_student_loss_of_kd_methods_is_the_checked_kd_loss(student):
     torch.manual_seed(1)
-    student, teacher = torch.randn(6, 10), torch.randn(6, 10)
+    logits, teacher = torch.randn(6, 10), torch.randn(6, 10)
     labels = torch.randint(0, 10, (6,))
-    target = target_log_probs(teacher, ("teacher", False, k, 3.0))
-    ours = student_loss(student, target, labels, temperature=3.0, ce_weight=0.3,
-                        kl_weight=0.7, within_kept=within)
-    reference = kd_loss(student, teacher, labels, 3.0, 0.7, k=k, within_kept=within)
-    torch.testing.assert_close(ours, reference)
+    within = student.method == "within"
+    reference = kd_loss(logits, teacher, labels, student.temperature, student.alpha,
+                        k=student.k, within_kept=within)
+    torch.testing.assert_close(student_loss(student, logits, teacher, labels), reference)
+
+
+def test_reversed_students_learn_from_reversed_bank_logits():
+    teacher = torch.tensor([[3.0, 1.0, 2.0, 0.0]])
+    reversed_ = epoch_teacher_logits(teacher, ("teacher", True))
+    assert torch.equal(reversed_, reverse_logits(teacher))
+    assert torch.equal(epoch_teacher_logits(teacher, ("teacher", False)), teacher)
+
+
+def test_scratch_and_nasty_losses_follow_their_formulas():
+    torch.manual_seed(2)
+    logits, teacher = torch.randn(5, 10), torch.randn(5, 10)
+    labels = torch.randint(0, 10, (5,))
+    scratch = student_loss(Student("s", "scratch"), logits, None, labels, label_smoothing=0.1)
+    torch.testing.assert_close(scratch, F.cross_entropy(logits, labels, label_smoothing=0.1))
+    nasty = Student("n", "nasty", "teacher", temperature=4.0, nasty_weight=0.04)
+    expected = F.cross_entropy(logits, labels) - 0.04 * kd_loss(logits, teacher, labels, 4.0,
+                                                                1.0)
+    torch.testing.assert_close(student_loss(nasty, logits, teacher, labels), expected)
 
 
 def test_a_resumed_group_equals_an_uninterrupted_one(setup, tmp_path):
