@@ -49,8 +49,9 @@ STUDENT_FAST = ["optim.lr=0.2", "optim.nesterov=true", "schedule.name=onecycle",
                 "schedule.warmup_fraction=0.15", "schedule.final_lr_fraction=0.0",
                 "train.batch_size=512"]
 STUDENT_ORDER = [(model, method) for model in ("preresnet20", "cnn", "preresnet32", "resnet18")
-                 for method in ("scratch", "kd", "stingy")]
-METHOD_RECIPES = {"scratch": "cifar10-scratch", "kd": "cifar10-kd", "stingy": "cifar10-stingy"}
+                 for method in ("scratch", "normal_kd", "stingy_kd")]
+METHOD_RECIPES = {"scratch": "cifar10-scratch", "normal_kd": "cifar10-kd",
+                  "stingy_kd": "cifar10-stingy"}
 TOY = ["data.train_subset=0", "data.test_subset=0", "train.batch_size=32",
        "train.eval_batch_size=64", "model.name=cnn"]
 
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.toy:
         common += TOY
         student_epochs, teacher_epochs = 1, 1
-        students = [("cnn", method) for method in ("scratch", "kd", "stingy")]
+        students = [("cnn", method) for method in METHOD_RECIPES]
         dataset = toy_dataset()
     else:
         from stingy.empirical.data import load_dataset

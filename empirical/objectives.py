@@ -3,32 +3,33 @@
 Each returns a dict of scalar tensors: ``"loss"`` (what is minimised) and its terms, so the
 training loop can log per-term means. Teacher logits are constants (no gradient).
 
-Methods (Ma et al. 2022 and its public code, github.com/HowieMa/stingy-teacher):
-    scratch   CE(s, y) (optionally label-smoothed)
-    kd        (1 - a) CE(s, y) + a T^2 KL(softmax(z/T) || softmax(s/T))           (Hinton)
-    stingy    the same with z replaced by the top-k sparsified logits z_k
-    within    within-M KD: the KL restricted to the teacher's kept set M (theory.kd_loss)
-    bucket    tail-bucket KD: the stingy target plus one tail cell holding the teacher's dropped
-              mass 1 - m (theory.topk.kd_loss_topk, tail="bucket"; theory.tail_bucket)
-    reversed  normal KD from reverse_logits(z) (the reference's reversed-logits ablation)
-    nasty     CE(s, y) - w T_A^2 KL(softmax(z/T_A) || softmax(s/T_A))   (Ma et al. 2021,
-              "Undistillable", self-undermining KD; s is the nasty teacher being trained)
+Methods (stingy.methods.METHODS; Ma et al. 2022 and its public code,
+github.com/HowieMa/stingy-teacher):
+    scratch          CE(s, y) (optionally label-smoothed)
+    normal_kd        (1 - a) CE(s, y) + a T^2 KL(softmax(z/T) || softmax(s/T))     (Hinton)
+    stingy_kd        the same with z replaced by the top-k sparsified logits z_k
+    within_m_kd      the KL restricted to the teacher's kept set M (theory.kd_loss)
+    tail_bucket_kd   the stingy target plus one tail cell holding the teacher's dropped mass
+                     1 - m (theory.topk.kd_loss_topk, tail="bucket"; theory.tail_bucket)
+    reversed_kd      normal KD from reverse_logits(z) (the reference's reversed-logits ablation)
+    label_smoothing  normal KD from the uniform target (z = 0) at T = 1
+    nasty_teacher    CE(s, y) - w T_A^2 KL(softmax(z/T_A) || softmax(s/T_A))   (Ma et al. 2021,
+                     "Undistillable", self-undermining KD; s is the nasty teacher being trained)
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
+from stingy.methods import method as method_entry
 from stingy.theory.operators import kd_loss_unchecked, keep_count, reverse_logits
 from stingy.theory.topk import kd_loss_topk, topk_teacher
 
-DISTILLING_METHODS = ("kd", "stingy", "within", "reversed", "bucket")
-SPARSE_METHODS = ("stingy", "within", "bucket")
-
 
 def kept_classes(method: dict, num_classes: int) -> int | None:
-    """k for stingy / within-M / tail-bucket KD: ``method.k`` if set, else keep_count(ratio, K)."""
-    if method["name"] not in SPARSE_METHODS:
+    """k for stingy / within-M KD: ``method.k`` if set, else keep_count(ratio, K)."""
+    if not method_entry(method["name"]).sparse_target:
         return None
     if method["k"]:
         if method["k"] > num_classes:
@@ -83,20 +84,24 @@ def nasty_losses(student_logits, teacher_logits, labels, *, temperature: float,
 
 def method_losses(method: dict, student_logits, teacher_logits, labels,
                   label_smoothing: float = 0.0) -> dict:
-    """Dispatch on ``method["name"]`` (a recipe's [method] table); logits are cast to float32."""
-    name = method["name"]
+    """The loss of ``method["name"]``'s registry entry (stingy.methods), built from its
+    target, sparse_target, within_kept and sign; logits are cast to float32."""
+    entry = method_entry(method["name"])
     student_logits = student_logits.float()
-    if name == "scratch":
+    if not entry.distils:
         return scratch_losses(student_logits, labels, label_smoothing)
+    if entry.data_free:
+        raise ValueError(f"method.name {entry.name!r} has no per-batch loss: it trains "
+                         "without data (stingy.empirical.dafl)")
+    if entry.target == "uniform":
+        return distillation_losses(student_logits, torch.zeros_like(student_logits), labels,
+                                   temperature=1.0, alpha=method["alpha"])
     teacher_logits = teacher_logits.float()
-    if name == "nasty":
+    if entry.sign < 0:
         return nasty_losses(student_logits, teacher_logits, labels,
                             temperature=method["temperature"], weight=method["nasty_weight"])
-    if name in DISTILLING_METHODS:
-        return distillation_losses(
-            student_logits, teacher_logits, labels, temperature=method["temperature"],
-            alpha=method["alpha"], k=kept_classes(method, student_logits.shape[-1]),
-            within_kept=name == "within", reverse=name == "reversed",
-            tail_bucket=name == "bucket")
-    raise ValueError(f"method.name {name!r} has no per-batch loss (allowed: scratch, nasty, "
-                     f"{', '.join(DISTILLING_METHODS)})")
+    return distillation_losses(
+        student_logits, teacher_logits, labels, temperature=method["temperature"],
+        alpha=method["alpha"], k=kept_classes(method, student_logits.shape[-1]),
+        within_kept=entry.within_kept, reverse=entry.target == "reversed",
+        tail_bucket=entry.tail_bucket)

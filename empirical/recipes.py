@@ -15,10 +15,12 @@ from pathlib import Path
 import tomllib
 
 from stingy.settings import Choice, Flag, ListOf, Number, Table, Text, check, merge
+from stingy.methods import method as method_entry
+from stingy.methods import names
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 
-METHODS = ("scratch", "kd", "stingy", "within", "reversed", "nasty", "dafl", "bucket")
+METHODS = names("cifar")  # stingy.methods.METHODS: the same names in every layer
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("multistep", "onecycle", "constant")
 DATASETS = ("cifar10", "cifar100")
@@ -194,12 +196,12 @@ def validate_recipe(recipe: dict) -> dict:
     method, optim = recipe["method"], recipe["optim"]
     if optim["nesterov"] and optim["momentum"] == 0:
         raise ValueError("optim.nesterov = true needs optim.momentum > 0")
-    if method["name"] in ("stingy", "within", "bucket") and method["k"] == 0 and method["ratio"] == 0:
+    if method_entry(method["name"]).sparse_target and method["k"] == 0 and method["ratio"] == 0:
         raise ValueError(f"method {method['name']!r} needs method.k >= 1 or method.ratio in (0, 1], "
                          f"got k={method['k']}, ratio={method['ratio']}")
     return recipe
 
 
 def needs_teacher(recipe: dict) -> bool:
-    """Every method but training from scratch distils from (or against) a teacher."""
-    return recipe["method"]["name"] != "scratch"
+    """Whether the recipe's method distils from (or against) a teacher (stingy.methods)."""
+    return method_entry(recipe["method"]["name"]).needs_teacher

@@ -36,6 +36,7 @@ from stingy.empirical.runs import (
     write_summary,
 )
 from stingy.io import write_json
+from stingy.methods import method as method_entry
 
 
 def seed_everything(seed: int) -> None:
@@ -163,7 +164,7 @@ def _train(recipe, dataset, directory: Path, device, resume: bool, teacher, stat
                                    else (None, None))
     mean, std = normalisation(recipe["data"]["dataset"])
     run_id = state["run_id"] if state is not None else None
-    if recipe["method"]["name"] == "dafl":
+    if method_entry(recipe["method"]["name"]).data_free:
         summary = _data_free(recipe, dataset, student, teacher_model, directory, mean, std,
                              device, resume)
     else:
@@ -206,7 +207,7 @@ def _data_free(recipe, dataset, student, teacher, directory: Path, mean, std, de
     method = recipe["method"]
     k = None
     if method["k"] or method["ratio"]:
-        k = kept_classes({**method, "name": "stingy"}, len(dataset.classes))
+        k = kept_classes({**method, "name": "stingy_kd"}, len(dataset.classes))
     release = (lambda logits: sparsify_logits(logits, k)) if k else None
     try:
         result = dafl.distill_data_free(

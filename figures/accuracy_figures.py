@@ -29,6 +29,7 @@ from stingy.figures.style import (
     ratio_axis,
     save_figure,
 )
+from stingy.methods import names
 from stingy.simulations.verdicts import paired, t_interval
 
 SIMULATION_SUMMARY = "simulation summary, written by `stingy simulate`"
@@ -37,7 +38,7 @@ CIFAR_SUMMARY = "CIFAR-10 summary, written by `stingy quick` or `stingy sweep co
 CIFAR_RUNS = "CIFAR-10 sweep runs (one row per seed), written by `stingy sweep collect`"
 MECHANISM_SUMMARY = "mechanism sweep summary, written by the simulations' mechanism sweeps"
 GPU_CHECK = "GPU check results, written by empirical/gpu_check.py"
-SPARSE_METHODS = ("stingy_kd", "within_m_kd")
+SPARSE_METHODS = names(sparse_target=True)
 METHOD_ORDER = tuple(METHODS)
 OUTLIER_MARGIN = 15.0  # percentage points below the other series' lowest interval
 

@@ -295,8 +295,8 @@ def cifar_section(results_dir: Path, paper: dict) -> str:
                      "seed). Paper column: the reference's CIFAR-10 numbers (Nasty Teacher "
                      "table, CNN student; no CIFAR-10 stingy number is in the paper except "
                      "data-free KD).\n")
-        paper_cnn = {"scratch": reference["cnn"]["scratch"], "kd": reference["cnn"]["normal_kd"],
-                     "nasty": reference["cnn"]["nasty_kd"]}
+        paper_cnn = {"scratch": reference["cnn"]["scratch"],
+                     "normal_kd": reference["cnn"]["normal_kd"]}
         table_rows = [[fmt(row["method"]), fmt(row.get("student", "")), fmt(row.get("ratio")),
                        fmt(row.get("temperature")), percent(row["test_accuracy"]),
                        percent(row.get("teacher_accuracy")),
@@ -332,7 +332,7 @@ def gpu_section(gpu: dict, reference: dict) -> str:
                      fmt(reached.get("train_seconds"), 2) if reached else "not reached",
                      fmt(reached.get("epoch")), fmt(teacher.get("images_per_second"), 0),
                      fmt(teacher.get("tflops_per_second"), 2)]])]
-    paper_keys = {"scratch": "scratch", "kd": "normal_kd", "nasty": "nasty_kd"}
+    paper_keys = {"scratch": "scratch", "normal_kd": "normal_kd"}
     rows = []
     for run in gpu.get("students") or []:
         paper_value = (reference.get(run.get("model"), {}) or {}).get(

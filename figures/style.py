@@ -19,27 +19,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 
 from stingy.io import atomic_write  # noqa: E402
+from stingy.methods import BLACK, BLUE, GREEN, GREY, ORANGE, PURPLE, SKY, VERMILLION  # noqa: E402
+from stingy.methods import METHODS as REGISTRY  # noqa: E402
 
 FULL_WIDTH = 6.75  # inches, a two-column paper's text width
 COLUMN_WIDTH = 3.25
 
-# Okabe-Ito colours; yellow is left out (too light on white).
-BLACK, ORANGE, SKY, GREEN, BLUE, VERMILLION, PURPLE, GREY = (
-    "#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#999999")
 SEQUENCE = [BLUE, VERMILLION, GREEN, PURPLE, ORANGE, SKY, BLACK, GREY]
 
-# name in the result files -> (legend label, colour)
-METHODS = {
-    "scratch": ("Scratch (labels only)", BLACK),
-    "normal_kd": ("Normal KD", BLUE),
-    "stingy_kd": ("Stingy KD", VERMILLION),
+# name in the result files -> (legend label, colour): every method of the registry
+# (stingy.methods), then the series only figures draw (a variant; KD from the Nasty Teacher)
+METHODS = {name: (method.label, method.colour) for name, method in REGISTRY.items()}
+METHODS.update({
     "stingy_kd_alpha1": ("Stingy KD, alpha=1 (no labels)", VERMILLION),  # drawn dashed
-    "reversed_kd": ("Reversed logits", PURPLE),
-    "within_m_kd": ("Within-M KD", GREEN),
-    "label_smoothing": ("Label smoothing", ORANGE),
     "nasty_kd": ("Nasty KD", SKY),
-}
-# The CPU quick profile's older method names.
+})
+# Method names of result files written before the registry.
 METHOD_ALIASES = {"kd": "normal_kd", "stingy": "stingy_kd", "within": "within_m_kd",
                   "reversed": "reversed_kd", "nasty": "nasty_kd"}
 # Teachers drawn in F6: the method whose target each one is.

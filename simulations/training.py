@@ -25,6 +25,7 @@ with the target built from the teacher's logits z of model m's seed:
                       (stingy.theory.tail_bucket, kd_loss_topk(..., tail="bucket"));
 ``label_smoothing``   target uniform at T = 1: (1-a) CE(s, y) + a KL(u || softmax(s)), i.e.
                       label smoothing with epsilon = a (up to a constant).
+Each method's target and loss come from its entry in :data:`stingy.methods.METHODS`.
 The KL is :func:`stingy.theory.operators.distillation_kl` (in the form of
 :func:`per_model_losses`); all models step together (one optimizer on
 stacked parameters); models of the same seed share the data, initial weights and batch order,
@@ -40,13 +41,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stingy.methods import METHODS as REGISTRY
+from stingy.methods import names
 from stingy.simulations.students import init_mlp, make_optimizer, mlp_forward
 from stingy.theory.expansion import logit_gap
 from stingy.theory.operators import reverse_logits, top_k_mask
 
-METHODS = ("scratch", "normal_kd", "stingy_kd", "reversed_kd", "within_m_kd", "label_smoothing",
-           "tail_bucket_kd")
-SPARSE_METHODS = ("stingy_kd", "within_m_kd", "tail_bucket_kd")
+METHODS = names("simulations")
+SPARSE_METHODS = names("simulations", sparse_target=True)
 
 
 @dataclass
@@ -74,14 +76,15 @@ def build_specs(methods: list[str], ratios: list[float], temperatures: list[floa
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         for temperature in temperatures:
-            if method == "label_smoothing":
+            entry = REGISTRY[method]
+            if entry.target == "uniform":
                 temperature = 1.0
-            model_alpha = 0.0 if method == "scratch" else alpha
+            model_alpha = alpha if entry.distils else 0.0
             for ratio in (ratios if method in SPARSE_METHODS else [float("nan")]):
                 k = keep_count(ratio, num_classes) if method in SPARSE_METHODS else num_classes
                 rows += [(method, seed, k, temperature, model_alpha, ratio)
                          for seed in range(num_seeds)]
-            if method in ("scratch", "label_smoothing"):
+            if entry.target in ("labels", "uniform"):
                 break  # these do not depend on the distillation temperature
     method, seed, k, temperature, model_alpha, ratio = zip(*rows)
     return ModelSpecs(list(method), torch.tensor(seed), torch.tensor(k),
@@ -103,8 +106,9 @@ class TargetBank:
 
     def __init__(self, teacher_logits: torch.Tensor, specs: ModelSpecs):
         """teacher_logits [S, N, C] float32: every seed's teacher on that seed's examples."""
-        sources = {"reversed_kd": "reversed", "label_smoothing": "uniform"}
-        keys = [(sources.get(m, "teacher"), k, t, m == "tail_bucket_kd") for m, k, t in
+        sources = {"labels": "teacher"}  # alpha = 0: the target is never used
+        keys = [(sources.get(REGISTRY[m].target, REGISTRY[m].target), k, t, REGISTRY[m].tail_bucket)
+                for m, k, t in
                 zip(specs.method, specs.k.tolist(), specs.temperature.tolist())]
         distinct = sorted(set(keys))
         logits = {"teacher": teacher_logits, "reversed": reverse_logits(teacher_logits),
@@ -125,9 +129,9 @@ class TargetBank:
         self.neg_entropy = (torch.special.xlogy(self.probs, self.probs).sum(-1)
                             + torch.special.xlogy(self.tail, self.tail))
         self.target_index = torch.tensor([distinct.index(key) for key in keys])
-        self.within_m = torch.tensor([m == "within_m_kd" for m in specs.method])
+        self.within_m = torch.tensor([REGISTRY[m].within_kept for m in specs.method])
         self.within_index = self.within_m.nonzero().flatten()
-        self.bucket = torch.tensor([m == "tail_bucket_kd" for m in specs.method])
+        self.bucket = torch.tensor([REGISTRY[m].tail_bucket for m in specs.method])
         self.bucket_index = self.bucket.nonzero().flatten()
         self.seed_index = specs.seed_index
 
@@ -149,7 +153,8 @@ def per_model_losses(student_logits: torch.Tensor, labels: torch.Tensor, targets
                      alpha: torch.Tensor, bucket_index: torch.Tensor | None = None) -> dict:
     """Each model's KD loss (module docstring), shape [n], batch means.
 
-    The KL is :func:`stingy.theory.operators.distillation_kl` written so that the constant and the
+    Each method's target and loss come from its entry in :data:`stingy.methods.METHODS`.
+The KL is :func:`stingy.theory.operators.distillation_kl` written so that the constant and the
     student-dependent parts separate (one log-sum-exp, no mask of the target per step):
 
         KL(p || softmax(s_S / T)) = sum_i p(i) log p(i) + logsumexp_{i in S}(s(i) / T)

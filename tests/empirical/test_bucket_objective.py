@@ -1,4 +1,4 @@
-"""The CIFAR runs' tail-bucket method ("bucket"): its loss is kd_loss_topk(..., tail="bucket")."""
+"""The CIFAR runs' tail-bucket method ("tail_bucket_kd"): its loss is kd_loss_topk(..., tail="bucket")."""
 
 import torch
 
@@ -13,7 +13,7 @@ def test_bucket_loss_is_ce_plus_tail_bucket_kl_and_differs_from_stingy():
     student = torch.randn(8, 10, generator=generator)
     teacher = 4 * torch.randn(8, 10, generator=generator)
     labels = torch.randint(0, 10, (8,), generator=generator)
-    method = {"name": "bucket", "temperature": 4.0, "alpha": 0.9, "k": 2, "ratio": 0.2}
+    method = {"name": "tail_bucket_kd", "temperature": 4.0, "alpha": 0.9, "k": 2, "ratio": 0.2}
     losses = method_losses(method, student, teacher, labels)
     expected = tail_bucket_terms(teacher.double(), student.double(), 2, 4.0)["exact"].mean()
     assert torch.allclose(losses["distill"].double(), expected, rtol=1e-5)
@@ -26,5 +26,5 @@ def test_bucket_loss_is_ce_plus_tail_bucket_kl_and_differs_from_stingy():
 def test_bucket_recipes_load():
     for name in ("quick-bucket", "cifar10-bucket", "cifar100-bucket"):
         recipe = load_recipe(name)
-        assert recipe["method"]["name"] == "bucket"
+        assert recipe["method"]["name"] == "tail_bucket_kd"
         assert kept_classes(recipe["method"], 100 if "100" in name else 10) >= 1

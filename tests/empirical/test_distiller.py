@@ -19,7 +19,7 @@ class Tiny(nn.Module):
         return self.body(x)
 
 
-METHOD = {"name": "stingy", "temperature": 20.0, "alpha": 0.9, "ratio": 0.2, "k": 0,
+METHOD = {"name": "stingy_kd", "temperature": 20.0, "alpha": 0.9, "ratio": 0.2, "k": 0,
           "nasty_weight": 0.0}
 
 

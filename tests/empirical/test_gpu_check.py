@@ -25,8 +25,8 @@ def test_resnet18_costs_about_half_a_gigaflop_per_image():
 
 
 def test_student_order_puts_preresnet20_comparisons_first():
-    assert STUDENT_ORDER[:3] == [("preresnet20", m) for m in ("scratch", "kd", "stingy")]
-    assert STUDENT_ORDER[-1] == ("resnet18", "stingy")
+    assert STUDENT_ORDER[:3] == [("preresnet20", m) for m in ("scratch", "normal_kd", "stingy_kd")]
+    assert STUDENT_ORDER[-1] == ("resnet18", "stingy_kd")
 
 
 def test_time_to_accuracy_reports_the_first_epoch_reaching_it():
@@ -43,7 +43,7 @@ def test_toy_mode_writes_results_for_teacher_and_three_students(tmp_path, capsys
     assert report["commit"] == "abc123" and report["toy"] and report["device"] == "cpu"
     assert report["teacher"]["finished"] and report["teacher"]["images_per_second"] > 0
     assert [(s["model"], s["method"]) for s in report["students"]] == \
-        [("cnn", "scratch"), ("cnn", "kd"), ("cnn", "stingy")]
+        [("cnn", "scratch"), ("cnn", "normal_kd"), ("cnn", "stingy_kd")]
     for run in report["students"]:
         assert run["finished"] and 0 <= run["test_accuracy"] <= 1
         assert run["tflops_per_second"] > 0 and run["epochs_done"] == 1

@@ -29,9 +29,9 @@ def batch(seed, n=6, classes=10):
        temperature=st.floats(0.5, 30), alpha=st.floats(0, 1))
 def test_kd_stingy_within_totals_equal_theory_kd_loss(seed, k, temperature, alpha):
     student, teacher, labels = batch(seed)
-    cases = [(method("kd", temperature=temperature, alpha=alpha), {}),
-             (method("stingy", temperature=temperature, alpha=alpha, k=k), {"k": k}),
-             (method("within", temperature=temperature, alpha=alpha, k=k),
+    cases = [(method("normal_kd", temperature=temperature, alpha=alpha), {}),
+             (method("stingy_kd", temperature=temperature, alpha=alpha, k=k), {"k": k}),
+             (method("within_m_kd", temperature=temperature, alpha=alpha, k=k),
               {"k": k, "within_kept": True})]
     for config, kwargs in cases:
         losses = method_losses(config, student, teacher, labels)
@@ -42,13 +42,13 @@ def test_kd_stingy_within_totals_equal_theory_kd_loss(seed, k, temperature, alph
 
 def test_stingy_ratio_gives_k_from_keep_count():
     student, teacher, labels = batch(1)
-    losses = method_losses(method("stingy", temperature=20.0, ratio=0.2), student, teacher, labels)
+    losses = method_losses(method("stingy_kd", temperature=20.0, ratio=0.2), student, teacher, labels)
     torch.testing.assert_close(losses["loss"], kd_loss(student, teacher, labels, 20.0, 0.9, k=2))
 
 
 def test_reversed_is_kd_from_reversed_logits():
     student, teacher, labels = batch(2)
-    losses = method_losses(method("reversed"), student, teacher, labels)
+    losses = method_losses(method("reversed_kd"), student, teacher, labels)
     expected = kd_loss(student, reverse_logits(teacher), labels, 4.0, 0.9)
     torch.testing.assert_close(losses["loss"], expected)
     assert not torch.allclose(losses["loss"], kd_loss(student, teacher, labels, 4.0, 0.9))
@@ -56,7 +56,7 @@ def test_reversed_is_kd_from_reversed_logits():
 
 def test_nasty_loss_is_ce_minus_weighted_tempered_kl():
     student, teacher, labels = batch(3)
-    losses = method_losses(method("nasty", temperature=4.0, nasty_weight=0.04),
+    losses = method_losses(method("nasty_teacher", temperature=4.0, nasty_weight=0.04),
                            student, teacher, labels)
     log_q = F.log_softmax(student / 4, dim=-1)
     p = F.softmax(teacher / 4, dim=-1)
@@ -77,7 +77,7 @@ def test_gradients_reach_the_student_only():
     student, teacher, labels = batch(5)
     student.requires_grad_(True)
     teacher.requires_grad_(True)
-    method_losses(method("stingy", k=2, temperature=20.0), student, teacher, labels)["loss"].backward()
+    method_losses(method("stingy_kd", k=2, temperature=20.0), student, teacher, labels)["loss"].backward()
     assert student.grad is not None and torch.isfinite(student.grad).all()
     assert teacher.grad is None
 
@@ -85,4 +85,4 @@ def test_gradients_reach_the_student_only():
 def test_stingy_k_above_classes_is_refused():
     student, teacher, labels = batch(6)
     with pytest.raises(ValueError, match="method.k"):
-        method_losses(method("stingy", k=11), student, teacher, labels)
+        method_losses(method("stingy_kd", k=11), student, teacher, labels)

@@ -16,7 +16,7 @@ SHRINK = ["data.train_subset=0", "data.test_subset=0", "schedule.epochs=1",
 def test_quick_profile_writes_summary_theory_logits_and_gap_log(tmp_path):
     out = tmp_path / "quick"
     rows = run_quick_profile(out=out, device="cpu", dataset=tiny_dataset(), overrides=SHRINK)
-    assert [row["method"] for row in rows] == ["scratch", "kd", "stingy", "within"]
+    assert [row["method"] for row in rows] == ["scratch", "normal_kd", "stingy_kd", "within_m_kd"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rows"] == rows and summary["logit_gap_k"] == 2
     for row in rows:

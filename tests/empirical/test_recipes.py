@@ -25,7 +25,7 @@ def test_cifar10_reference_hyperparameters():
     assert teacher["schedule"]["milestones"] == [80, 120]
     assert teacher["train"]["batch_size"] == 128
     kd, stingy = load_recipe("cifar10-kd")["method"], load_recipe("cifar10-stingy")["method"]
-    assert (kd["name"], kd["temperature"], kd["alpha"]) == ("kd", 4.0, 0.9)
+    assert (kd["name"], kd["temperature"], kd["alpha"]) == ("normal_kd", 4.0, 0.9)
     assert (stingy["temperature"], stingy["alpha"], kept_classes(stingy, 10)) == (20.0, 0.9, 2)
     cnn = load_recipe("cifar10-cnn-stingy")
     assert (cnn["optim"]["name"], cnn["optim"]["lr"], cnn["schedule"]["epochs"]) == \

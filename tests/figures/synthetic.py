@@ -176,8 +176,8 @@ GPU_CHECK = {
                 "images_per_second": 25000.0, "tflops_per_second": 123.4,
                 "recipe": "cifar10-teacher-fast",
                 "time_to_93": {"epoch": 21, "train_seconds": 201.25}},
-    "students": [_gpu_run("preresnet20", "scratch", 0.9123), _gpu_run("preresnet20", "kd", 0.9187),
-                 _gpu_run("preresnet20", "stingy", 0.7712), _gpu_run("cnn", "scratch", 0.8401,
+    "students": [_gpu_run("preresnet20", "scratch", 0.9123), _gpu_run("preresnet20", "normal_kd", 0.9187),
+                 _gpu_run("preresnet20", "stingy_kd", 0.7712), _gpu_run("cnn", "scratch", 0.8401,
                                                                      finished=False)],
     "skipped": ["resnet18-stingy: budget spent"], "wall_seconds": 540.0}
 
@@ -186,11 +186,11 @@ def quick_summary_rows() -> list[dict]:
     rows = [{"method": "scratch", "teacher": "", "student": "cnn", "k": 0, "ratio": 0.0,
              "temperature": 4.0, "alpha": 0.9, "test_accuracy": 0.7012, "teacher_accuracy": "",
              "seconds": 60.0, "device": "cpu"},
-            {"method": "kd", "teacher": "resnet18", "student": "cnn", "k": 0, "ratio": 0.0,
+            {"method": "normal_kd", "teacher": "resnet18", "student": "cnn", "k": 0, "ratio": 0.0,
              "temperature": 4.0, "alpha": 0.9, "test_accuracy": 0.7233,
              "teacher_accuracy": 0.81, "seconds": 70.0, "device": "cpu"}]
     for ratio, accuracy in ((0.1, 0.69), (0.2, 0.6411), (0.5, 0.70)):
-        rows.append({"method": "stingy", "teacher": "resnet18", "student": "cnn",
+        rows.append({"method": "stingy_kd", "teacher": "resnet18", "student": "cnn",
                      "k": int(ratio * 10), "ratio": ratio, "temperature": 20.0, "alpha": 0.9,
                      "test_accuracy": accuracy, "teacher_accuracy": 0.81, "seconds": 70.0,
                      "device": "cpu"})
@@ -236,7 +236,7 @@ def write_results(root: Path, quick=True, gpu=False, sweep=False, mechanism=True
                  class_names=np.array(["airplane", "automobile", "bird", "cat", "deer", "dog",
                                        "frog", "horse", "ship", "truck"]))
         run = quick_dir / "runs/stingy"
-        write_json(run / "recipe.json", {"method": {"name": "stingy", "ratio": 0.2,
+        write_json(run / "recipe.json", {"method": {"name": "stingy_kd", "ratio": 0.2,
                                                     "temperature": 20.0}})
         for epoch in range(1, 6):
             t2, t1, t0 = 640.0, -50.0 * epoch, 10.0 * epoch

@@ -77,7 +77,7 @@ def test_paper_runs_are_summarised_in_the_quick_summary_columns(tmp_path):
             {"name": "stingy-r0.2", "recipe": "cifar10-stingy", "teacher": "teacher"},
             {"name": "unfinished", "recipe": "cifar10-kd", "teacher": "teacher"}]
     for name, method, accuracy in (("scratch", {"name": "scratch"}, 0.9228),
-                                   ("stingy-r0.2", {"name": "stingy", "ratio": 0.2, "k": 0,
+                                   ("stingy-r0.2", {"name": "stingy_kd", "ratio": 0.2, "k": 0,
                                                     "temperature": 20.0, "alpha": 0.9}, 0.5544)):
         folder = tmp_path / PAPER_DIR / "runs" / name
         write_json(folder / "summary.json", {"test_accuracy": accuracy, "train_seconds": 10.0,
@@ -85,7 +85,7 @@ def test_paper_runs_are_summarised_in_the_quick_summary_columns(tmp_path):
         write_json(folder / "recipe.json", {"method": method, "model": {"name": "preresnet20"}})
     assert summarise_paper_runs(tmp_path, runs, None) == {"runs": 2}
     text = (tmp_path / PAPER_DIR / "summary.csv").read_text()
-    assert "stingy,stingy-r0.2,teacher,preresnet20,0,0.2,20.0,0.9,0.5544" in text
+    assert "stingy_kd,stingy-r0.2,teacher,preresnet20,0,0.2,20.0,0.9,0.5544" in text
     assert "unfinished" not in text
 
 

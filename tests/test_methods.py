@@ -1,0 +1,104 @@
+"""The method registry (stingy.methods) is the one source of method names in every layer."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from stingy.empirical.objectives import method_losses
+from stingy.empirical.recipes import METHODS as RECIPE_METHODS
+from stingy.empirical.recipes import load_recipe, packaged_recipes
+from stingy.figures.style import method_colour, method_label
+from stingy.methods import METHODS, Method, method, names
+from stingy.simulations.config import load_config
+from stingy.simulations.training import METHODS as SIMULATION_METHODS
+from stingy.simulations.training import SPARSE_METHODS, TargetBank, build_specs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_layer_takes_its_method_names_from_the_registry():
+    assert set(SIMULATION_METHODS) | set(RECIPE_METHODS) == set(METHODS)
+    assert SPARSE_METHODS == ("stingy_kd", "within_m_kd")
+    simulated = load_config(None, {})["distill"]["methods"]
+    assert set(simulated) <= set(METHODS)
+    used = {load_recipe(name)["method"]["name"] for name in packaged_recipes()}
+    assert used <= set(METHODS)
+    # the normal KD of simulations and of CIFAR runs is one name
+    assert "normal_kd" in simulated and "normal_kd" in used and "kd" not in used
+
+
+def test_figures_show_each_method_with_its_registry_label_and_a_distinct_colour():
+    assert [method_label(name) for name in METHODS] == [m.label for m in METHODS.values()]
+    colours = [method_colour(name) for name in METHODS]
+    assert colours == [m.colour for m in METHODS.values()]
+    assert len(set(colours)) == len(colours)
+
+
+def test_an_unknown_method_is_refused_naming_every_allowed_one():
+    with pytest.raises(ValueError, match="method must be one of scratch, normal_kd"):
+        method("kd")
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"target": "bucket"}, "target must be one of"),
+    ({"sign": 0}, "sign must be 1 or -1"),
+    ({"within_kept": True}, "within_kept needs sparse_target"),
+    ({"needs_teacher": False}, "needs_teacher must be true"),
+    ({"layers": ("tpu",)}, "layers must be among"),
+])
+def test_an_inconsistent_entry_is_refused(fields, message):
+    base = {"name": "x", "label": "X", "colour": "#000000", "needs_teacher": True,
+            "target": "teacher"}
+    with pytest.raises(ValueError, match=message):
+        Method(**{**base, **fields})
+
+
+def test_names_filter_by_layer_and_fields():
+    assert names("cifar", data_free=True) == ("dafl_kd",)
+    assert "nasty_teacher" not in names("simulations")
+    assert names(needs_teacher=False) == ("scratch", "label_smoothing")
+
+
+def _cifar_loss(name, student, teacher, labels, **settings):
+    spec = {"name": name, "temperature": 4.0, "alpha": 0.9, "ratio": 0.0, "k": 2,
+            "nasty_weight": 0.04, **settings}
+    return method_losses(spec, student, teacher, labels)["loss"]
+
+
+def _simulation_loss(name, student, teacher, labels, k, temperature=4.0, alpha=0.9):
+    """The simulation layer's loss of one model of ``name`` (one seed), batch mean."""
+    from stingy.simulations.training import per_model_losses
+
+    specs = build_specs([name], [k / student.shape[-1]], [temperature], alpha, 1,
+                        student.shape[-1])
+    bank = TargetBank(teacher[None].float(), specs)
+    batch = torch.arange(len(labels))[None].expand(len(specs), -1)
+    losses = per_model_losses(student[None].float().expand(len(specs), -1, -1),
+                              labels[None].expand(len(specs), -1), bank.targets(batch),
+                              bank.within_m, specs.temperature, specs.alpha)
+    return losses["total"][0]
+
+
+@pytest.mark.parametrize("name", names("simulations"))
+def test_simulations_and_cifar_runs_build_the_same_loss_for_each_shared_method(name):
+    generator = torch.Generator().manual_seed(0)
+    student = torch.randn(6, 10, generator=generator, dtype=torch.float64) * 2
+    teacher = torch.randn(6, 10, generator=generator, dtype=torch.float64) * 3
+    labels = torch.randint(0, 10, (6,), generator=generator)
+    ours = _cifar_loss(name, student, teacher, labels, k=2, ratio=0.0)
+    simulated = _simulation_loss(name, student, teacher, labels, k=2)
+    assert math.isclose(float(ours), float(simulated), rel_tol=1e-5, abs_tol=1e-5), name
+
+
+def test_the_nasty_teacher_trains_away_from_the_teacher():
+    student = torch.zeros(4, 10)
+    teacher = torch.arange(10.0).repeat(4, 1)
+    labels = torch.zeros(4, dtype=torch.long)
+    normal = _cifar_loss("normal_kd", student, teacher, labels, alpha=1.0)
+    nasty = _cifar_loss("nasty_teacher", student, teacher, labels, nasty_weight=1.0)
+    ce = torch.nn.functional.cross_entropy(student, labels)
+    assert math.isclose(float(nasty), float(ce - normal), rel_tol=1e-6)
