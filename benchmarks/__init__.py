@@ -1,1 +1,1 @@
-"""Speed benchmarks (run by `python -m stingy.benchmarks.run`; never part of the test suite)."""
+"""Speed benchmarks (run by `stingy bench`; never part of the test suite)."""

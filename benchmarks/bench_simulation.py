@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from stingy.simulations.cli import simulate
+from stingy.simulations.runner import run_sweep
 from stingy.simulations.config import load_config
 from stingy.simulations.training import build_specs
 from stingy.io import write_json
@@ -40,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(args.keep) if args.keep else Path(scratch)
         start, cpu_start = time.perf_counter(), time.process_time()
-        simulate(config, out, quiet=False)
+        run_sweep(config, out, progress=True)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     load_end = os.getloadavg()
     settings = len(config["noise"]["rates"]) * len(config["noise"]["kinds"])

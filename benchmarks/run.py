@@ -1,6 +1,8 @@
-"""Run every benchmark; write a JSON file and print a Markdown table for the README.
+"""Run every benchmark; write a JSON file and a Markdown table for the README.
 
-    python -m stingy.benchmarks.run [--out results/benchmarks.json] [--quick] [--skip-simulation]
+    stingy bench [--out runs/bench/benchmarks.json] [--quick] [--skip-simulation] [--threads N]
+
+(:func:`run_benchmarks` is the library function behind the command.)
 
 Benchmarks: the stingy KD loss against the reference's pattern (bench_kd_loss), the KD loss
 from stored top-k rows at B=512, K=131072, k=64 against the dense path (bench_kd_loss_topk), the
@@ -11,7 +13,6 @@ time to 93% for the CIFAR-10 ResNet-18 teacher, images/s and TFLOP/s.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -85,46 +86,36 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="results/benchmarks.json")
-    parser.add_argument("--gpu-check", default=None, help="the GPU check's JSON (default: "
-                        "results/gpu_check.json or results/gpu/gpu_check.json)")
-    parser.add_argument("--quick", action="store_true", help="shorter timing runs")
-    parser.add_argument("--skip-simulation", action="store_true")
-    parser.add_argument("--skip-topk", action="store_true",
-                        help="skip the vocabulary-scale top-k loss benchmark")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's choice); 1 is steadier on a busy "
-                        "machine")
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+def find_gpu_check(given: str | Path | None) -> Path:
+    """The GPU check's JSON: ``given``, else results/gpu_check.json or results/gpu/gpu_check.json."""
+    if given is not None:
+        return Path(given)
+    return next((Path(p) for p in ("results/gpu_check.json", "results/gpu/gpu_check.json")
+                 if Path(p).is_file()), Path("results/gpu_check.json"))
+
+
+def run_benchmarks(out: str | Path, *, quick: bool = False, skip_simulation: bool = False,
+                   skip_topk: bool = False, threads: int | None = None,
+                   gpu_check: str | Path | None = None, log=print) -> dict:
+    """Time the KD loss, the CNN's CPU throughput and (unless skipped) the default simulation
+    sweep; add the GPU check's numbers; write the result to ``out`` (JSON) and return it."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be an integer >= 1, got {threads}")
+        torch.set_num_threads(threads)
     result = {"machine": machine_info()}
-    print("kd_loss forward + backward ...", flush=True)
-    result["kd_loss"] = bench_kd_loss.run(min_run_time=0.1 if args.quick else 0.5)
-    if not args.skip_topk:
-        print("kd_loss_topk at B=512, K=131072, k=64 ...", flush=True)
-        result["kd_loss_topk"] = bench_kd_loss_topk(repeats=1 if args.quick else 3)
-    print("CNN training throughput ...", flush=True)
-    result["cnn_throughput"] = bench_cnn_throughput(steps=5 if args.quick else 20)
-    print("student throughput (bank, batched) ...", flush=True)
-    result["students"] = bench_students(images=256 if args.quick else 1024,
-                                        epochs=1 if args.quick else 2)
-    if not args.skip_simulation:
-        print("default simulation sweep ...", flush=True)
+    log("kd_loss forward + backward ...")
+    result["kd_loss"] = bench_kd_loss.run(min_run_time=0.1 if quick else 0.5)
+    if not skip_topk:
+        log("kd_loss_topk at B=512, K=131072, k=64 ...")
+        result["kd_loss_topk"] = bench_kd_loss_topk(repeats=1 if quick else 3)
+    log("CNN training throughput ...")
+    result["cnn_throughput"] = bench_cnn_throughput(steps=5 if quick else 20)
+    log("student throughput (bank, batched) ...")
+    result["students"] = bench_students(images=256 if quick else 1024, epochs=1 if quick else 2)
+    if not skip_simulation:
+        log("default simulation sweep ...")
         result["simulation"] = bench_simulation_sweep(torch.get_num_threads())
-    gpu_check = args.gpu_check or next(
-        (p for p in ("results/gpu_check.json", "results/gpu/gpu_check.json") if Path(p).is_file()),
-        "results/gpu_check.json")
-    result["gpu_check"] = gpu_numbers(Path(gpu_check))
-    write_json(args.out, result)
-    print(markdown(result))
-    if result.get("kd_loss_topk"):
-        print("\n" + topk_markdown(result["kd_loss_topk"]))
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    result["gpu_check"] = gpu_numbers(find_gpu_check(gpu_check))
+    write_json(out, result)
+    return result

@@ -2,17 +2,22 @@
 
     stingy train RECIPE [--set key=value ...] [--data PATH] [--out DIR] [--name NAME]
                         [--device cpu|cuda] [--resume]
-    stingy distill RECIPE --teacher MODEL_PT [same options]
+    stingy distill RECIPE --teacher TEACHER [--arch NAME] [same options]
     stingy teacher-theory --teacher MODEL_PT [--data PATH] [--out DIR] [--device cpu|cuda]
     stingy quick [--data PATH] [--out DIR] [--device cpu|cuda]
+    stingy gpu-check [--toy] [--data PATH] [--out DIR] [--budget-seconds S] ...
 
 RECIPE is a packaged recipe name (a file stem in empirical/recipes) or a path to a TOML file.
+TEACHER is a model.pt written by `stingy train` (or its run directory), a plain state_dict
+``.pt`` with ``--arch NAME`` (a model of stingy.empirical.models), or precomputed logits
+(``.npy``, one row per training image). Outputs go under runs/<command> by default.
 """
 
 from __future__ import annotations
 
 import json
 
+from stingy.empirical.models import MODEL_NAMES
 from stingy.empirical.recipes import load_recipe, needs_teacher, packaged_recipes
 
 
@@ -24,15 +29,19 @@ def _run_options(parser, teacher_required: bool) -> None:
                         "(repeatable; the value is read as TOML)")
     parser.add_argument("--data", default=None, help="dataset archive or folder (default: the "
                         "data module's cache / download)")
-    parser.add_argument("--out", default="runs", help="parent folder of run directories "
-                        "(default: runs)")
+    parser.add_argument("--out", default=f"runs/{parser.prog.split()[-1]}",
+                        help="parent folder of run directories (default: runs/<command>)")
     parser.add_argument("--name", default=None, help="run directory name (default: "
                         "<recipe>-<timestamp>)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run --out/--name from its last checkpoint")
     parser.add_argument("--teacher", required=teacher_required, default=None,
-                        help="the teacher's model.pt (or its run directory)")
+                        help="the teacher: a model.pt of `stingy train` (or its run directory), "
+                        "a state_dict .pt with --arch, or logits .npy (one row per training "
+                        "image)")
+    parser.add_argument("--arch", default=None, help="the teacher's architecture when "
+                        "--teacher is a plain state_dict (" + ", ".join(MODEL_NAMES) + ")")
 
 
 def run_train(args) -> int:
@@ -46,7 +55,7 @@ def run_train(args) -> int:
 
     summary = train_recipe(recipe, data=args.data, out=args.out, name=args.name,
                            device=args.device, resume=args.resume, teacher=args.teacher,
-                           on_epoch=_print_epoch)
+                           teacher_arch=args.arch, on_epoch=_print_epoch)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -78,31 +87,60 @@ def run_quick(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    train = subparsers.add_parser("train", help="train a model from a recipe (from scratch)")
+def run_gpu_check(args) -> int:
+    from stingy.empirical.gpu_check import run_gpu_check as gpu_check
+
+    gpu_check(args.out, data=args.data, budget_seconds=args.budget_seconds, commit=args.commit,
+              device=args.device, teacher_epochs=args.teacher_epochs,
+              student_epochs=args.student_epochs, compile=args.compile, toy=args.toy,
+              log=lambda line: print(line, flush=True))
+    return 0
+
+
+def register(subparsers, common) -> None:
+    train = subparsers.add_parser("train", parents=[common],
+                                  help="train a model from a recipe (from scratch)")
     _run_options(train, teacher_required=False)
     train.set_defaults(run=run_train)
 
-    distill = subparsers.add_parser("distill", help="train a student from a teacher: normal, "
+    distill = subparsers.add_parser("distill", parents=[common], help="train a student from a teacher: normal, "
                                     "stingy, within-M, reversed, nasty-teacher or DAFL")
     _run_options(distill, teacher_required=True)
     distill.set_defaults(run=run_train)
 
-    theory = subparsers.add_parser("teacher-theory", help="T2 kept mass, T3 approximation "
+    theory = subparsers.add_parser("teacher-theory", parents=[common], help="T2 kept mass, T3 approximation "
                                    "error, T5 signal-to-drive of a trained teacher's test logits")
     theory.add_argument("--teacher", required=True, help="the teacher's model.pt")
     theory.add_argument("--data", default=None, help="dataset archive or folder")
-    theory.add_argument("--out", default="out/teacher-theory", help="output folder")
+    theory.add_argument("--out", default="runs/teacher-theory",
+                        help="output folder (default: runs/teacher-theory)")
     theory.add_argument("--device", default=None, help="cpu or cuda")
     theory.set_defaults(run=run_teacher_theory)
 
-    quick = subparsers.add_parser("quick", help="CPU profile: small CNN teacher, then scratch, "
+    quick = subparsers.add_parser("quick", parents=[common], help="CPU profile: small CNN teacher, then scratch, "
                                   "normal, stingy and within-M KD students (<= 10 min, 2 cores)")
     quick.add_argument("--data", default=None, help="CIFAR-10 archive or folder")
-    quick.add_argument("--out", default="out/quick", help="output folder")
+    quick.add_argument("--out", default="runs/quick", help="output folder (default: runs/quick)")
     quick.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     quick.set_defaults(run=run_quick)
 
+    gpu = subparsers.add_parser("gpu-check", parents=[common], help="one-GPU check: a fast "
+                                "ResNet-18 teacher, then the reference's students in a budget")
+    gpu.add_argument("--data", default=None, help="CIFAR-10 archive or folder")
+    gpu.add_argument("--out", default="runs/gpu-check",
+                     help="a new or empty output folder (default: runs/gpu-check)")
+    gpu.add_argument("--budget-seconds", type=float, default=540.0,
+                     help="wall-clock budget from start, data loading included (default 540)")
+    gpu.add_argument("--commit", default=None, help="git commit to record (default: git)")
+    gpu.add_argument("--device", default=None, help="cuda (default when present) or cpu")
+    gpu.add_argument("--teacher-epochs", type=int, default=None,
+                     help="override the teacher recipe's epochs (40)")
+    gpu.add_argument("--student-epochs", type=int, default=15, help="student epochs (15)")
+    gpu.add_argument("--compile", action="store_true", help="torch.compile the models")
+    gpu.add_argument("--toy", action="store_true",
+                     help="synthetic data, CNN models, 1 epoch each: checks the pipeline")
+    gpu.set_defaults(run=run_gpu_check)
+
     from stingy.empirical import sweep_cli  # the sweep registers its own sub-commands
 
-    sweep_cli.register(subparsers)
+    sweep_cli.register(subparsers, common)

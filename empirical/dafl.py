@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from stingy.empirical.runs import load_torch_file
 from stingy.io import save_torch
+from stingy.progress import bar_disabled
 from stingy.theory.operators import distillation_kl
 from stingy.theory.validation import check_temperature
 
@@ -198,7 +199,7 @@ def distill_data_free(teacher: nn.Module, student: nn.Module, *,
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=amp and device.type == "cuda")
     try:
-        for step in tqdm(range(start + 1, steps + 1), desc="DAFL", disable=not progress,
+        for step in tqdm(range(start + 1, steps + 1), desc="DAFL", disable=bar_disabled(progress),
                          initial=start, total=steps):
             z = torch.randn(batch_size, latent_dim, device=device, generator=noise)
             with autocast:

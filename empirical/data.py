@@ -56,6 +56,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stingy.io import atomic_write, file_digest
+from stingy.progress import bar_disabled
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -451,7 +452,7 @@ def decode_images(blobs: list[bytes], paths: list[str], source: Path, progress: 
     """Decode 32x32 images with Pillow, in a process pool when there are many and >1 core."""
     chunks = [blobs[i:i + chunk] for i in range(0, len(blobs), chunk)]
     workers = min(len(chunks), os.cpu_count() or 1)
-    bar = tqdm(total=len(blobs), desc=f"decoding {label}", unit="img", disable=not progress,
+    bar = tqdm(total=len(blobs), desc=f"decoding {label}", unit="img", disable=bar_disabled(progress),
                leave=False)
     results = []
     with bar:
@@ -493,7 +494,7 @@ def download_archive(name: str, cache_dir: Path, progress: bool = True) -> Path:
             with urllib.request.urlopen(url, timeout=60) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, desc=f"downloading {name}", unit="B", unit_scale=True,
-                          disable=not progress, leave=False) as bar:
+                          disable=bar_disabled(progress), leave=False) as bar:
                     while block := response.read(1 << 16):
                         digest.update(block)
                         out.write(block)

@@ -17,9 +17,9 @@ from stingy.empirical.recipes import needs_teacher
 
 class Distiller(nn.Module):
     def __init__(self, student: nn.Module, teacher: nn.Module | None, method: dict,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, precomputed: bool = False):
         super().__init__()
-        if needs_teacher({"method": method}) and teacher is None:
+        if needs_teacher({"method": method}) and teacher is None and not precomputed:
             raise ValueError(f"method {method['name']!r} needs a teacher (give --teacher CHECKPOINT)")
         self.student = student
         self.method = dict(method)
@@ -46,8 +46,11 @@ class Distiller(nn.Module):
             logits = self.teacher(images)
         return logits.float().clone()
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor):
-        teacher_logits = self.teacher_logits(images)
+    def forward(self, images: torch.Tensor, labels: torch.Tensor,
+                teacher_logits: torch.Tensor | None = None):
+        """``teacher_logits``: precomputed rows for this batch; else the teacher's forward."""
+        if teacher_logits is None:
+            teacher_logits = self.teacher_logits(images)
         student_logits = self.student(images)
         losses = method_losses(self.method, student_logits, teacher_logits, labels,
                                self.label_smoothing)

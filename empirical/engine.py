@@ -46,6 +46,7 @@ from stingy.empirical.runs import (
     write_summary,
 )
 from stingy.io import append_jsonl, write_json
+from stingy.progress import bar_disabled
 from stingy.theory.expansion import logit_gap
 from stingy.theory.operators import top_k_mask
 from stingy.theory.sweep import theory_grid
@@ -204,7 +205,8 @@ def all_sum(values: list[float], device) -> list[float]:
 def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Module | None,
         run_dir: str | Path, *, mean, std, device="cpu", resume: bool = False,
         stop_after_epochs: int | None = None, deadline: float | None = None,
-        on_epoch=None, run_id: str | None = None) -> dict:
+        on_epoch=None, run_id: str | None = None,
+        teacher_logits: torch.Tensor | None = None) -> dict:
     """Train ``student`` by ``recipe`` on ``dataset``; return the summary (also saved).
 
     ``stop_after_epochs`` (a test hook) returns after that many epochs in this call, as if the
@@ -215,6 +217,8 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
     ``run_id`` is stored in each checkpoint; resuming refuses a checkpoint of another run.
     A non-finite mean training loss after an epoch raises ``Diverged("diverged at epoch E")``
     before anything of that epoch is saved.
+    ``teacher_logits`` (training images x classes, in the dataset's order) replaces the teacher
+    model: each batch takes its rows.
     """
     run_dir = Path(run_dir)
     device = torch.device(device)
@@ -234,7 +238,12 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
     if world > 1:
         forward_student = torch.nn.parallel.DistributedDataParallel(
             forward_student, device_ids=[device.index] if on_cuda else None)
-    distiller = Distiller(forward_student, teacher, method, train_cfg["label_smoothing"])
+    distiller = Distiller(forward_student, teacher, method, train_cfg["label_smoothing"],
+                          precomputed=teacher_logits is not None)
+    if teacher_logits is not None:
+        train_rows = balanced_subset(dataset.train_labels, recipe["data"]["train_subset"],
+                                     recipe["seed"])
+        teacher_logits = teacher_logits[train_rows].to(device)
 
     batch_size = train_cfg["batch_size"]
     steps_per_epoch = max(1, math.ceil(len(train_data) / batch_size))
@@ -283,17 +292,18 @@ def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Modul
         seen = 0
         batches = tqdm(range(steps_per_epoch), desc=f"{recipe['recipe']} epoch {epoch + 1}"
                        f"/{schedule['epochs']}", leave=False, dynamic_ncols=True,
-                       disable=not train_cfg["progress"] or rank != 0)
+                       disable=bar_disabled(train_cfg["progress"] and rank == 0))
         lr = optimizer.param_groups[0]["lr"]
         for step in batches:
             global_batch = order[step * batch_size:(step + 1) * batch_size]
             if len(global_batch) < world:
                 continue
+            index = global_batch[rank::world]
             images, labels = train_data.batch(
-                global_batch[rank::world],
-                generators["augment"] if train_cfg["augment"] else None, channels_last)
+                index, generators["augment"] if train_cfg["augment"] else None, channels_last)
+            rows = None if teacher_logits is None else teacher_logits[index.to(device)]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                _, losses = distiller(images, labels)
+                _, losses = distiller(images, labels, rows)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()

@@ -1,9 +1,11 @@
 """One-GPU check: a fast CIFAR-10 ResNet-18 teacher, then as many students of the reference's
 CIFAR-10 table as the time budget allows.
 
-    PYTHONUNBUFFERED=1 PYTHONPATH=. python -m stingy.empirical.gpu_check --data PATH --out DIR \\
-        --budget-seconds 540 [--commit SHA] [--teacher-epochs 35] [--student-epochs 15]
-    python -m stingy.empirical.gpu_check --toy --out DIR      # CPU, synthetic data, seconds
+    stingy gpu-check --data PATH [--out DIR] --budget-seconds 540 [--commit SHA]
+                     [--teacher-epochs 35] [--student-epochs 15]
+    stingy gpu-check --toy --out DIR      # CPU, synthetic data, seconds
+
+(:func:`run_gpu_check` is the library function behind the command.)
 
 Teacher: recipe ``cifar10-teacher-fast`` (ResNet-18, bs 512, SGD nesterov, one-cycle, label
 smoothing 0.1). Students (recipes cifar10-scratch / -kd / -stingy with the fast student
@@ -27,7 +29,6 @@ activations, pooling and the optimizer are not counted). For the teacher also th
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import subprocess
 import time
@@ -130,33 +131,23 @@ def time_to_accuracy(history: list[dict], target: float) -> dict | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stingy.empirical.gpu_check", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=None, help="CIFAR-10 archive or folder")
-    parser.add_argument("--out", required=True, help="output folder (gpu_check.json, runs/)")
-    parser.add_argument("--budget-seconds", type=float, default=540.0,
-                        help="wall-clock budget from start, data loading included (default 540)")
-    parser.add_argument("--commit", default=None, help="git commit to record (default: git)")
-    parser.add_argument("--device", default=None, help="cuda (default when present) or cpu")
-    parser.add_argument("--teacher-epochs", type=int, default=None,
-                        help="override the teacher recipe's epochs (40)")
-    parser.add_argument("--student-epochs", type=int, default=15)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the models")
-    parser.add_argument("--toy", action="store_true",
-                        help="synthetic data, CNN models, 1 epoch each: checks the script")
-    args = parser.parse_args(argv)
+def run_gpu_check(out: str | Path, *, data: str | None = None, budget_seconds: float = 540.0,
+                  commit: str | None = None, device: str | None = None,
+                  teacher_epochs: int | None = None, student_epochs: int = 15,
+                  compile: bool = False, toy: bool = False, log=print) -> dict:
+    """The GPU check (``stingy gpu-check``): write ``out/gpu_check.json`` after every run and
+    return its content. ``toy``: synthetic data, CNN models, 1 epoch each (CPU, seconds)."""
     began = time.monotonic()
-    deadline = began + args.budget_seconds
-    device = resolve_device(args.device or (None if not args.toy else "cpu"))
-    out = Path(args.out)
+    deadline = began + budget_seconds
+    device = resolve_device(device or (None if not toy else "cpu"))
+    out = Path(out)
     if out.exists() and any(out.iterdir()):
-        raise SystemExit(f"--out {out} is not empty; give a new folder")
+        raise ValueError(f"--out {out} is not empty; give a new folder")
     # a checkpoint every 10 epochs: ResNet-18's ~90 MB (weights + momentum) fsynced every
     # epoch would cost seconds of the budget; the last epoch always writes one.
-    common = [f"train.compile={'true' if args.compile else 'false'}", "train.progress=false",
+    common = [f"train.compile={'true' if compile else 'false'}", "train.progress=false",
               "train.checkpoint_every=10"]
-    if args.toy:
+    if toy:
         common += TOY
         student_epochs, teacher_epochs = 1, 1
         students = [("cnn", method) for method in METHOD_RECIPES]
@@ -164,17 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from stingy.empirical.data import load_dataset
 
-        student_epochs, teacher_epochs = args.student_epochs, args.teacher_epochs
         students = STUDENT_ORDER
-        dataset = load_dataset("cifar10", data=args.data)
+        dataset = load_dataset("cifar10", data=data)
     report = {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "cuda": torch.version.cuda,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": args.commit or git_commit(), "toy": args.toy,
-        "data": "synthetic (toy)" if args.toy else "CIFAR-10 (JPEG q75 mirror or as given)",
-        "budget_seconds": args.budget_seconds,
+        "commit": commit or git_commit(), "toy": toy,
+        "data": "synthetic (toy)" if toy else "CIFAR-10 (JPEG q75 mirror or as given)",
+        "budget_seconds": budget_seconds,
         "data_seconds": time.monotonic() - began,
         "flops_count": "2*MACs of Conv2d+Linear per 32x32 image; train = 3*student (+ teacher)",
         "teacher": None, "students": [], "skipped": []}
@@ -183,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def progress(label):
         def show(record):
-            print(f"[{time.monotonic() - began:6.0f} s] {label} epoch {record['epoch']}: "
+            log(f"[{time.monotonic() - began:6.0f} s] {label} epoch {record['epoch']}: "
                   f"loss {record['train_loss']:.4f} test_accuracy {record['test_accuracy']:.4f} "
-                  f"({record['seconds']:.1f} s)", flush=True)
+                  f"({record['seconds']:.1f} s)")
         return show
 
     teacher_overrides = common + ([f"schedule.epochs={teacher_epochs}"] if teacher_epochs else [])
@@ -204,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     if not summary["finished"]:
         report["skipped"] = [f"{m}-{k}: teacher unfinished" for m, k in students]
         write_json(path, report)
-        print("teacher did not finish in the budget; no students", flush=True)
-        return 0
+        log("teacher did not finish in the budget; no students")
+        return report
     for model, method in students:
         if time.monotonic() > deadline - 5:
             report["skipped"].append(f"{model}-{method}: budget spent")
@@ -225,18 +215,18 @@ def main(argv: list[str] | None = None) -> int:
             report["students"].append({"model": model, "method": method,
                                        "error": f"{type(err).__name__}: {err}"})
             write_json(path, report)
-            print(f"{model}-{method} failed: {type(err).__name__}: {err}", flush=True)
+            log(f"{model}-{method} failed: {type(err).__name__}: {err}")
             continue
         report["students"].append(run_entry(summary, _metrics(summary), model=model,
                                             method=method, flops_per_image=flops))
         report["wall_seconds"] = time.monotonic() - began
         write_json(path, report)
-        print(f"{model}-{method}: test_accuracy {summary['test_accuracy']} "
-              f"finished {summary['finished']}", flush=True)
+        log(f"{model}-{method}: test_accuracy {summary['test_accuracy']} "
+            f"finished {summary['finished']}")
     report["wall_seconds"] = time.monotonic() - began
     write_json(path, report)
-    print(f"wrote {path}", flush=True)
-    return 0
+    log(f"wrote {path}")
+    return report
 
 
 def _metrics(summary: dict) -> list[dict]:
@@ -244,6 +234,3 @@ def _metrics(summary: dict) -> list[dict]:
 
     return read_jsonl(Path(summary["run_dir"]) / "metrics.jsonl")
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

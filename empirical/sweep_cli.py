@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import tomllib
 
-DEFAULT_OUT = "out/sweep"
+DEFAULT_OUT = "runs/sweep"
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -85,7 +85,7 @@ def _all(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers, common) -> None:
     sweep = subparsers.add_parser("sweep", help="CIFAR sweep over sparse ratio x T x seeds x "
                                   "student, sharded: plan, run --index I, collect (or all)")
     commands = sweep.add_subparsers(dest="sweep_command", metavar="STEP",
@@ -93,7 +93,7 @@ def register(subparsers) -> None:
     commands.required = True
     for name, run, text in (("plan", _plan, "write the job list"),
                             ("all", _all, "plan, run every job in order, collect")):
-        parser = commands.add_parser(name, help=text)
+        parser = commands.add_parser(name, parents=[common], help=text)
         parser.add_argument("--profile", required=True, help="gpu-10min, cpu-30min, quick or "
                             "a .toml path")
         parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -106,10 +106,12 @@ def register(subparsers) -> None:
         parser.set_defaults(run=run)
     commands.choices["all"].add_argument("--budget-seconds", type=float, default=None,
                                          help="start no job after this many seconds")
-    run_parser = commands.add_parser("run", help="run one job (idempotent, resumable)")
+    run_parser = commands.add_parser("run", parents=[common],
+                                     help="run one job (idempotent, resumable)")
     run_parser.add_argument("--out", default=DEFAULT_OUT)
     run_parser.add_argument("--index", type=int, required=True, help="job index in plan.json")
     run_parser.set_defaults(run=_run)
-    collect = commands.add_parser("collect", help="merge finished jobs; verdicts")
+    collect = commands.add_parser("collect", parents=[common],
+                                  help="merge finished jobs; verdicts")
     collect.add_argument("--out", default=DEFAULT_OUT)
     collect.set_defaults(run=_collect)

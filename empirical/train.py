@@ -57,8 +57,12 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-def load_teacher(path: str | Path, num_classes: int) -> tuple[torch.nn.Module, dict]:
-    """The model saved by a finished run (``model.pt``), in eval mode, and its metadata."""
+def load_teacher(path: str | Path, num_classes: int,
+                 arch: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """The model saved by a finished run (``model.pt``), in eval mode, and its metadata; with
+    ``arch``, a plain state_dict ``.pt`` (read with ``weights_only=True``) for that model."""
+    if arch is not None:
+        return load_state_dict_teacher(path, num_classes, arch)
     saved = load_model_file(path)
     if saved.get("num_classes") != num_classes:
         raise ValueError(f"--teacher has {saved.get('num_classes')!r} classes but the recipe's "
@@ -74,20 +78,81 @@ def load_teacher(path: str | Path, num_classes: int) -> tuple[torch.nn.Module, d
     return model.eval(), info
 
 
+def load_state_dict_teacher(path: str | Path, num_classes: int,
+                            arch: str) -> tuple[torch.nn.Module, dict]:
+    """``build_model(arch)`` with the state_dict at ``path``; ValueError when it does not fit."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--teacher must be a state_dict .pt file with --arch, "
+                         f"got {str(path)!r} (not found)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
+        raise ValueError(f"--teacher {str(path)!r} is not a torch state_dict file "
+                         f"({type(err).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"--teacher {str(path)!r} with --arch must hold a state_dict "
+                         "(parameter name -> tensor)")
+    model = build_model(arch, num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"--teacher {str(path)!r} does not fit --arch {arch} with "
+                         f"{num_classes} classes: {str(err).splitlines()[0]}") from None
+    return model.eval(), {"model_name": arch, "num_classes": num_classes, "dataset": None,
+                          "test_accuracy": None}
+
+
+def load_teacher_logits(path: str | Path, num_images: int, num_classes: int) -> torch.Tensor:
+    """Precomputed teacher logits from a ``.npy`` file (no pickles): shape (training images,
+    classes), row i for training image i in the dataset's order; ValueError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--teacher logits file {str(path)!r} not found")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise ValueError(f"--teacher {str(path)!r} is not a numeric .npy array ({err})") from None
+    if array.shape != (num_images, num_classes) or array.dtype.kind not in "iuf":
+        raise ValueError(f"--teacher logits must be numbers of shape (training images, classes) "
+                         f"= ({num_images}, {num_classes}), got {array.dtype} {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"--teacher logits {str(path)!r} must be finite (no nan or inf)")
+    return torch.from_numpy(array.astype(np.float32))
+
+
+def is_logits_file(teacher) -> bool:
+    return teacher is not None and Path(teacher).suffix == ".npy"
+
+
+def load_any_teacher(teacher, dataset, arch: str | None = None) -> tuple:
+    """(model, info, logits) of ``--teacher``: a model file (or a state_dict with ``arch``)
+    gives the model, a ``.npy`` file the table of training-image logits."""
+    num_classes = len(dataset.classes)
+    if is_logits_file(teacher):
+        table = load_teacher_logits(teacher, len(dataset.train_labels), num_classes)
+        return None, {"logits": str(teacher)}, table
+    model, info = load_teacher(teacher, num_classes, arch)
+    return model, info, None
+
+
 def normalisation(dataset_name: str) -> tuple:
     return data_module.CHANNEL_MEAN[dataset_name], data_module.CHANNEL_STD[dataset_name]
 
 
 def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: str | Path = "runs",
                  name: str | None = None, device: str | None = None, resume: bool = False,
-                 teacher: str | Path | None = None, stop_after_epochs: int | None = None,
+                 teacher: str | Path | None = None, teacher_arch: str | None = None,
+                 stop_after_epochs: int | None = None,
                  deadline: float | None = None, on_epoch=None,
                  restart_changed: bool = False) -> dict:
     """Run ``recipe`` (from :func:`stingy.empirical.recipes.load_recipe`); return its summary.
 
     ``dataset`` (an ImageDataset) skips loading; else ``load_dataset(recipe.data.dataset,
-    data=data)``. ``teacher`` is a ``model.pt`` (or its run directory); methods other than
-    scratch need one. The summary is also ``<run dir>/summary.json``.
+    data=data)``. ``teacher`` is a ``model.pt`` (or its run directory), a plain state_dict
+    ``.pt`` with ``teacher_arch``, or precomputed logits ``.npy`` (one row per training image,
+    computed on un-augmented images); the registry's teacher methods need one. The summary
+    is also ``<run dir>/summary.json``.
 
     The run directory is locked while it runs (a second writer gets a ValueError-like
     ``LockHeld`` at once) and ``run.json`` records its state: ``running``, then ``finished``,
@@ -103,8 +168,11 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
     if not needs_teacher(recipe) and teacher is not None:
         raise ValueError("--teacher was given but the recipe trains from scratch "
                          "(method.name = 'scratch')")
-    if teacher is not None:
+    if teacher is not None and teacher_arch is None and not is_logits_file(teacher):
         load_model_file(teacher)  # fail on a bad --teacher before the data loads
+    if is_logits_file(teacher) and method_entry(recipe["method"]["name"]).data_free:
+        raise ValueError("--teacher logits (.npy) cannot drive data-free KD: it queries the "
+                         "teacher on generated images; give a model")
     rank, world = distributed_context()
     if world > 1 and not name:
         raise ValueError("under torchrun give --name so every rank uses the same run directory")
@@ -121,12 +189,12 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
                         "teacher": teacher_fingerprint(teacher)}
         if teacher is not None:  # a wrong teacher is refused before the run begins
             with torch.random.fork_rng(devices=[]):
-                load_teacher(teacher, len(dataset.classes))
+                load_any_teacher(teacher, dataset, teacher_arch)
         if rank == 0:
             state, resume = begin_run(directory, recipe, fingerprints, resume,
                                       restart_changed)
-        summary = _train(recipe, dataset, directory, device, resume, teacher, state,
-                         stop_after_epochs, deadline, on_epoch, rank, world)
+        summary = _train(recipe, dataset, directory, device, resume, teacher, teacher_arch,
+                         state, stop_after_epochs, deadline, on_epoch, rank, world)
         if rank == 0:
             write_state(directory, state, state="finished" if summary.get("finished", True)
                         else "running")
@@ -153,15 +221,16 @@ def _first_missing(directory: Path) -> Path | None:
     return missing
 
 
-def _train(recipe, dataset, directory: Path, device, resume: bool, teacher, state,
-           stop_after_epochs, deadline, on_epoch, rank: int, world: int) -> dict:
+def _train(recipe, dataset, directory: Path, device, resume: bool, teacher, teacher_arch,
+           state, stop_after_epochs, deadline, on_epoch, rank: int, world: int) -> dict:
     num_classes = len(dataset.classes)
     if world > 1:
         torch.distributed.barrier()
     seed_everything(recipe["seed"])
     student = build_model(recipe["model"]["name"], num_classes)
-    teacher_model, teacher_info = (load_teacher(teacher, num_classes) if teacher is not None
-                                   else (None, None))
+    teacher_model, teacher_info, teacher_table = (
+        load_any_teacher(teacher, dataset, teacher_arch) if teacher is not None
+        else (None, None, None))
     mean, std = normalisation(recipe["data"]["dataset"])
     run_id = state["run_id"] if state is not None else None
     if method_entry(recipe["method"]["name"]).data_free:
@@ -170,7 +239,8 @@ def _train(recipe, dataset, directory: Path, device, resume: bool, teacher, stat
     else:
         summary = fit(recipe, dataset, student, teacher_model, directory, mean=mean, std=std,
                       device=device, resume=resume, stop_after_epochs=stop_after_epochs,
-                      deadline=deadline, on_epoch=on_epoch, run_id=run_id)
+                      deadline=deadline, on_epoch=on_epoch, run_id=run_id,
+                      teacher_logits=teacher_table)
     if teacher_info is not None:
         summary["teacher"] = {"path": str(teacher), **teacher_info}
         if rank == 0 and summary.get("finished", True):

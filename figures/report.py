@@ -1,6 +1,7 @@
-"""results/REPORT.md: every figure with its caption, our numbers beside the paper's
+"""REPORT.md of a run: every figure with its caption, our numbers beside the paper's
 (figures/paper_numbers.toml), the derivation statuses, the simulation verdicts (failing ones
-marked FAIL), where our settings differ, the machine and the date. Written atomically."""
+marked FAIL), where our settings differ, the machine and the date, and at the end this run
+beside the reference run (stingy.figures.comparison). Written atomically."""
 
 from __future__ import annotations
 
@@ -395,8 +396,29 @@ def stages_section(stages: list[dict]) -> str:
     return table(["stage", "status", "seconds", "note"], rows)
 
 
+def reference_section(results_dir: Path, reference) -> str:
+    """This run's headline numbers beside the reference run's, with the tolerance used; a
+    disagreement is marked **DIFFERS**."""
+    from stingy.figures.comparison import compare, headline_numbers
+
+    if reference is None or not Path(reference).is_dir():
+        return f"No reference run to compare with ({reference or 'none given'})."
+    rows = compare(headline_numbers(results_dir), headline_numbers(reference))
+    compared = [row for row in rows if row["agree"] is not None]
+    differ = sum(not row["agree"] for row in compared)
+    flag = {True: "agrees", False: "**DIFFERS**", None: "not compared (one run only)"}
+    head = (f"Reference run: `{reference}`. {len(compared)} headline numbers in both runs, "
+            f"{differ} differ beyond their tolerance; {len(rows) - len(compared)} are in one "
+            "run only. Simulation accuracies are compared within the sum of both runs' 95% "
+            "confidence half-widths, CIFAR-10 accuracies (one seed) within a fixed tolerance, "
+            "verdicts and derivation failures exactly.\n\n")
+    return head + table(["number", "this run", "reference", "tolerance", "flag"],
+                        [[row["name"], fmt(row["this"]), fmt(row["reference"]),
+                          row["tolerance"] or "-", flag[row["agree"]]] for row in rows])
+
+
 def render_report(results_dir, profile: str, stages: list[dict], drawn: list[dict],
-                  skipped: list[dict], machine: dict | None = None) -> str:
+                  skipped: list[dict], machine: dict | None = None, reference=None) -> str:
     results_dir = Path(results_dir)
     machine = machine or machine_info()
     paper = load_paper_numbers()
@@ -417,18 +439,19 @@ def render_report(results_dir, profile: str, stages: list[dict], drawn: list[dic
         + sparse_ratio_section(results_dir, paper),
         "## CIFAR-10\n\n" + cifar_section(results_dir, paper),
         "## Figures\n\n" + figures_section(results_dir, drawn, skipped),
+        "## This run vs the reference\n\n" + reference_section(results_dir, reference),
     ]
     return "\n\n".join(sections) + "\n"
 
 
 def write_report(results_dir, profile: str, stages: list[dict], drawn: list[dict],
-                 skipped: list[dict], machine: dict | None = None) -> Path:
+                 skipped: list[dict], machine: dict | None = None, reference=None) -> Path:
     """Render the report and write ``<results_dir>/REPORT.md`` and the self-contained
     ``REPORT.html`` (figures embedded) atomically; returns the Markdown path."""
     from stingy.figures.html import markdown_to_html
 
     results_dir = Path(results_dir)
-    text = render_report(results_dir, profile, stages, drawn, skipped, machine)
+    text = render_report(results_dir, profile, stages, drawn, skipped, machine, reference)
     write_text(results_dir / "REPORT.html", markdown_to_html(text, results_dir))
     return write_text(results_dir / "REPORT.md", text)
 

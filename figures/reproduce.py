@@ -1,14 +1,20 @@
 """`stingy reproduce`: the whole study, stage by stage, reusing finished stages.
 
-Stages (profile ``quick``, results folder ``results/`` by default):
+Every run writes into its own folder (default ``runs/reproduce``), never into the committed
+``results/``: that folder is the reference run, and the report ends with this run beside it
+(:mod:`stingy.figures.comparison`).
+
+Stages (profile ``quick``):
 
 1. ``derivations``: every sympy derivation (T1-T5), ``theory/derivations.json`` and ``.tex``.
 2. ``theory_grid``: ``stingy.theory.sweep.theory_grid`` on representative logits,
    ``theory/theory_grid.csv`` (the theory figures' input).
-3. ``simulations``: the default simulation sweep, ``simulations/`` (summary.csv, verdicts...).
+3. ``simulations``: :func:`stingy.simulations.run_sweep` on the default sweep updated by the
+   profile's ``overrides`` (section.key = value), ``simulations/`` (summary.csv, verdicts...).
 4. CIFAR-10: ``quick`` runs `stingy quick` into ``cifar10_quick/``; ``paper`` runs the
    reference's recipes one stage per run into ``cifar10_paper/runs/<name>`` and then a summary.
-   Without data it prints one line on how to provide it and the other stages still run.
+   Without data it prints one line on how to provide it and the other stages still run;
+   ``none`` (the ``smoke`` profile) has no CIFAR-10 stage.
 5. ``figures`` and 6. ``report``: always redrawn (seconds), ``figures/`` and ``REPORT.md``.
 """
 
@@ -32,6 +38,8 @@ from stingy.figures.stages import Stage, StageUnavailable, data_identity, run_st
 from stingy.io import write_csv, write_json, write_text
 
 PROFILES_FILE = Path(__file__).with_name("profiles.toml")
+# The committed results of a source checkout: the reference run (absent from an installed wheel).
+REFERENCE_RUN = Path(__file__).resolve().parents[1] / "results"
 NO_DATA_HINT = ("CIFAR-10 data not found: pass --data PATH (the cifar10-jpeg.tar.gz archive or "
                 "an image folder) or set STINGY_DATA, or run online to download it; the "
                 "CIFAR-10 comparison is skipped, everything else still runs")
@@ -91,19 +99,14 @@ def write_theory_grid(results_dir: Path, config: dict) -> dict:
     return {"rows": len(rows)}
 
 
-def run_simulations(results_dir: Path, args: list[str]) -> dict:
-    """The simulation sweep in-process, through its own `stingy simulate` command."""
-    import json
+def run_simulations(results_dir: Path, overrides: dict) -> dict:
+    """The simulation sweep (:func:`stingy.simulations.run_sweep`) of the default config
+    updated by ``overrides`` ({"section.key": value})."""
+    from stingy.simulations import run_sweep
+    from stingy.simulations.config import load_config
 
-    from stingy.cli import build_parser
-
-    out = results_dir / SIMULATION_DIR
-    parsed = build_parser().parse_args(["simulate", "--out", str(out), *args])
-    code = parsed.run(parsed)
-    if code:
-        raise RuntimeError(f"stingy simulate exited with code {code}")
-    verdicts = json.loads((out / "verdicts.json").read_text())
-    outcome = [str(v.get("verdict")) for v in verdicts]
+    result = run_sweep(load_config(None, overrides), results_dir / SIMULATION_DIR)
+    outcome = [str(v.get("verdict")) for v in result["verdicts"]]
     return {verdict: outcome.count(verdict) for verdict in sorted(set(outcome))}
 
 
@@ -191,14 +194,16 @@ def build_stages(profile: str, results_dir: Path, data: str | None) -> list[Stag
               description="theory grid on representative logits"),
         Stage("simulations", {**spec["simulations"],
                               "code": source_digest("simulations", "theory")},
-              lambda: run_simulations(results_dir, spec["simulations"]["args"]),
+              lambda: run_simulations(results_dir, spec["simulations"]["overrides"]),
               (f"{SIMULATION_DIR}/summary.csv", f"{SIMULATION_DIR}/verdicts.json"),
               description="simulation sweep", caches=(f"{SIMULATION_DIR}/settings",)),
     ]
     cifar = spec["cifar10"]
     empirical_code = source_digest("empirical", "theory")
     identity = data_identity(data)
-    if cifar["kind"] == "quick":
+    if cifar["kind"] == "none":
+        pass
+    elif cifar["kind"] == "quick":
         stages.append(Stage("cifar10_quick", {"kind": "quick", "data": identity,
                                               "code": empirical_code},
                             lambda: run_cifar10_quick(results_dir, data),
@@ -220,14 +225,28 @@ def build_stages(profile: str, results_dir: Path, data: str | None) -> list[Stag
     return stages
 
 
-def reproduce(profile: str = "quick", out: str | Path = "results", data: str | None = None,
-              force: bool = False, log=print) -> list[dict]:
-    """Run every stage of ``profile`` into ``out``; return the stage records."""
+def check_out(results_dir: Path, reference: Path | None) -> None:
+    """A run never writes into the reference run (the committed ``results/``)."""
+    if reference is None:
+        return
+    out, ref = results_dir.resolve(), Path(reference).resolve()
+    if out == ref or ref in out.parents:
+        raise ValueError(f"--out must be a folder of its own, not inside the reference run "
+                         f"{reference} (default: runs/reproduce)")
+
+
+def reproduce(profile: str = "quick", out: str | Path = "runs/reproduce",
+              data: str | None = None, force: bool = False,
+              reference: str | Path | None = REFERENCE_RUN, log=print) -> list[dict]:
+    """Run every stage of ``profile`` into ``out`` and write ``out/REPORT.md``, which ends
+    with this run beside the ``reference`` run (None: no comparison); return the stage
+    records."""
     from stingy.figures.report import write_report
 
     results_dir = Path(out)
-    results_dir.mkdir(parents=True, exist_ok=True)
+    check_out(results_dir, reference)
     stages = build_stages(profile, results_dir, data)
+    results_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for number, stage in enumerate(stages, 1):
         log(f"stage {number}/{len(stages) + 2}: {stage.name}")
@@ -236,6 +255,6 @@ def reproduce(profile: str = "quick", out: str | Path = "results", data: str | N
     drawn, skipped = draw_all(results_dir, log=log)
     log(f"stage {len(stages) + 2}/{len(stages) + 2}: report")
     report = write_report(results_dir, profile=profile, stages=records, drawn=drawn,
-                          skipped=skipped)
+                          skipped=skipped, reference=reference)
     log(f"wrote {report}")
     return records

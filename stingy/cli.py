@@ -1,21 +1,31 @@
-"""The ``stingy`` command: one sub-command per job, each defined by its layer.
+"""The ``stingy`` command: one sub-command per job, each defined by its layer's CLI module.
 
-Every layer module listed in ``LAYERS`` exposes ``register(subparsers)``, which adds its
-sub-commands with ``set_defaults(run=callable)``; the callable takes the parsed arguments and
-returns an exit code (None means 0). Bad input (``ValueError``, a missing file, a usage error)
-prints one line, ``stingy: error: ...``, and exits with code 2; a training run whose loss
-turns non-finite prints one line and exits with code 1.
+Every module in ``LAYERS`` exposes ``register(subparsers, common)``, which adds its
+sub-commands (with ``parents=[common]``, the options every command shares) and
+``set_defaults(run=callable)``; the callable takes the parsed arguments and returns an exit
+code (None means 0). CLI modules only parse and print: the work is a library function
+(``stingy.simulations.run_sweep``, ``stingy.theory.values.theory_report``,
+``stingy.figures.reproduce.reproduce``, ...).
+
+Every command writes under ``runs/<command>`` unless told otherwise (``--out``). Progress bars
+show only when stderr is a terminal, and never with ``--quiet`` (stingy.progress). Bad input
+(``ValueError``, a missing file, a usage error) prints one line, ``stingy: error: ...``, and
+exits with code 2; a closed output pipe (``stingy theory ... | head -1``) ends quietly.
+A training run whose loss turns non-finite prints one line and exits with code 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+from stingy import __version__, progress
 from stingy.io import Diverged, LockHeld
 
-LAYERS = ["stingy.theory.cli", "stingy.simulations.cli", "stingy.empirical.cli", "stingy.figures.cli"]
+LAYERS = ["stingy.theory.cli", "stingy.simulations.cli", "stingy.empirical.cli",
+          "stingy.figures.cli", "stingy.benchmarks.cli"]
 
 
 class UsageError(Exception):
@@ -29,23 +39,26 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message}")
 
 
+def common_options() -> argparse.ArgumentParser:
+    """The options every sub-command accepts."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true",
+                        help="no progress bars (they show only on a terminal anyway)")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="stingy",
         description="Why sparse teacher logits make knowledge distillation fail: theory, "
-        "simulations, CIFAR experiments and figures.",
-    )
+        "simulations, CIFAR experiments and figures.")
+    parser.add_argument("--version", action="version", version=f"stingy {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
                                        parser_class=OneLineParser)
     subparsers.required = True
+    common = common_options()
     for name in LAYERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-            continue  # a layer that has not landed yet
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers, common)
     return parser
 
 
@@ -53,7 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        progress.QUIET = args.quiet
         code = args.run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): stop quietly; point stdout at devnull so the
+        # interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (UsageError, ValueError, LockHeld, FileNotFoundError, NotADirectoryError,
             IsADirectoryError, FileExistsError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -7,7 +7,8 @@ import json
 import pytest
 from torch import nn
 
-from stingy.empirical.gpu_check import STUDENT_ORDER, forward_flops, main, time_to_accuracy
+from stingy.cli import main as stingy
+from stingy.empirical.gpu_check import STUDENT_ORDER, forward_flops, time_to_accuracy
 from stingy.empirical.models import build_model
 from tests.empirical.tiny import single_thread  # noqa: F401 (fixture)
 
@@ -38,7 +39,7 @@ def test_time_to_accuracy_reports_the_first_epoch_reaching_it():
 
 
 def test_toy_mode_writes_results_for_teacher_and_three_students(tmp_path, capsys):
-    assert main(["--toy", "--out", str(tmp_path / "check"), "--commit", "abc123"]) == 0
+    assert stingy(["gpu-check", "--toy", "--out", str(tmp_path / "check"), "--commit", "abc123"]) == 0
     report = json.loads((tmp_path / "check" / "gpu_check.json").read_text())
     assert report["commit"] == "abc123" and report["toy"] and report["device"] == "cpu"
     assert report["teacher"]["finished"] and report["teacher"]["images_per_second"] > 0
@@ -51,14 +52,15 @@ def test_toy_mode_writes_results_for_teacher_and_three_students(tmp_path, capsys
 
 
 def test_toy_mode_with_no_budget_records_what_it_skipped(tmp_path):
-    assert main(["--toy", "--out", str(tmp_path / "check"), "--budget-seconds", "1"]) == 0
+    assert stingy(["gpu-check", "--toy", "--out", str(tmp_path / "check"), "--budget-seconds", "1"]) == 0
     report = json.loads((tmp_path / "check" / "gpu_check.json").read_text())
     assert report["students"] == []
     assert len(report["skipped"]) == 3
 
 
-def test_a_non_empty_out_folder_is_refused(tmp_path):
+def test_a_non_empty_out_folder_is_refused_in_one_line(tmp_path, capsys):
     (tmp_path / "check").mkdir()
     (tmp_path / "check" / "old.json").write_text("{}")
-    with pytest.raises(SystemExit, match="not empty"):
-        main(["--toy", "--out", str(tmp_path / "check")])
+    assert stingy(["gpu-check", "--toy", "--out", str(tmp_path / "check")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "not empty" in error

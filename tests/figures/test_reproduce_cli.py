@@ -29,7 +29,7 @@ def test_figures_command_on_a_missing_folder_exits_2(tmp_path, capsys):
 
 
 def test_profiles_define_quick_and_paper_with_distinct_stages(tmp_path):
-    assert {"quick", "paper"} <= set(profile_names())
+    assert {"quick", "paper", "smoke"} <= set(profile_names())
     quick = [stage.name for stage in build_stages("quick", tmp_path, None)]
     paper = [stage.name for stage in build_stages("paper", tmp_path, None)]
     assert quick == ["derivations", "theory_grid", "simulations", "cifar10_quick"]
@@ -58,12 +58,12 @@ def test_reproduce_runs_fake_stages_then_reuses_them_and_writes_the_report(tmp_p
     monkeypatch.setattr(reproduce_module, "build_stages", fake_stages)
     lines = []
     out = tmp_path / "results"
-    first = reproduce_module.reproduce("quick", out, log=lines.append)
+    first = reproduce_module.reproduce("quick", out, reference=None, log=lines.append)
     assert [r["status"] for r in first] == ["done", "unavailable"]
     report = (out / "REPORT.md").read_text()
     assert "unavailable" in report and "CIFAR-10 data not found" in report
     assert "F4_simulation_accuracy.png" in report and "Not drawn: its input" in report
-    second = reproduce_module.reproduce("quick", out, log=lines.append)
+    second = reproduce_module.reproduce("quick", out, reference=None, log=lines.append)
     assert [r["status"] for r in second] == ["reused", "unavailable"]
     assert calls == ["simulations", "cifar10_quick", "cifar10_quick"]
     assert sum("CIFAR-10 data not found" in line for line in lines) == 2
