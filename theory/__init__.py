@@ -34,6 +34,7 @@ from stingy.theory.signal import (
 )
 from stingy.theory.sparse_target import mass_shift
 from stingy.theory.sweep import theory_grid
+from stingy.theory.values import theory_report, theory_values
 
 __all__ = [
     "approximation_errors",
@@ -58,6 +59,8 @@ __all__ = [
     "sparse_target",
     "sparsify_logits",
     "theory_grid",
+    "theory_report",
+    "theory_values",
     "top_k_mask",
     "tv_to_uniform",
     "tv_to_uniform_bound",

@@ -1,0 +1,102 @@
+"""Habits every `stingy` command shares: --version, --quiet and TTY-only progress bars, quiet
+ends on a closed pipe, runs/<command> as the default output root, and the sub-commands."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from stingy import __version__, progress
+from stingy.cli import build_parser, main
+
+
+def _stingy(*argv, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stingy", *argv], capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def test_version_prints_the_installed_package_version():
+    result = _stingy("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"stingy {importlib.metadata.version('stingy')}"
+    assert __version__ == importlib.metadata.version("stingy")
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    # ~1 MB of JSON: far more than a pipe holds, so the writer meets the closed pipe
+    np.save(tmp_path / "logits.npy", np.random.default_rng(0).normal(size=(3000, 10)))
+    command = [sys.executable, "-m", "stingy", "theory", "--classes", "10", "--k", "2",
+               "--temperature", "4", "--logits", str(tmp_path / "logits.npy"), "--json"]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = child.stdout.readline()
+    child.stdout.close()
+    error = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 0, error
+    assert first.strip() == b"{" and error == ""
+
+
+def test_progress_bars_need_a_request_a_terminal_and_no_quiet(monkeypatch):
+    monkeypatch.setattr(progress, "QUIET", False)
+    assert progress.bar_disabled(True) is None  # tqdm: shown only on a terminal
+    assert progress.bar_disabled(False) is True
+    monkeypatch.setattr(progress, "QUIET", True)
+    assert progress.bar_disabled(True) is True
+
+
+def test_quiet_is_accepted_by_every_command_and_sets_the_switch(capsys, monkeypatch):
+    monkeypatch.setattr(progress, "QUIET", False)
+    assert main(["theory", "--quiet", "--classes", "10", "--k", "2", "--temperature", "4"]) == 0
+    assert progress.QUIET is True
+    assert main(["theory", "--classes", "10", "--k", "2", "--temperature", "4"]) == 0
+    assert progress.QUIET is False
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        assert any("--quiet" in action.option_strings for action in sub._actions), name
+
+
+def test_every_command_writing_files_defaults_to_runs_slash_its_name():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    defaults = {name: sub.get_default("out") for name, sub in commands.items()
+                if sub.get_default("out") is not None}
+    assert defaults == {"simulate": "runs/simulate", "train": "runs/train",
+                        "distill": "runs/distill", "teacher-theory": "runs/teacher-theory",
+                        "quick": "runs/quick", "gpu-check": "runs/gpu-check",
+                        "reproduce": "runs/reproduce", "figures": "runs/figures",
+                        "bench": "runs/bench/benchmarks.json"}
+
+
+def test_bench_and_gpu_check_are_sub_commands():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert {"bench", "gpu-check"} <= set(commands)
+
+
+def test_bench_with_a_bad_thread_count_is_one_line_and_exit_2(capsys, tmp_path):
+    assert main(["bench", "--threads", "0", "--out", str(tmp_path / "b.json")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "--threads" in error
+    assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("verdicts, strict, code", [
+    (["pass", "fail"], True, 1), (["pass", "pass"], True, 0), (["pass", "fail"], False, 0)])
+def test_simulate_strict_exits_1_when_a_verdict_fails(verdicts, strict, code, monkeypatch,
+                                                      capsys):
+    import stingy.simulations.cli as simulate_cli
+
+    def fake_sweep(config, out, progress=True):
+        return {"summary": [], "wall_time_s": 0.0, "runs": [], "verdicts": [
+            {"check": name, "verdict": verdict, "noise": 0.0, "noise_kind": "symmetric",
+             "statement": "s", "predicted": "p", "measured": 0.5, "ci95": [0.4, 0.6],
+             "detail": "d"} for name, verdict in zip("ab", verdicts)]}
+
+    monkeypatch.setattr(simulate_cli, "run_sweep", fake_sweep)
+    assert main(["simulate", "--json", *(["--strict"] if strict else [])]) == code
+    captured = capsys.readouterr()
+    assert [v["verdict"] for v in json.loads(captured.out)] == verdicts
+    assert ("verdict(s) failed" in captured.err) == (code == 1)
