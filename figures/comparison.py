@@ -30,6 +30,14 @@ def _json(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _number(value) -> str:
+    """A number in its shortest form; anything else (e.g. "0.3 vs 0.0") as it is."""
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def _ratio(value) -> str:
     return "" if is_missing(value) or value in ("", 0) else f" r={float(value):g}"
 
@@ -43,15 +51,17 @@ def headline_numbers(results_dir: str | Path) -> dict[str, dict]:
         for row in read_rows(summary, "simulation summary",
                              ("noise", "noise_kind", "method", "ratio", "accuracy_mean",
                               "accuracy_ci95_low", "accuracy_ci95_high")):
-            name = (f"simulation accuracy, noise {row['noise']:g} {row['noise_kind']}, "
+            name = (f"simulation accuracy, noise {_number(row['noise'])} {row['noise_kind']}, "
                     f"{row['method']}{_ratio(row['ratio'])}")
             half = (row["accuracy_ci95_high"] - row["accuracy_ci95_low"]) / 2
             numbers[name] = {"value": row["accuracy_mean"],
                              "half_width": 0.0 if is_missing(half) else half}
     for verdict in _json(results_dir / SIMULATION_DIR / "verdicts.json") or []:
         setting = ("" if verdict.get("noise") is None
-                   else f", noise {verdict['noise']:g} {verdict.get('noise_kind', '')}".rstrip())
-        numbers[f"simulation verdict ({verdict['check']}){setting}"] = {
+                   else f", noise {_number(verdict['noise'])} {verdict.get('noise_kind', '')}")
+        name = f"simulation verdict ({verdict['check']}){setting.rstrip()}"
+        repeat = sum(key == name or key.startswith(f"{name} #") for key in numbers)
+        numbers[f"{name} #{repeat + 1}" if repeat else name] = {
             "value": str(verdict["verdict"]), "exact": True}
     derivations = _json(results_dir / THEORY_DIR / "derivations.json")
     if derivations is not None:

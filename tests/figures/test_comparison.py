@@ -73,6 +73,17 @@ def test_cifar_accuracy_uses_its_fixed_tolerance_and_verdicts_must_match(tmp_pat
     assert {row["tolerance"] for row in differ} == {f"+-{CIFAR_TOLERANCE:g}", "equal"}
 
 
+def test_the_committed_reference_run_gives_one_number_per_verdict_and_summary_row():
+    from stingy.figures.draw import SIMULATION_DIR
+
+    numbers = headline_numbers(REFERENCE_RUN)
+    verdicts = json.loads((REFERENCE_RUN / SIMULATION_DIR / "verdicts.json").read_text())
+    assert sum(name.startswith("simulation verdict") for name in numbers) == len(verdicts)
+    rows = list(csv.DictReader((REFERENCE_RUN / SIMULATION_DIR / "summary.csv").open()))
+    assert sum(name.startswith("simulation accuracy") for name in numbers) == len(rows)
+    assert all(row["agree"] for row in compare(numbers, numbers))
+
+
 def test_numbers_in_one_run_only_are_listed_not_compared(tmp_path):
     reference = synthetic.write_results(tmp_path / "reference")
     this = synthetic.write_results(tmp_path / "this", quick=False)
