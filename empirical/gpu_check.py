@@ -43,6 +43,7 @@ from stingy.empirical.recipes import load_recipe
 from stingy.empirical.runs import MODEL
 from stingy.empirical.train import resolve_device, train_recipe
 from stingy.io import write_json
+from stingy.methods import method as method_entry
 
 TEACHER_RECIPE = "cifar10-teacher-fast"
 TARGET_ACCURACY = 0.93
@@ -205,11 +206,12 @@ def run_gpu_check(out: str | Path, *, data: str | None = None, budget_seconds: f
                                              f"schedule.epochs={student_epochs}"]
         recipe = load_recipe(METHOD_RECIPES[method], overrides)
         student_flops = forward_flops(build_model(recipe["model"]["name"], 10))
-        flops = 3 * student_flops + (teacher_flops if method != "scratch" else 0)
+        distils = method_entry(method).needs_teacher
+        flops = 3 * student_flops + (teacher_flops if distils else 0)
         try:
             summary = train_recipe(recipe, dataset=dataset, out=out / "runs",
                                    name=f"{model}-{method}", device=device, deadline=deadline,
-                                   teacher=None if method == "scratch" else teacher_path,
+                                   teacher=teacher_path if distils else None,
                                    on_epoch=progress(f"{model}-{method}"))
         except Exception as err:  # noqa: BLE001 - record it and go on to the next student
             report["students"].append({"model": model, "method": method,

@@ -40,7 +40,7 @@ import torch
 from stingy.empirical.engine import DeviceData, balanced_subset, drive_record, predict
 from stingy.empirical.objectives import kept_classes
 from stingy.empirical.real_teacher_theory import GRID_TEMPERATURES
-from stingy.empirical.recipes import load_recipe
+from stingy.empirical.recipes import load_recipe, needs_teacher
 from stingy.empirical.runs import (
     MODEL,
     SUMMARY,
@@ -50,6 +50,7 @@ from stingy.empirical.runs import (
     teacher_fingerprint,
 )
 from stingy.io import atomic_write, read_jsonl, write_csv, write_json
+from stingy.methods import method as method_entry
 from stingy.theory.operators import sparsify_logits
 from stingy.theory.sweep import theory_grid
 
@@ -123,12 +124,12 @@ def run_quick_profile(*, data=None, out="out/quick", device="cpu", dataset=None,
         recipe = load_recipe(name, overrides)
         method = recipe["method"]
         summary = _run(name, dataset=dataset, out=out, device=device,
-                       teacher=None if method["name"] == "scratch" else teacher_path,
+                       teacher=teacher_path if needs_teacher(recipe) else None,
                        overrides=overrides)
         student, _ = load_teacher(Path(summary["run_dir"]) / MODEL, num_classes)
         student_logits = predict(student.to(device), test, 500, False, False).cpu()
         k = kept_classes(method, num_classes)
-        distils = method["name"] != "scratch"
+        distils = method_entry(method["name"]).distils
         rows.append({
             "method": method["name"], "teacher": teacher_recipe["model"]["name"],
             "student": recipe["model"]["name"], "k": k,

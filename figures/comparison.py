@@ -10,7 +10,9 @@ Headline numbers, read from a results folder:
 - each CIFAR-10 test accuracy of the quick or paper summary, compared within
   :data:`CIFAR_TOLERANCE` (one seed: about +-1 point between seeds is normal).
 
-A number present in only one run is listed as not compared.
+A number present in only one run is listed as not compared. :func:`settings_differences`
+names the settings files that differ between the runs (numbers from those are not like for
+like).
 """
 
 from __future__ import annotations
@@ -75,6 +77,22 @@ def headline_numbers(results_dir: str | Path) -> dict[str, dict]:
                         f"{row.get('student', '')}{_ratio(row.get('ratio'))}").rstrip()
                 numbers[name] = {"value": row["test_accuracy"], "tolerance": CIFAR_TOLERANCE}
     return numbers
+
+
+SETTINGS_FILES = (f"{SIMULATION_DIR}/config.json", f"{THEORY_DIR}/theory_grid.json")
+
+
+def settings_differences(this_dir: str | Path, reference_dir: str | Path) -> list[str]:
+    """The settings files present in both runs whose settings differ."""
+    differ = []
+    for name in SETTINGS_FILES:
+        mine, theirs = _json(Path(this_dir) / name), _json(Path(reference_dir) / name)
+        if mine is not None and theirs is not None:
+            if name.endswith("config.json"):
+                mine, theirs = mine.get("config"), theirs.get("config")
+            if mine != theirs:
+                differ.append(name)
+    return differ
 
 
 def compare(this: dict[str, dict], reference: dict[str, dict]) -> list[dict]:

@@ -399,7 +399,7 @@ def stages_section(stages: list[dict]) -> str:
 def reference_section(results_dir: Path, reference) -> str:
     """This run's headline numbers beside the reference run's, with the tolerance used; a
     disagreement is marked **DIFFERS**."""
-    from stingy.figures.comparison import compare, headline_numbers
+    from stingy.figures.comparison import compare, headline_numbers, settings_differences
 
     if reference is None or not Path(reference).is_dir():
         return f"No reference run to compare with ({reference or 'none given'})."
@@ -411,7 +411,12 @@ def reference_section(results_dir: Path, reference) -> str:
             f"{differ} differ beyond their tolerance; {len(rows) - len(compared)} are in one "
             "run only. Simulation accuracies are compared within the sum of both runs' 95% "
             "confidence half-widths, CIFAR-10 accuracies (one seed) within a fixed tolerance, "
-            "verdicts and derivation failures exactly.\n\n")
+            "verdicts and derivation failures exactly.")
+    differ = settings_differences(results_dir, reference)
+    if differ:
+        head += (" **The settings differ** (" + ", ".join(f"`{name}`" for name in differ)
+                 + "): numbers from those stages are not like for like.")
+    head += "\n\n"
     return head + table(["number", "this run", "reference", "tolerance", "flag"],
                         [[row["name"], fmt(row["this"]), fmt(row["reference"]),
                           row["tolerance"] or "-", flag[row["agree"]]] for row in rows])

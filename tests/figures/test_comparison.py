@@ -84,6 +84,19 @@ def test_the_committed_reference_run_gives_one_number_per_verdict_and_summary_ro
     assert all(row["agree"] for row in compare(numbers, numbers))
 
 
+def test_differing_settings_are_named(tmp_path):
+    from stingy.figures.comparison import settings_differences
+    from stingy.io import write_json
+
+    reference = synthetic.write_results(tmp_path / "reference")
+    this = synthetic.write_results(tmp_path / "this")
+    assert settings_differences(this, reference) == []
+    write_json(this / "theory/theory_grid.json", {"label": "other logits"})
+    write_json(this / "simulations/config.json", {"config": {"seeds": 2}, "wall_time_s": 1})
+    write_json(reference / "simulations/config.json", {"config": {"seeds": 2}, "wall_time_s": 9})
+    assert settings_differences(this, reference) == ["theory/theory_grid.json"]
+
+
 def test_numbers_in_one_run_only_are_listed_not_compared(tmp_path):
     reference = synthetic.write_results(tmp_path / "reference")
     this = synthetic.write_results(tmp_path / "this", quick=False)
