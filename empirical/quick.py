@@ -90,7 +90,7 @@ def _run(recipe_name: str, *, dataset, out: Path, device, teacher=None, override
                         restart_changed=True)
 
 
-def run_quick_profile(*, data=None, out="out/quick", device="cpu", dataset=None,
+def run_quick_profile(*, data=None, out="runs/quick", device="cpu", dataset=None,
                       overrides: list[str] | None = None) -> list[dict]:
     """Run the profile; return the summary rows (also written to ``out``).
 

@@ -65,6 +65,29 @@ def test_the_wheel_holds_only_the_stingy_package_and_its_data(tmp_path):
     assert "stingy = stingy.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
+def test_reproduce_with_stand_in_stages_writes_only_under_runs(tmp_path, monkeypatch, capsys):
+    """The default tier's version of the next test: this checkout's code, a fresh clone as the
+    working folder, stand-in stages and no figures (seconds, not minutes)."""
+    import stingy.figures.reproduce as reproduce_module
+    from stingy.cli import main
+    from stingy.figures.stages import Stage
+    from stingy.io import write_json
+
+    clone = fresh_clone(tmp_path)
+    monkeypatch.chdir(clone)
+
+    def stand_in(profile, results_dir, data):
+        return [Stage("derivations", {"profile": profile}, lambda: write_json(
+            results_dir / "theory" / "derivations.json", []) and {}, ("theory/derivations.json",))]
+
+    monkeypatch.setattr(reproduce_module, "build_stages", stand_in)
+    monkeypatch.setattr(reproduce_module, "draw_all", lambda results_dir, log: ([], []))
+    assert main(["reproduce", "--profile", "smoke", "--reference", str(clone / "results")]) == 0
+    report = (clone / "runs" / "reproduce" / "REPORT.md").read_text()
+    assert "derivations failed | 0 | 0 | equal | agrees" in report
+    assert git_status(clone) == ""
+
+
 @pytest.mark.slow
 def test_reproduce_in_a_fresh_clone_writes_a_new_run_and_leaves_git_status_clean(tmp_path):
     clone = fresh_clone(tmp_path)
