@@ -51,7 +51,7 @@ def progress_total(config: dict) -> int:
     return config["student"]["steps"]
 
 
-def run_sweep(config: dict, out: str | Path, progress: bool = True) -> dict:
+def run_sweep(config: dict, out: str | Path = "runs/simulate", progress: bool = True) -> dict:
     """Run (or reuse) every noise setting of ``config`` (from
     :func:`stingy.simulations.config.load_config`), write all files into ``out`` and return
     {"runs", "summary", "verdicts", "wall_time_s"}. ``progress``: a progress bar (on a

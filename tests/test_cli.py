@@ -100,3 +100,73 @@ def test_simulate_strict_exits_1_when_a_verdict_fails(verdicts, strict, code, mo
     captured = capsys.readouterr()
     assert [v["verdict"] for v in json.loads(captured.out)] == verdicts
     assert ("verdict(s) failed" in captured.err) == (code == 1)
+
+
+TINY_SWEEP = """
+[task]
+classes = 10
+train_size = 200
+test_size = 200
+[noise]
+rates = [0.0]
+[student]
+steps = 8
+seeds = 2
+batch_size = 50
+hidden = 8
+[probe]
+temperatures = [5.0, 20.0]
+steps = 3
+[log]
+probe_examples = 20
+"""
+
+
+def _simulate_stderr(tmp_path, terminal: bool, extra=()) -> str:
+    """stderr of a tiny `stingy simulate`, written to a pseudo-terminal or a pipe."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_SWEEP)
+    command = [sys.executable, "-m", "stingy", "simulate", "--config", str(config), "--out",
+               str(tmp_path / f"out-{terminal}-{len(extra)}"), *extra]
+    if not terminal:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+    leader, follower = pty.openpty()
+    # a terminal of 24 x 80 characters (a new one has 0 columns, too narrow for any bar)
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert child.wait(timeout=300) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_the_progress_bar_shows_on_a_terminal_only_and_never_with_quiet(tmp_path):
+    assert "simulate:" in _simulate_stderr(tmp_path, terminal=True)
+    assert "simulate:" not in _simulate_stderr(tmp_path, terminal=True, extra=["--quiet"])
+    assert _simulate_stderr(tmp_path, terminal=False) == ""
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path, capsys):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_SWEEP)
+    assert main(["simulate", "--config", str(config), "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert "wall time" in captured.out and captured.err == ""
