@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from stingy.empirical.objectives import method_losses
+from stingy.methods import names
 from stingy.simulations.training import TargetBank, build_specs, per_model_losses
 from stingy.theory.operators import kd_loss, kd_loss_unchecked
 
@@ -17,7 +18,7 @@ def graph_breaks(function, *args) -> list[str]:
     return [str(reason.reason) for reason in explanation.break_reasons]
 
 
-@pytest.mark.parametrize("name", ["scratch", "kd", "stingy", "within", "reversed", "nasty"])
+@pytest.mark.parametrize("name", names("cifar", data_free=False))
 def test_every_cifar_method_loss_has_no_graph_break(name):
     generator = torch.Generator().manual_seed(0)
     student = torch.randn(8, 10, generator=generator, requires_grad=True)

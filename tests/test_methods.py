@@ -79,7 +79,7 @@ def _simulation_loss(name, student, teacher, labels, k, temperature=4.0, alpha=0
     batch = torch.arange(len(labels))[None].expand(len(specs), -1)
     losses = per_model_losses(student[None].float().expand(len(specs), -1, -1),
                               labels[None].expand(len(specs), -1), bank.targets(batch),
-                              bank.within_m, specs.temperature, specs.alpha)
+                              bank.within_index, specs.temperature, specs.alpha)
     return losses["total"][0]
 
 
