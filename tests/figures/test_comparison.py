@@ -139,3 +139,4 @@ def test_reproduce_refuses_to_write_into_the_reference_run(out, tmp_path, capsys
 
 def test_the_default_reference_is_the_checkouts_committed_results():
     assert REFERENCE_RUN.name == "results" and (REFERENCE_RUN / "REPORT.md").is_file()
+

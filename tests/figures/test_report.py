@@ -114,3 +114,14 @@ def test_rewrite_report_redraws_from_the_files_and_lists_finished_stages(tmp_pat
     assert "| simulations | reused | 3.5 |" in text
     assert (results / "figures/F4_simulation_accuracy.png").is_file()
     assert (results / "REPORT.html").is_file()
+
+
+def test_the_paper_column_takes_the_same_students_number_and_kd_from_a_nasty_teacher():
+    from stingy.figures.report import load_paper_numbers, paper_student_number
+
+    table = load_paper_numbers()["cifar10_nasty_teacher"]
+    assert paper_student_number(table, {"method": "normal_kd", "student": "preresnet20",
+                                        "teacher": "teacher"}) == 92.49
+    assert paper_student_number(table, {"method": "normal_kd", "student": "preresnet20",
+                                        "teacher": "nasty-teacher"}) == 88.01
+    assert paper_student_number(table, {"method": "stingy_kd", "student": "cnn"}) is None
