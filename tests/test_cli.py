@@ -48,27 +48,42 @@ def test_progress_bars_need_a_request_a_terminal_and_no_quiet(monkeypatch):
     assert progress.bar_disabled(True) is True
 
 
+def _leaf_commands(parser, prefix=""):
+    """(name, parser) of every command that runs something (nested ones like `sweep plan`)."""
+    for action in parser._actions:
+        if action.option_strings or not hasattr(action, "choices") or not isinstance(
+                action.choices, dict):
+            continue
+        for name, sub in action.choices.items():
+            nested = [a for a in sub._actions if isinstance(getattr(a, "choices", None), dict)
+                      and not a.option_strings]
+            if nested:
+                yield from _leaf_commands(sub, f"{prefix}{name} ")
+            else:
+                yield f"{prefix}{name}", sub
+
+
 def test_quiet_is_accepted_by_every_command_and_sets_the_switch(capsys, monkeypatch):
     monkeypatch.setattr(progress, "QUIET", False)
     assert main(["theory", "--quiet", "--classes", "10", "--k", "2", "--temperature", "4"]) == 0
     assert progress.QUIET is True
     assert main(["theory", "--classes", "10", "--k", "2", "--temperature", "4"]) == 0
     assert progress.QUIET is False
-    parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices
-    for name, sub in commands.items():
+    leaves = list(_leaf_commands(build_parser()))
+    assert len(leaves) > 10
+    for name, sub in leaves:
         assert any("--quiet" in action.option_strings for action in sub._actions), name
 
 
 def test_every_command_writing_files_defaults_to_runs_slash_its_name():
-    commands = build_parser()._subparsers._group_actions[0].choices
-    defaults = {name: sub.get_default("out") for name, sub in commands.items()
+    defaults = {name: sub.get_default("out") for name, sub in _leaf_commands(build_parser())
                 if sub.get_default("out") is not None}
+    sweep = {f"sweep {step}": "runs/sweep" for step in ("plan", "all", "run", "collect")}
     assert defaults == {"simulate": "runs/simulate", "train": "runs/train",
                         "distill": "runs/distill", "teacher-theory": "runs/teacher-theory",
                         "quick": "runs/quick", "gpu-check": "runs/gpu-check",
                         "reproduce": "runs/reproduce", "figures": "runs/figures",
-                        "bench": "runs/bench/benchmarks.json"}
+                        "bench": "runs/bench/benchmarks.json", **sweep}
 
 
 def test_bench_and_gpu_check_are_sub_commands():
