@@ -67,7 +67,7 @@ def bench_students(model: str = "cnn", teacher_model: str = "cnn", group_size: i
     for epoch in range(epochs):
         bank.epoch(epoch, device)  # computed once and written; the cases below read it
     bank_seconds = time.perf_counter() - began
-    kd = [Student(f"kd{g}", "kd", "teacher", 4.0) for g in range(group_size)]
+    kd = [Student(f"kd{g}", "normal_kd", "teacher", 4.0) for g in range(group_size)]
     cases = []
 
     def case(name, students, mode, seconds):

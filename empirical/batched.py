@@ -34,18 +34,21 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from stingy.empirical.models import MODEL_NAMES, build_model
 from stingy.io import save_torch
+from stingy.methods import METHODS, names
 from stingy.theory.operators import kd_loss_unchecked, reverse_logits
 
 MODES = ("vmap", "loop")
 COMPILE_MODES = ("off", "default", "cuda-graphs")
-TARGET_METHODS = ("scratch", "kd", "stingy", "within", "reversed", "nasty")
+# the registry's (stingy.methods) CIFAR methods whose target the bank can build
+TARGET_METHODS = tuple(name for name in names("cifar", data_free=False)
+                       if METHODS[name].target != "uniform")
 GROUP_CHECKPOINT = "group.pt"
 
 
 @dataclass(frozen=True)
 class Student:
-    """One student: its method (a name of empirical.objectives), the bank it reads and the
-    method's numbers. ``k`` is the kept count for stingy / within."""
+    """One student: its method (a name of the registry, stingy.methods), the bank it reads and
+    the method's numbers. ``k`` is the kept count of a sparse target (stingy / within-M)."""
 
     label: str
     method: str
@@ -59,10 +62,11 @@ class Student:
         if self.method not in TARGET_METHODS:
             raise ValueError(f"method must be one of {', '.join(TARGET_METHODS)}, got "
                              f"{self.method!r}")
-        if (self.method == "scratch") != (self.teacher is None):
+        entry = METHODS[self.method]
+        if entry.needs_teacher != (self.teacher is not None):
             raise ValueError(f"student {self.label!r}: teacher must be given exactly when the "
-                             f"method is not scratch")
-        if self.method in ("stingy", "within") and not (isinstance(self.k, int) and self.k >= 1):
+                             f"method needs one")
+        if entry.sparse_target and not (isinstance(self.k, int) and self.k >= 1):
             raise ValueError(f"student {self.label!r}: method {self.method} needs k >= 1")
         if not self.temperature > 0 or not 0 <= self.alpha <= 1:
             raise ValueError(f"student {self.label!r}: temperature must be > 0 and alpha in "
@@ -70,7 +74,8 @@ class Student:
 
     def target_key(self):
         """Students with equal keys share one epoch of teacher logits (reversed or not)."""
-        return None if self.method == "scratch" else (self.teacher, self.method == "reversed")
+        entry = METHODS[self.method]
+        return None if not entry.distils else (self.teacher, entry.target == "reversed")
 
 
 @dataclass(frozen=True)
@@ -115,22 +120,23 @@ def student_loss(student: Student, student_logits, teacher_logits, labels,
     """The loss of ``student`` on one batch, unchecked (no host-device sync):
 
     scratch   CE_eps(s, y) (label smoothing eps);
-    kd, stingy, within, reversed
+    normal_kd, stingy_kd, within_m_kd, reversed_kd (registry names, stingy.methods)
               kd_loss_unchecked(s, z, y, T, a, k, within_kept) = (1 - a) CE(s, y)
               + a T^2 KL(softmax(z_k / T) || softmax(s / T)) (within-M: over M only), where z is
               already reversed for "reversed" (see :func:`epoch_teacher_logits`);
-    nasty     CE(s, y) - w T^2 KL(softmax(z / T) || softmax(s / T)) (Nasty Teacher).
+    nasty_teacher  CE(s, y) - w T^2 KL(softmax(z / T) || softmax(s / T)) (Nasty Teacher).
     """
     student_logits = student_logits.float()
-    if student.method == "scratch":
+    entry = METHODS[student.method]
+    if not entry.distils:
         return F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
-    if student.method == "nasty":
+    if entry.sign < 0:
         divergence = kd_loss_unchecked(student_logits, teacher_logits, None,
                                        student.temperature, 1.0)
         return F.cross_entropy(student_logits, labels) - student.nasty_weight * divergence
-    k = student.k if student.method in ("stingy", "within") else None
+    k = student.k if entry.sparse_target else None
     return kd_loss_unchecked(student_logits, teacher_logits, labels, student.temperature,
-                             student.alpha, k, student.method == "within")
+                             student.alpha, k, entry.within_kept)
 
 
 def epoch_teacher_logits(bank_logits: torch.Tensor, key) -> torch.Tensor:

@@ -43,6 +43,7 @@ from stingy.theory.sweep import theory_grid
 
 PROFILE_DIR = Path(__file__).resolve().parent / "sweeps"
 EXTRAS = ("reversed", "nasty")
+VERDICT_METHODS = ("scratch", "normal_kd", "stingy_kd", "within_m_kd")
 PLAN, RESULT, MODEL_FILE, TEST_LOGITS = "plan.json", "result.json", "model.pt", "test_logits.pt"
 
 
@@ -181,20 +182,20 @@ def students_of(profile: SweepProfile, noise: float, num_classes: int) -> list[S
     """The group of one (model, seed, noise) job."""
     students = [Student("scratch", "scratch")]
     for t in profile.temperatures:
-        students.append(Student(f"kd-T{t}", "kd", "teacher", t, profile.alpha))
+        students.append(Student(f"kd-T{t}", "normal_kd", "teacher", t, profile.alpha))
         for ratio in profile.ratios:
             k = keep_count(ratio, num_classes)
-            students.append(Student(f"stingy-r{ratio}-T{t}", "stingy", "teacher", t,
+            students.append(Student(f"stingy-r{ratio}-T{t}", "stingy_kd", "teacher", t,
                                     profile.alpha, k))
             if ratio in profile.kept_ratios:
-                students.append(Student(f"within-r{ratio}-T{t}", "within", "teacher", t,
+                students.append(Student(f"within-r{ratio}-T{t}", "within_m_kd", "teacher", t,
                                         profile.alpha, k))
     if noise == 0:
         t = profile.temperatures[0]
         if "reversed" in profile.extras:
-            students.append(Student(f"reversed-T{t}", "reversed", "teacher", t, profile.alpha))
+            students.append(Student(f"reversed-T{t}", "reversed_kd", "teacher", t, profile.alpha))
         if "nasty" in profile.extras:
-            students.append(Student(f"kd-from-nasty-T{t}", "kd", "nasty", t, profile.alpha))
+            students.append(Student(f"kd-from-nasty-T{t}", "normal_kd", "nasty", t, profile.alpha))
     return students
 
 
@@ -329,7 +330,7 @@ def run_teacher(context: SweepContext, job: dict, directory: Path, log,
                              label_smoothing=0.0 if nasty else profile.teacher_label_smoothing,
                              ema_decay=profile.teacher_ema, mode="loop", compile=profile.compile)
     if nasty:
-        student = Student("nasty", "nasty", "teacher", profile.nasty_temperature,
+        student = Student("nasty", "nasty_teacher", "teacher", profile.nasty_temperature,
                           nasty_weight=profile.nasty_weight)
         banks = {"teacher": context.bank(teacher_id(0.0), train, stream)}
     else:
@@ -457,12 +458,11 @@ def run_all(out: str | Path, dataset=None, budget_seconds: float | None = None,
 # ----------------------------------------------------------------------------- collecting
 
 def verdict_rows(rows: list[dict]) -> list[dict]:
-    """Rows in the simulations' vocabulary (method names, ``accuracy``, ``noise_kind``)."""
-    names = {"scratch": "scratch", "kd": "normal_kd", "stingy": "stingy_kd",
-             "within": "within_m_kd"}
-    return [{**row, "method": names[row["method"]], "accuracy": row["test_accuracy"],
-             "noise_kind": "symmetric"}
-            for row in rows if row["method"] in names and row["teacher"] in (None, "teacher")]
+    """Rows in the simulations' vocabulary (``accuracy``, ``noise_kind``; the method names
+    are the registry's in both) of the methods the verdicts read."""
+    return [{**row, "accuracy": row["test_accuracy"], "noise_kind": "symmetric"}
+            for row in rows if row["method"] in VERDICT_METHODS
+            and row["teacher"] in (None, "teacher")]
 
 
 def real_verdicts(rows: list[dict], profile: SweepProfile) -> list[dict]:

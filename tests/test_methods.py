@@ -27,6 +27,10 @@ def test_every_layer_takes_its_method_names_from_the_registry():
     assert set(simulated) <= set(METHODS)
     used = {load_recipe(name)["method"]["name"] for name in packaged_recipes()}
     assert used <= set(METHODS)
+    from stingy.empirical.batched import TARGET_METHODS
+    from stingy.empirical.sweep import VERDICT_METHODS
+
+    assert set(TARGET_METHODS) <= set(METHODS) and set(VERDICT_METHODS) <= set(SIMULATION_METHODS)
     # the normal KD of simulations and of CIFAR runs is one name
     assert "normal_kd" in simulated and "normal_kd" in used and "kd" not in used
 

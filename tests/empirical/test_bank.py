@@ -60,7 +60,7 @@ def test_students_train_on_exactly_the_batches_the_bank_saw(tmp_path, monkeypatc
 
     monkeypatch.setattr(StudentGroup, "logits", recording)
     settings = GroupSettings("cnn", 2, 16, 0.01)
-    train_group(settings, [Student("kd", "kd", "teacher")], data, data, stream,
+    train_group(settings, [Student("kd", "normal_kd", "teacher")], data, data, stream,
                 {"teacher": bank}, num_classes=10, init_seed=0, device="cpu")
     steps = stream.steps(len(data))
     assert len(seen) == 2 * steps

@@ -19,10 +19,10 @@ from stingy.empirical.engine import DeviceData
 from stingy.empirical.models import build_model
 from stingy.theory.operators import kd_loss, reverse_logits
 
-STUDENTS = [Student("scratch", "scratch"), Student("kd", "kd", "teacher", 4.0, 0.9),
-            Student("stingy", "stingy", "teacher", 4.0, 0.9, k=2),
-            Student("within", "within", "teacher", 4.0, 0.9, k=2),
-            Student("reversed", "reversed", "teacher", 2.0, 0.5)]
+STUDENTS = [Student("scratch", "scratch"), Student("kd", "normal_kd", "teacher", 4.0, 0.9),
+            Student("stingy", "stingy_kd", "teacher", 4.0, 0.9, k=2),
+            Student("within", "within_m_kd", "teacher", 4.0, 0.9, k=2),
+            Student("reversed", "reversed_kd", "teacher", 2.0, 0.5)]
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +117,12 @@ def test_ema_changes_the_evaluated_model(setup):
 
 
 INVALID = [
-    (lambda: Student("x", "dafl", "teacher"), "method must be one of"),
-    (lambda: Student("x", "kd"), "teacher must be given"),
+    (lambda: Student("x", "dafl_kd", "teacher"), "method must be one of"),
+    (lambda: Student("x", "kd", "teacher"), "method must be one of"),
+    (lambda: Student("x", "normal_kd"), "teacher must be given"),
     (lambda: Student("x", "scratch", "teacher"), "teacher must be given"),
-    (lambda: Student("x", "stingy", "teacher"), "needs k >= 1"),
-    (lambda: Student("x", "kd", "teacher", temperature=0.0), "temperature"),
+    (lambda: Student("x", "stingy_kd", "teacher"), "needs k >= 1"),
+    (lambda: Student("x", "normal_kd", "teacher", temperature=0.0), "temperature"),
     (lambda: GroupSettings("vgg", 1, 16, 0.1), "model must be one of"),
     (lambda: GroupSettings("cnn", 1, 16, 0.1, mode="streams"), "mode must be one of"),
     (lambda: GroupSettings("cnn", 1, 16, 0.1, compile="max"), "compile must be one of"),

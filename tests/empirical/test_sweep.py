@@ -143,11 +143,11 @@ def test_an_interrupted_student_job_resumes_to_the_same_result(tmp_path, image_f
     assert results["straight"] == results["interrupted"]
 
 
-def test_verdict_rows_use_the_simulations_names():
-    rows = [{"method": "kd", "teacher": "teacher", "test_accuracy": 0.5},
-            {"method": "kd", "teacher": "nasty", "test_accuracy": 0.4},
-            {"method": "reversed", "teacher": "teacher", "test_accuracy": 0.3},
-            {"method": "within", "teacher": "teacher", "test_accuracy": 0.2}]
+def test_verdict_rows_keep_the_verdicts_methods_from_the_normal_teacher():
+    rows = [{"method": "normal_kd", "teacher": "teacher", "test_accuracy": 0.5},
+            {"method": "normal_kd", "teacher": "nasty", "test_accuracy": 0.4},
+            {"method": "reversed_kd", "teacher": "teacher", "test_accuracy": 0.3},
+            {"method": "within_m_kd", "teacher": "teacher", "test_accuracy": 0.2}]
     adapted = verdict_rows(rows)
     assert [(r["method"], r["accuracy"]) for r in adapted] == [("normal_kd", 0.5),
                                                                ("within_m_kd", 0.2)]
@@ -215,10 +215,10 @@ def test_verdicts_of_a_sweep_missing_a_method_say_not_computed():
              "temperature": 4.0 if teacher else None, "ratio": ratio, "test_accuracy": 0.5,
              "kept_mass": 0.9, "signal_to_drive": 1.0}
             for seed in (0, 1)
-            for method, teacher, ratio in (("scratch", None, None), ("kd", "teacher", None),
-                                           ("stingy", "teacher", 0.2),
-                                           ("stingy", "teacher", 0.5),
-                                           ("stingy", "teacher", 0.7))]
+            for method, teacher, ratio in (("scratch", None, None), ("normal_kd", "teacher", None),
+                                           ("stingy_kd", "teacher", 0.2),
+                                           ("stingy_kd", "teacher", 0.5),
+                                           ("stingy_kd", "teacher", 0.7))]
     verdicts = real_verdicts(rows, profile_from_dict({**TOY, "noise": [0.0]}))
     assert verdicts == [{"model": "cnn", "temperature": 4.0, "verdict": "not computed",
                          "detail": "no rows for method='within_m_kd' ratio=0.5"}]
