@@ -18,10 +18,9 @@ from stingy.figures.draw import PAPER_DIR, QUICK_DIR, SIMULATION_DIR
 from stingy.figures.inputs import read_rows
 
 from stingy.io import write_text
+from stingy.methods import METHODS
 
-# The CIFAR runs' method names, as the simulations name them.
-CIFAR_METHODS = {"scratch": "scratch", "kd": "normal_kd", "stingy": "stingy_kd",
-                 "within": "within_m_kd"}
+# Registry names (stingy.methods), the same in the simulations and the CIFAR runs.
 PLOTTED_METHODS = ("scratch", "normal_kd", "stingy_kd", "within_m_kd")
 
 
@@ -41,10 +40,10 @@ def simulation_accuracy(summary_csv: Path) -> dict:
 def cifar_accuracy(summary_csv: Path) -> dict:
     """{source, rows: [{method, ratio, accuracy}]} from a CIFAR-10 profile's summary."""
     rows = read_rows(summary_csv, "stingy reproduce", ("method", "ratio", "test_accuracy"))
-    kept = [{"method": CIFAR_METHODS[row["method"]],
-             "ratio": _ratio(row["ratio"]) if row["method"] in ("stingy", "within") else None,
+    kept = [{"method": row["method"],
+             "ratio": _ratio(row["ratio"]) if METHODS[row["method"]].sparse_target else None,
              "accuracy": row["test_accuracy"]}
-            for row in rows if row["method"] in CIFAR_METHODS]
+            for row in rows if row["method"] in PLOTTED_METHODS]
     return {"source": summary_csv.parent.name, "rows": kept}
 
 

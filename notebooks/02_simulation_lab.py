@@ -32,7 +32,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 from stingy.figures.inputs import read_rows
-from stingy.simulations.cli import simulate
+from stingy.simulations import run_sweep
 from stingy.simulations.config import load_config
 from stingy.simulations.summary import format_table
 
@@ -54,7 +54,7 @@ def small_config(**flags):
 
 start = time.time()
 out = Path(tempfile.mkdtemp(prefix="stingy-lab-"))
-result = simulate(small_config(), out, quiet=True)
+result = run_sweep(small_config(), out, progress=False)
 print(f"{len(result['runs'])} students trained in {time.time() - start:.1f} s")
 print(format_table(result["summary"]))
 

@@ -83,7 +83,8 @@ def test_every_command_writing_files_defaults_to_runs_slash_its_name():
                         "distill": "runs/distill", "teacher-theory": "runs/teacher-theory",
                         "quick": "runs/quick", "gpu-check": "runs/gpu-check",
                         "reproduce": "runs/reproduce", "figures": "runs/figures",
-                        "bench": "runs/bench/benchmarks.json", **sweep}
+                        "bench": "runs/bench/benchmarks.json", "lab": "runs/lab/lab.html",
+                        **sweep}
 
 
 def test_bench_and_gpu_check_are_sub_commands():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from stingy.figures.inputs import read_rows
-from stingy.simulations.cli import simulate
+from stingy.simulations import run_sweep
 from stingy.simulations.config import load_config
 from stingy.theory import sparse_target, top_k_mask
 
@@ -49,7 +49,7 @@ def small_config(**flags):
 def deficit(temperature):
     config = small_config(**{"distill.temperature": temperature, "noise.rates": [0.3],
                              "distill.ratios": [0.2]})
-    summary = simulate(config, Path(tempfile.mkdtemp()), quiet=True)["summary"]
+    summary = run_sweep(config, Path(tempfile.mkdtemp()), progress=False)["summary"]
     accuracy = {row["method"]: row["accuracy_mean"] for row in summary}
     return accuracy["normal_kd"] - accuracy["stingy_kd"]
 

@@ -51,7 +51,8 @@ print(f"mean signal/drive < 0.1 from T = {temperature:.2f} "
 # %%
 accuracy = {row["method"]: row["test_accuracy"]
             for row in read_rows(QUICK / "summary.csv", "stingy reproduce")}
-recovered = (accuracy["within"] - accuracy["stingy"]) / (accuracy["kd"] - accuracy["stingy"])
+recovered = ((accuracy["within_m_kd"] - accuracy["stingy_kd"])
+             / (accuracy["normal_kd"] - accuracy["stingy_kd"]))
 print(f"within-M recovers {100 * recovered:.0f} % of the kd - stingy gap")
 print("beat labels only:", [m for m, a in accuracy.items() if a > accuracy["scratch"]])
 
