@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from stingy.simulations.config import load_config
 from stingy.simulations.runner import failed_checks, format_verdicts, run_sweep

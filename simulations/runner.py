@@ -30,7 +30,6 @@ Files written to ``out`` (atomically, via stingy.io):
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from tqdm import tqdm
 
 from stingy.io import write_csv, write_json
 from stingy.progress import bar_disabled
-from stingy.simulations.config import intermediate_ratio, setting_hash
+from stingy.simulations.config import intermediate_ratio, read_setting, setting_hash
 from stingy.simulations.summary import summarize
 from stingy.simulations.sweep import run_setting
 from stingy.simulations.training import SPARSE_METHODS, build_specs
@@ -67,8 +66,8 @@ def run_sweep(config: dict, out: str | Path = "runs/simulate", progress: bool = 
         key = setting_hash(config, rate, kind)
         hashes[f"{kind}:{rate}"] = key
         path = out / "settings" / f"{key}.json"
-        if path.is_file():
-            result = json.loads(path.read_text())
+        result = read_setting(path)
+        if result is not None:
             bar.update(progress_total(config))
         else:
             bar.set_postfix_str(f"noise {rate} {kind}")

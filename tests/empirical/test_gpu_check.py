@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from torch import nn
 
 from stingy.cli import main as stingy

@@ -48,7 +48,7 @@ def test_state_dict_with_arch_and_precomputed_logits_train_like_the_model_file(t
     reference = _distil(dataset, tmp_path, "model-file", teacher=model_file)
     from_state = _distil(dataset, tmp_path, "state-dict", teacher=tmp_path / "weights.pt",
                          teacher_arch="cnn")
-    from_logits = _distil(dataset, tmp_path, "logits", teacher=tmp_path / "logits.npy")
+    _distil(dataset, tmp_path, "logits", teacher=tmp_path / "logits.npy")
     assert from_state["test_accuracy"] == reference["test_accuracy"]
     history = [json.loads(line) for line in
                (tmp_path / "model-file" / "metrics.jsonl").read_text().splitlines()]
@@ -70,7 +70,7 @@ def test_precomputed_logits_are_taken_by_training_image_index(trained, tmp_path)
     shuffled[kept] = logits[kept[::-1]]
     np.save(tmp_path / "shuffled.npy", shuffled)
     right = _distil(dataset, tmp_path, "right", teacher=tmp_path / "right.npy")
-    wrong = _distil(dataset, tmp_path, "wrong", teacher=tmp_path / "shuffled.npy")
+    _distil(dataset, tmp_path, "wrong", teacher=tmp_path / "shuffled.npy")
     assert right["test_accuracy"] is not None
     first = [json.loads(line)["train_loss"] for line in
              (tmp_path / "right" / "metrics.jsonl").read_text().splitlines()]
