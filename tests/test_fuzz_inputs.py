@@ -7,7 +7,7 @@ stderr, no traceback, and nothing left in the output folder. Examples per test:
 Commands that would start real work on valid input are kept cheap: ``train``, ``distill``,
 ``teacher-theory`` and ``quick`` always get a ``--data`` path that does not exist (so they
 are refused after every other check, and must then leave nothing behind), and the sweep of
-``simulate`` is replaced by a stub (its settings are still built and checked for real).
+``run_sweep`` is replaced by a stub (its settings are still built and checked for real).
 """
 
 from __future__ import annotations
@@ -175,14 +175,14 @@ def command_lines(draw):
     return argv
 
 
-def fake_sweep(config, out, quiet=False):
+def fake_sweep(config, out, progress=True):
     return {"runs": [], "summary": [], "verdicts": [], "wall_time_s": 0.0}
 
 
 @FUZZ
 @given(command_lines())
 def test_command_lines_either_succeed_or_give_one_line_and_exit_2(monkeypatch, argv):
-    monkeypatch.setattr(simulations_cli, "simulate", fake_sweep)
+    monkeypatch.setattr(simulations_cli, "run_sweep", fake_sweep)
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         (root / "file").write_text("[task]\nclasses = 10\n")
