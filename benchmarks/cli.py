@@ -5,7 +5,8 @@ from __future__ import annotations
 
 
 def run_bench(args) -> int:
-    from stingy.benchmarks.run import markdown, run_benchmarks, topk_markdown  # on demand
+    from stingy.benchmarks.bench_kd_loss_topk import markdown as topk_markdown  # on demand
+    from stingy.benchmarks.run import markdown, run_benchmarks
 
     result = run_benchmarks(args.out, quick=args.quick, skip_simulation=args.skip_simulation,
                             skip_topk=args.skip_topk, threads=args.threads,

@@ -23,7 +23,6 @@ import torch
 
 from stingy.benchmarks import bench_kd_loss
 from stingy.benchmarks.bench_kd_loss_topk import bench_kd_loss_topk
-from stingy.benchmarks.bench_kd_loss_topk import markdown as topk_markdown
 from stingy.benchmarks.bench_students import bench_students, students_markdown
 from stingy.benchmarks.bench_throughput import bench_cnn_throughput
 from stingy.figures.machine import describe, machine_info

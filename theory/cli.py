@@ -79,7 +79,8 @@ ROWS = [
 
 
 def register(subparsers, common) -> None:
-    theory = subparsers.add_parser("theory", parents=[common], help="T1-T5 quantities for given or seeded logits")
+    theory = subparsers.add_parser("theory", parents=[common],
+                                   help="T1-T5 quantities for given or seeded logits")
     theory.add_argument("--classes", type=int, help="number of classes K (not with --topk)")
     keep = theory.add_mutually_exclusive_group()
     keep.add_argument("--k", type=int, help="kept classes k in [1, K]")
@@ -94,7 +95,8 @@ def register(subparsers, common) -> None:
     theory.add_argument("--json", action="store_true", help="print JSON instead of a table")
     theory.set_defaults(run=run_theory)
 
-    derive = subparsers.add_parser("derive", parents=[common], help="run every T1-T5 derivation")
+    derive = subparsers.add_parser("derive", parents=[common],
+                                   help="run every T1-T5 derivation")
     derive.add_argument("--latex", type=Path, help="also write the derivations as LaTeX")
     derive.set_defaults(run=run_derive)
 
