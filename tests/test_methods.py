@@ -50,7 +50,7 @@ def test_an_unknown_method_is_refused_naming_every_allowed_one():
 @pytest.mark.parametrize("fields, message", [
     ({"target": "bucket"}, "target must be one of"),
     ({"sign": 0}, "sign must be 1 or -1"),
-    ({"within_kept": True}, "within_kept needs sparse_target"),
+    ({"within_kept": True}, "within_kept and tail_bucket need sparse_target"),
     ({"needs_teacher": False}, "needs_teacher must be true"),
     ({"layers": ("tpu",)}, "layers must be among"),
 ])
@@ -83,7 +83,8 @@ def _simulation_loss(name, student, teacher, labels, k, temperature=4.0, alpha=0
     batch = torch.arange(len(labels))[None].expand(len(specs), -1)
     losses = per_model_losses(student[None].float().expand(len(specs), -1, -1),
                               labels[None].expand(len(specs), -1), bank.targets(batch),
-                              bank.within_index, specs.temperature, specs.alpha)
+                              bank.within_index, specs.temperature, specs.alpha,
+                              bucket_index=bank.bucket_index)
     return losses["total"][0]
 
 

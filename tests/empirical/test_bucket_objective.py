@@ -19,7 +19,7 @@ def test_bucket_loss_is_ce_plus_tail_bucket_kl_and_differs_from_stingy():
     assert torch.allclose(losses["distill"].double(), expected, rtol=1e-5)
     ce = kd_loss(student, teacher, labels, 4.0, 0.0)
     assert torch.allclose(losses["loss"], 0.1 * ce + 0.9 * losses["distill"])
-    stingy = method_losses({**method, "name": "stingy"}, student, teacher, labels)
+    stingy = method_losses({**method, "name": "stingy_kd"}, student, teacher, labels)
     assert float(stingy["distill"]) > 5 * float(losses["distill"])  # T^2 log(K/k) = 25.8
 
 
