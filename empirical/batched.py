@@ -41,7 +41,7 @@ MODES = ("vmap", "loop")
 COMPILE_MODES = ("off", "default", "cuda-graphs")
 # the registry's (stingy.methods) CIFAR methods whose target the bank can build
 TARGET_METHODS = tuple(name for name in names("cifar", data_free=False)
-                       if METHODS[name].target != "uniform")
+                       if METHODS[name].target != "uniform" and not METHODS[name].tail_bucket)
 GROUP_CHECKPOINT = "group.pt"
 
 
