@@ -100,7 +100,7 @@ def _time_teacher_per_batch(model, teacher, data, stream, device, epochs) -> flo
     """One KD student whose teacher logits come from a teacher forward on every batch."""
     from stingy.empirical.batched import student_loss
 
-    kd = Student("kd", "kd", "teacher", 4.0, 0.9)
+    kd = Student("kd", "normal_kd", "teacher", 4.0, 0.9)
 
     torch.manual_seed(0)
     on_cuda = torch.device(device).type == "cuda"  # as the groups: bf16, channels_last

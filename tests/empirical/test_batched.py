@@ -94,7 +94,7 @@ def test_scratch_and_nasty_losses_follow_their_formulas():
     labels = torch.randint(0, 10, (5,))
     scratch = student_loss(Student("s", "scratch"), logits, None, labels, label_smoothing=0.1)
     torch.testing.assert_close(scratch, F.cross_entropy(logits, labels, label_smoothing=0.1))
-    nasty = Student("n", "nasty", "teacher", temperature=4.0, nasty_weight=0.04)
+    nasty = Student("n", "nasty_teacher", "teacher", temperature=4.0, nasty_weight=0.04)
     expected = F.cross_entropy(logits, labels) - 0.04 * kd_loss(logits, teacher, labels, 4.0,
                                                                 1.0)
     torch.testing.assert_close(student_loss(nasty, logits, teacher, labels), expected)
