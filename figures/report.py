@@ -430,14 +430,17 @@ def reference_section(results_dir: Path, reference) -> str:
 
 
 def render_report(results_dir, profile: str, stages: list[dict], drawn: list[dict],
-                  skipped: list[dict], machine: dict | None = None, reference=None) -> str:
+                  skipped: list[dict], machine: dict | None = None, reference=None,
+                  written_by: str | None = None) -> str:
+    """``written_by`` names what wrote the report (default: ``stingy reproduce``)."""
     results_dir = Path(results_dir)
     machine = machine or machine_info()
     paper = load_paper_numbers()
     sections = [
         "# Sparse logits and knowledge distillation: reproduction report",
         "## Summary\n\n" + summary_section(results_dir),
-        f"Written by `stingy reproduce --profile {profile}` on {machine['date']}.\n\n"
+        f"Written by {written_by or f'`stingy reproduce --profile {profile}`'} on "
+        f"{machine['date']}.\n\n"
         f"Machine: {describe(machine)} (Python {machine['python']}, {machine['platform']}).\n\n"
         f"Paper: {paper['source']['paper']}; its numbers: {paper['source']['numbers']} "
         "(copied into `figures/paper_numbers.toml`).",
@@ -457,13 +460,15 @@ def render_report(results_dir, profile: str, stages: list[dict], drawn: list[dic
 
 
 def write_report(results_dir, profile: str, stages: list[dict], drawn: list[dict],
-                 skipped: list[dict], machine: dict | None = None, reference=None) -> Path:
+                 skipped: list[dict], machine: dict | None = None, reference=None,
+                 written_by: str | None = None) -> Path:
     """Render the report and write ``<results_dir>/REPORT.md`` and the self-contained
     ``REPORT.html`` (figures embedded) atomically; returns the Markdown path."""
     from stingy.figures.html import markdown_to_html
 
     results_dir = Path(results_dir)
-    text = render_report(results_dir, profile, stages, drawn, skipped, machine, reference)
+    text = render_report(results_dir, profile, stages, drawn, skipped, machine, reference,
+                         written_by)
     write_text(results_dir / "REPORT.html", markdown_to_html(text, results_dir))
     return write_text(results_dir / "REPORT.md", text)
 
@@ -480,4 +485,7 @@ def rewrite_report(results_dir, profile: str = "quick", log=print) -> Path:
                      key=lambda path: json.loads(path.read_text()).get("finished", ""))
     stages = [{**json.loads(path.read_text()), "status": "reused"} for path in markers]
     drawn, skipped = draw_all(results_dir, log=log)
-    return write_report(results_dir, profile, stages, drawn, skipped)
+    return write_report(results_dir, profile, stages, drawn, skipped, written_by=(
+        "`stingy.figures.report.rewrite_report` from the result files already in the folder "
+        "(no stage rerun; the stage table lists the stage markers, and each result folder's "
+        "run.json or provenance.json names the command, commit and date that made it)"))
