@@ -26,8 +26,7 @@ where the target p = softmax(t_M / T) and
   inputs (DAFL, ``stingy.empirical.dafl``).
 
 Adding a method: one :class:`Method` entry below (the layers build its loss from the fields;
-a target kind that none of them builds yet, such as a tail bucket that keeps the top-k
-probabilities and lumps the rest into one class, needs its target added where ``target`` is
+a target kind that none of them builds yet needs its target added where ``target`` is
 read: ``TargetBank`` in ``stingy.simulations.training`` and ``method_losses`` in
 ``stingy.empirical.objectives``) plus its tests in ``tests/test_methods.py``.
 """
