@@ -28,6 +28,11 @@ var labCore = (function () {
     for (var i = 0; i < a.length; i++) s += (a[i] - ma) * (b[i] - mb);
     return s / a.length;
   }
+  function thirdCumulant(a, b, c) {  // (1/n) sum (a - abar)(b - bbar)(c - cbar)
+    var ma = mean(a), mb = mean(b), mc = mean(c), s = 0;
+    for (var i = 0; i < a.length; i++) s += (a[i] - ma) * (b[i] - mb) * (c[i] - mc);
+    return s / a.length;
+  }
   function logSumExp(v) {
     var top = -Infinity, i;
     for (i = 0; i < v.length; i++) if (v[i] > top) top = v[i];
@@ -105,6 +110,9 @@ var labCore = (function () {
     var orderT = -T * (mean(sKept) - mean(s));
     var teacherMatching = 0.5 * variance(zKept) - covariance(zKept, sKept);
     var studentSpread = 0.5 * variance(s);
+    // the next T4 term: (1/T)[k3_M(z)/3 - k_M(z,z,s)/2 + k3_K(s)/6]
+    var orderInvT = (thirdCumulant(zKept, zKept, zKept) / 3 - thirdCumulant(zKept, zKept, sKept) / 2
+                     + thirdCumulant(s, s, s) / 6) / T;
     var orderOne = teacherMatching + studentSpread;
     var paperLastLine = -T * T * mean(pick(logQ, mask, true));
     // T5: exact gradient of T^2 KL at the target is T(q - p~); its teacher part splits into
@@ -133,7 +141,7 @@ var labCore = (function () {
       tv_to_uniform: tv, tv_worst_case: worst.value, tv_worst_top_count: worst.topCount,
       tv_tanh: Math.tanh(keptRange / (4 * T)),
       exact: exact, order_t2: orderT2, order_t: orderT, order_1: orderOne,
-      remainder: exact - orderT2 - orderT - orderOne,
+      remainder: exact - orderT2 - orderT - orderOne, order_inv_t: orderInvT,
       teacher_matching: teacherMatching, student_spread: studentSpread,
       paper_last_line: paperLastLine,
       drive_norm: driveNorm, drive_norm_closed: driveNormClosed, signal_norm: signalNorm,

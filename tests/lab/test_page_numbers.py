@@ -145,8 +145,8 @@ def assert_close(name, got, want, scale):
         f"{name}: page {got!r}, python {want!r}, relative error {abs(got - want) / abs(want or 1):.3g}"
 
 
-T4_KEYS = ("exact", "order_t2", "order_t", "order_1", "remainder", "teacher_matching",
-           "student_spread", "paper_last_line")
+T4_KEYS = ("exact", "order_t2", "order_t", "order_1", "remainder", "order_inv_t",
+           "teacher_matching", "student_spread", "paper_last_line")
 
 
 def compare(page_numbers: dict, want: dict) -> None:
