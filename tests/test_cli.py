@@ -13,6 +13,7 @@ import pytest
 
 from stingy import __version__, progress
 from stingy.cli import build_parser, main
+from tests.simulations.tiny import TINY
 
 
 def _stingy(*argv, **kwargs) -> subprocess.CompletedProcess:
@@ -119,24 +120,7 @@ def test_simulate_strict_exits_1_when_a_verdict_fails(verdicts, strict, code, mo
     assert ("verdict(s) failed" in captured.err) == (code == 1)
 
 
-TINY_SWEEP = """
-[task]
-classes = 10
-train_size = 200
-test_size = 200
-[noise]
-rates = [0.0]
-[student]
-steps = 8
-seeds = 2
-batch_size = 50
-hidden = 8
-[probe]
-temperatures = [5.0, 20.0]
-steps = 3
-[log]
-probe_examples = 20
-"""
+TINY_SWEEP = TINY + "[noise]\nrates = [0.0]\n"
 
 
 def _simulate_stderr(tmp_path, terminal: bool, extra=()) -> str:

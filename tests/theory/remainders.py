@@ -1,0 +1,17 @@
+"""How an expansion's remainder shrinks with T, shared by the T4 and tail-bucket tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def remainder_slope_and_spread(terms, teacher, student, k: int) -> tuple[float, float]:
+    """``terms(teacher, student, k, T)["remainder"]`` at 9 temperatures from 10^1.5 to 10^3.5:
+    the log-log slope of |remainder| against T, and max/min of remainder * T (bounded when the
+    remainder is O(1/T) with a converging coefficient)."""
+    temperatures = np.logspace(1.5, 3.5, 9)
+    remainders = np.array([abs(float(terms(teacher, student, k, t)["remainder"]))
+                           for t in temperatures])
+    slope = np.polyfit(np.log(temperatures), np.log(remainders), 1)[0]
+    scaled = remainders * temperatures
+    return float(slope), float(scaled.max() / scaled.min())
