@@ -52,7 +52,6 @@ def load_logits(path: str | Path, num_classes: int, name: str) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float64))
 
 
-
 def theory_values(teacher: torch.Tensor, student: torch.Tensor, k: int,
                   temperature: float) -> dict:
     """Every T1-T5 quantity per row of (N, K) logits, as {key: (N,) tensor or list}."""
@@ -87,7 +86,8 @@ def theory_values(teacher: torch.Tensor, student: torch.Tensor, k: int,
     return values
 
 
-def _finite_or_none(value: float):
+def finite_or_none(value: float):
+    """``value``, or None where it is inf or nan (JSON has no inf)."""
     return value if math.isfinite(value) else None
 
 
@@ -128,8 +128,8 @@ def theory_report(num_classes: int, temperature: float, *, k: int | None = None,
     settings = {"num_classes": num_classes, "k": k, "ratio": k / num_classes,
                 "temperature": temperature, "rows": teacher2d.shape[0],
                 "logits": teacher_source, "student_logits": student_source}
-    per_row = {key: [_finite_or_none(float(v)) for v in value] for key, value in values.items()}
-    mean = {key: _finite_or_none(float(value.double().mean())) for key, value in values.items()}
+    per_row = {key: [finite_or_none(float(v)) for v in value] for key, value in values.items()}
+    mean = {key: finite_or_none(float(value.double().mean())) for key, value in values.items()}
     per_row["mass_shift_kept"] = split_kept(
         mass_shift(teacher2d, k, temperature), top_k_mask(teacher2d, k))[0].tolist()
     return {"settings": settings, "per_row": per_row, "mean": mean}

@@ -18,6 +18,8 @@ temperature T whose log-partition LSE(z/T) is stored:
 Everything but kept_mass, tail_mass, the bias and mass_shift_error needs only the kept values;
 those four need the stored log-partition.
 
+:func:`stored_rows_report` is the library side of ``stingy theory --topk FILE``.
+
 :func:`vocabulary_table` runs this on a synthetic heavy-tailed logit model
 (:func:`heavy_tailed_logits`, z = scale * Gumbel noise) for LLM-like settings; the rows are
 synthetic, not a language model's.
@@ -32,7 +34,9 @@ import torch
 from stingy.theory.approximation import tv_worst_case
 from stingy.theory.moments import population_var, value_range
 from stingy.theory.signal import exact_ratio_from_kept_target
-from stingy.theory.topk import TopKTeacher, topk_teacher
+from stingy.theory.topk import TopKTeacher, load_topk_teacher, topk_teacher
+from stingy.theory.validation import check_temperature
+from stingy.theory.values import finite_or_none
 
 SYNTHETIC_MODEL = "z = 2 * Gumbel(0, 1), i.i.d. per class"
 
@@ -83,6 +87,21 @@ def stored_rows_theory(teacher: TopKTeacher, temperature: float) -> dict:
             "mass_shift_error": (shift - (1 - ratio) / k).abs().amax(dim=-1),
         })
     return out
+
+
+def stored_rows_report(path, temperature: float) -> dict:
+    """``stingy theory --topk``'s result: :func:`stored_rows_theory` of the stored top-k teacher
+    at ``path`` as ``{"settings", "per_row", "mean"}`` (means over rows; inf written as None)."""
+    temperature = check_temperature(temperature, "--temperature")
+    teacher = load_topk_teacher(path)
+    values = stored_rows_theory(teacher, temperature)
+    settings = {"num_classes": teacher.num_classes, "k": teacher.k,
+                "ratio": teacher.k / teacher.num_classes, "temperature": temperature,
+                "rows": int(teacher.values.reshape(-1, teacher.k).shape[0]),
+                "topk": str(path), "log_partition_temperatures": list(teacher.temperatures)}
+    per_row = {key: [finite_or_none(float(v)) for v in value] for key, value in values.items()}
+    mean = {key: finite_or_none(float(value.mean())) for key, value in values.items()}
+    return {"settings": settings, "per_row": per_row, "mean": mean}
 
 
 def vocabulary_table(class_counts=(32768, 131072), keep_counts=(1, 8, 64, 1024),
