@@ -10,7 +10,7 @@ github.com/HowieMa/stingy-teacher):
     stingy_kd        the same with z replaced by the top-k sparsified logits z_k
     within_m_kd      the KL restricted to the teacher's kept set M (theory.kd_loss)
     tail_bucket_kd   the stingy target plus one tail cell holding the teacher's dropped mass
-                     1 - m (theory.topk.kd_loss_topk, tail="bucket"; theory.tail_bucket)
+                     1 - m (theory.topk.kd_loss_topk_unchecked, tail="bucket"; theory.tail_bucket)
     reversed_kd      normal KD from reverse_logits(z) (the reference's reversed-logits ablation)
     label_smoothing  normal KD from the uniform target (z = 0) at T = 1
     nasty_teacher    CE(s, y) - w T_A^2 KL(softmax(z/T_A) || softmax(s/T_A))   (Ma et al. 2021,
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from stingy.methods import method as method_entry
 from stingy.theory.operators import kd_loss_unchecked, keep_count, reverse_logits
-from stingy.theory.topk import kd_loss_topk, topk_teacher
+from stingy.theory.topk import kd_loss_topk_unchecked
 
 
 def kept_classes(method: dict, num_classes: int) -> int | None:
@@ -59,10 +59,11 @@ def distillation_losses(student_logits, teacher_logits, labels, *, temperature: 
         teacher_logits = reverse_logits(teacher_logits, validate=False)
     ce = F.cross_entropy(student_logits, labels)
     if tail_bucket:
-        stored = topk_teacher(teacher_logits.detach(), k, (temperature,))
-        distill = kd_loss_topk(student_logits, stored.indices, stored.values,
-                               temperature=temperature, alpha=1.0, tail="bucket",
-                               teacher_logsumexp=stored.logsumexp_at(temperature))
+        teacher = teacher_logits.detach()
+        values, indices = teacher.sort(dim=-1, descending=True, stable=True)  # as topk_teacher
+        distill = kd_loss_topk_unchecked(
+            student_logits, indices[..., :k], values[..., :k], None, temperature, 1.0, "bucket",
+            torch.logsumexp(teacher / temperature, dim=-1))
     else:
         distill = kd_loss_unchecked(student_logits, teacher_logits, None, temperature, 1.0, k=k,
                                     within_kept=within_kept)

@@ -18,11 +18,7 @@ def graph_breaks(function, *args) -> list[str]:
     return [str(reason.reason) for reason in explanation.break_reasons]
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(
-        strict=True, reason="found when every registry method was tested: the tail-bucket "
-        "objective (kd_loss_topk) breaks the graph; not fixed yet"))
-    if name == "tail_bucket_kd" else name for name in names("cifar", data_free=False)])
+@pytest.mark.parametrize("name", names("cifar", data_free=False))
 def test_every_cifar_method_loss_has_no_graph_break(name):
     generator = torch.Generator().manual_seed(0)
     student = torch.randn(8, 10, generator=generator, requires_grad=True)

@@ -164,7 +164,7 @@ class _StudentLogPartitions(torch.autograd.Function):
     def forward(ctx, student, temperature, kept_indices, want_hard, want_tail):
         ctx.save_for_backward(student, kept_indices)
         ctx.settings = (temperature, want_hard, want_tail)
-        outputs = [torch.zeros(student.shape[0], dtype=student.dtype) for _ in range(3)]
+        outputs = [student.new_zeros(student.shape[0]) for _ in range(3)]
         for rows, chunk in _chunks(student):
             for slot, scaled in enumerate(_scaled_chunks(chunk, temperature, kept_indices[rows],
                                                          want_hard, want_tail)):
@@ -283,11 +283,28 @@ def kd_loss_topk(student_logits, topk_indices, topk_values, labels=None, *,
         if bool((lse_teacher < kept_lse - slack).any()):
             raise ValueError("teacher_logsumexp must be >= logsumexp(topk_values / temperature) "
                              "in every row (the kept mass cannot exceed 1)")
+    return kd_loss_topk_unchecked(rows, indices, values, labels, temperature, alpha, tail,
+                                  lse_teacher)
+
+
+def kd_loss_topk_unchecked(rows: torch.Tensor, indices: torch.Tensor, values: torch.Tensor,
+                           labels: torch.Tensor | None, temperature: float, alpha: float,
+                           tail: str = "drop", teacher_logsumexp: torch.Tensor | None = None
+                           ) -> torch.Tensor:
+    """:func:`kd_loss_topk` without any argument check, for training loops (same formula).
+
+    No data-dependent Python branch and no host-device synchronisation. The caller guarantees
+    what :func:`kd_loss_topk` checks: rows (N, K) finite student logits; indices (N, k) int64,
+    distinct, in [0, K); values (N, k) finite teacher logits (detached, the student's dtype);
+    labels (N,) integers (None only when alpha == 1); teacher_logsumexp (N,) with
+    LSE(z/T) >= LSE(values/T), given when tail == "bucket"; T > 0; alpha in [0, 1].
+    """
+    num_classes, k = rows.shape[-1], values.shape[-1]
     want_hard = alpha < 1
     want_tail = tail == "bucket" and k < num_classes
     lse_hard, lse_all, lse_tail = _StudentLogPartitions.apply(rows, temperature, indices,
                                                              want_hard, want_tail)
-    log_target, tail_mass = _topk_target(values, temperature, tail, lse_teacher)
+    log_target, tail_mass = _topk_target(values, temperature, tail, teacher_logsumexp)
     target = log_target.exp()
     kept_student = rows.gather(-1, indices) / temperature
     kl = (target * (log_target - kept_student)).sum(-1) + lse_all
