@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -37,13 +38,20 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+def free_port() -> int:
+    """A TCP port free now, so that two test runs on one machine do not collide."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_two_gloo_processes_train_one_model_in_step(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", "29517", str(script), str(tmp_path / "runs")],
+         "--master_port", str(free_port()), str(script), str(tmp_path / "runs")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / "runs" / f"rank{r}.json").read_text()) for r in (0, 1)]
