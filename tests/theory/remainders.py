@@ -1,8 +1,21 @@
-"""How an expansion's remainder shrinks with T, shared by the T4 and tail-bucket tests."""
+"""Shared by the T4 and tail-bucket expansion tests: seeded teacher/student logit pairs and
+how an expansion's remainder shrinks with T."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+
+
+def logit_pair(num_classes: int, seed: int, rows: int | None = None):
+    """Teacher logits 3 N(0, 1) and student logits N(0, 1), float64, from one seeded
+    generator; shape (num_classes,) or (rows, num_classes)."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (num_classes,) if rows is None else (rows, num_classes)
+    teacher = 3 * torch.randn(shape, generator=generator, dtype=torch.float64)
+    student = torch.randn(shape, generator=generator, dtype=torch.float64)
+    return teacher, student
 
 
 def remainder_slope_and_spread(terms, teacher, student, k: int) -> tuple[float, float]:

@@ -10,22 +10,14 @@ from hypothesis import strategies as st
 
 from stingy.theory.expansion import expansion_terms, logit_gap
 from stingy.theory.operators import kd_loss, top_k_mask
-from tests.theory.remainders import remainder_slope_and_spread
+from tests.theory.remainders import logit_pair, remainder_slope_and_spread
 
 KEYS = {"exact", "order_t2", "order_t", "order_1", "remainder", "order_inv_t", "teacher_matching",
         "student_spread", "paper_last_line"}
 
 
-def _pair(num_classes, seed, rows=None):
-    generator = torch.Generator().manual_seed(seed)
-    shape = (num_classes,) if rows is None else (rows, num_classes)
-    teacher = 3 * torch.randn(shape, generator=generator, dtype=torch.float64)
-    student = torch.randn(shape, generator=generator, dtype=torch.float64)
-    return teacher, student
-
-
 def test_keys_shapes_and_numpy():
-    teacher, student = _pair(10, 0, rows=6)
+    teacher, student = logit_pair(10, 0, rows=6)
     terms = expansion_terms(teacher.reshape(2, 3, 10), student.reshape(2, 3, 10), 3, 4.0)
     assert set(terms) == KEYS and all(v.shape == (2, 3) for v in terms.values())
     numpy_terms = expansion_terms(teacher.numpy(), student.numpy(), 3, 4.0)
@@ -34,7 +26,7 @@ def test_keys_shapes_and_numpy():
 
 @pytest.mark.parametrize("k", [1, 2, 7, 10])
 def test_exact_term_is_the_kd_loss_distillation_part(k):
-    teacher, student = _pair(10, k, rows=8)
+    teacher, student = logit_pair(10, k, rows=8)
     labels = torch.zeros(8, dtype=torch.long)
     exact = expansion_terms(teacher, student, k, 4.0)["exact"].mean()
     assert torch.allclose(exact, kd_loss(student, teacher, labels, 4.0, 1.0, k=k))
@@ -42,7 +34,7 @@ def test_exact_term_is_the_kd_loss_distillation_part(k):
 
 @pytest.mark.parametrize("num_classes,k,seed", [(10, 2, 1), (10, 7, 2), (100, 10, 3), (5, 1, 4)])
 def test_expansion_remainder_shrinks_like_one_over_T(num_classes, k, seed):
-    teacher, student = _pair(num_classes, seed)
+    teacher, student = logit_pair(num_classes, seed)
     slope, spread = remainder_slope_and_spread(expansion_terms, teacher, student, k)
     assert abs(slope + 1) < 0.1
     assert spread < 1.5  # remainder * T bounded (converges)
@@ -60,7 +52,7 @@ def _third_coefficient_by_hand(teacher, student, k):
 @pytest.mark.parametrize("num_classes,k,seed", [(10, 2, 1), (10, 7, 2), (100, 10, 3), (6, 1, 4),
                                                 (8, 8, 5)])
 def test_remainder_times_T_converges_to_third_coefficient(num_classes, k, seed):
-    teacher, student = _pair(num_classes, seed)
+    teacher, student = logit_pair(num_classes, seed)
     student = student + torch.linspace(0, 2, num_classes, dtype=torch.float64) ** 2  # skewed
     coefficient = _third_coefficient_by_hand(teacher.numpy(), student.numpy(), k)
     errors = []
@@ -78,7 +70,7 @@ def test_remainder_times_T_converges_to_third_coefficient(num_classes, k, seed):
 @settings(max_examples=50, deadline=None)
 @given(st.integers(2, 12), st.integers(0, 10_000), st.floats(0.5, 50))
 def test_hinton_case_at_k_equals_K(num_classes, seed, temperature):
-    teacher, student = _pair(num_classes, seed)
+    teacher, student = logit_pair(num_classes, seed)
     terms = expansion_terms(teacher, student, num_classes, temperature)
     assert abs(float(terms["order_t"])) < 1e-12 and float(terms["order_t2"]) == 0.0
     hinton = 0.5 * float((teacher - student).var(unbiased=False))
@@ -88,14 +80,14 @@ def test_hinton_case_at_k_equals_K(num_classes, seed, temperature):
 @settings(max_examples=50, deadline=None)
 @given(st.integers(2, 12), st.integers(0, 10_000), st.floats(0.01, 1000))
 def test_k_equals_one_is_tempered_cross_entropy_on_top_class(num_classes, seed, temperature):
-    teacher, student = _pair(num_classes, seed)
+    teacher, student = logit_pair(num_classes, seed)
     exact = float(expansion_terms(teacher, student, 1, temperature)["exact"])
     log_q_top = torch.log_softmax(student / temperature, -1)[teacher.argmax()]
     assert math.isclose(exact, -temperature**2 * float(log_q_top), rel_tol=1e-12, abs_tol=1e-12)
 
 
 def test_paper_last_line_keeps_drive_and_spread_but_not_teacher_logits():
-    teacher, student = _pair(10, 7)
+    teacher, student = logit_pair(10, 7)
     k, previous = 3, math.inf
     for temperature in (10.0, 100.0, 1000.0):
         terms = expansion_terms(teacher, student, k, temperature)
@@ -117,7 +109,7 @@ def test_paper_last_line_keeps_drive_and_spread_but_not_teacher_logits():
 
 
 def test_logit_gap_and_drive():
-    teacher, student = _pair(10, 9, rows=4)
+    teacher, student = logit_pair(10, 9, rows=4)
     kept = top_k_mask(teacher, 2)
     gap = logit_gap(student, kept)
     expected = torch.stack([student[i][kept[i]].mean() - student[i][~kept[i]].mean()

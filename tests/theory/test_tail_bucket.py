@@ -17,27 +17,19 @@ from stingy.theory.tail_bucket import (
     tail_bucket_terms,
 )
 from stingy.theory.topk import kd_loss_topk
-from tests.theory.remainders import remainder_slope_and_spread
-
-
-def _pair(num_classes, seed, rows=None):
-    generator = torch.Generator().manual_seed(seed)
-    shape = (num_classes,) if rows is None else (rows, num_classes)
-    teacher = 3 * torch.randn(shape, generator=generator, dtype=torch.float64)
-    student = torch.randn(shape, generator=generator, dtype=torch.float64)
-    return teacher, student
+from tests.theory.remainders import logit_pair, remainder_slope_and_spread
 
 
 @pytest.mark.parametrize("num_classes,k,seed", [(10, 2, 1), (10, 7, 2), (100, 10, 3), (5, 1, 4)])
 def test_remainder_shrinks_like_one_over_T(num_classes, k, seed):
-    teacher, student = _pair(num_classes, seed)
+    teacher, student = logit_pair(num_classes, seed)
     slope, spread = remainder_slope_and_spread(tail_bucket_terms, teacher, student, k)
     assert abs(slope + 1) < 0.1
     assert spread < 1.5  # remainder * T bounded (converges)
 
 
 def test_no_order_T2_or_order_T_term_unlike_the_stingy_target():
-    teacher, student = _pair(100, 5)
+    teacher, student = logit_pair(100, 5)
     for temperature in (10.0, 100.0, 1000.0, 10000.0):
         bucket = float(tail_bucket_terms(teacher, student, 10, temperature)["exact"])
         stingy = float(expansion_terms(teacher, student, 10, temperature)["exact"])
@@ -46,7 +38,7 @@ def test_no_order_T2_or_order_T_term_unlike_the_stingy_target():
 
 
 def test_order_one_term_is_normal_kd_minus_within_tail_variance():
-    teacher, student = _pair(12, 6, rows=5)
+    teacher, student = logit_pair(12, 6, rows=5)
     kept = top_k_mask(teacher, 4)
     u = teacher - student
     tail_var = torch.stack([u[i][~kept[i]].var(unbiased=False) for i in range(5)])
@@ -87,7 +79,7 @@ def test_chain_rule_and_bound_by_normal_kd(case):
 
 @pytest.mark.parametrize("temperature", [0.5, 4.0, 50.0])
 def test_bound_by_normal_kd_attained_when_tails_match_and_strict_one_step_past(temperature):
-    teacher, student = _pair(10, 8)
+    teacher, student = logit_pair(10, 8)
     kept = top_k_mask(teacher, 3)
     matched = torch.where(kept, student, teacher - 2.0)  # z - s constant on Mc: equality
     terms = tail_bucket_terms(teacher, matched, 3, temperature)
@@ -102,7 +94,7 @@ def test_bound_by_normal_kd_attained_when_tails_match_and_strict_one_step_past(t
 
 @pytest.mark.parametrize("num_classes", [5, 9])
 def test_equals_normal_kd_with_one_dropped_class(num_classes):
-    teacher, student = _pair(num_classes, 9, rows=4)
+    teacher, student = logit_pair(num_classes, 9, rows=4)
     terms = tail_bucket_terms(teacher, student, num_classes - 1, 3.0)
     assert torch.allclose(terms["exact"], terms["normal_kd"], rtol=1e-10)
 
@@ -112,7 +104,7 @@ def test_equals_normal_kd_with_one_dropped_class(num_classes):
 def test_tail_mass_is_one_minus_kept_mass(num_classes, seed, temperature):
     from stingy.theory.operators import kept_mass
 
-    teacher, student = _pair(num_classes, seed)
+    teacher, student = logit_pair(num_classes, seed)
     k = 1 + seed % num_classes
     terms = tail_bucket_terms(teacher, student, k, temperature)
     assert math.isclose(float(terms["tail_mass"]), 1 - float(kept_mass(teacher, k, temperature)),
