@@ -2,21 +2,27 @@
 
 A recipe is a packaged name (``empirical/recipes/<name>.toml``) or a path to a TOML file.
 ``extends = "other-recipe"`` at the top level starts from another recipe (recursively) and
-replaces only the keys it sets; a path in ``extends`` is relative to the recipe's own file. ``--set section.key=value`` overrides any key afterwards; the
-value is parsed as a TOML value (``0.1``, ``true``, ``[60, 120]``, ``"sgd"``) and falls back
-to a plain string. Every key must exist in :data:`DEFAULTS`, so a typo is an error, and every value is checked
-once against :data:`SCHEMA` (type, finiteness, range) when the recipe is loaded.
+replaces only the keys it sets; a path in ``extends`` is relative to the recipe's own file.
+``--set section.key=value`` overrides any key afterwards; the value is parsed as a TOML value
+(``0.1``, ``true``, ``[60, 120]``, ``"sgd"``) and falls back to a plain string.
+
+:func:`load_recipe` returns a :class:`Recipe`, a frozen dataclass of sections
+(``recipe.method.temperature``). Every key must be a field of it, so a typo is an error, and
+every value is checked once, by its field's rule in ``stingy.settings``, when it is built.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import tomllib
 
-from stingy.settings import Choice, Flag, ListOf, Number, Table, Text, check, merge
-from stingy.methods import method as method_entry
-from stingy.methods import names
+from stingy import settings
+from stingy.methods import MethodSettings, names
+from stingy.settings import (
+    BATCH_SIZE, EPOCHS, FRACTION, LEARNING_RATE, MOMENTUM, OPEN_FRACTION, SEED, SIZE, STEPS,
+    SUBSET, WEIGHT_DECAY, Choice, Flag, ListOf, Number, Settings, Text, section, setting)
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 
@@ -24,57 +30,113 @@ METHODS = names("cifar")  # stingy.methods.METHODS: the same names in every laye
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("multistep", "onecycle", "constant")
 DATASETS = ("cifar10", "cifar100")
-MAX_TEMPERATURE = 1000.0  # the largest T the studies use (the theory grid's top end)
+# the architectures of stingy.empirical.models, named here so that settings load without torch
+MODEL_NAMES = ("cnn", "preresnet20", "preresnet32", "resnet18", "resnet34", "mobilenetv2",
+               "shufflenetv2")
 
-DEFAULTS: dict = {
-    "description": "",
-    "seed": 0,
-    "data": {
-        "dataset": "cifar10",
-        "train_subset": 0,   # 0: every training image; n: a class-balanced first n (seeded)
-        "test_subset": 0,
-    },
-    "model": {"name": "resnet18"},
-    "method": {
-        "name": "scratch",   # one of METHODS
-        "temperature": 4.0,
-        "alpha": 0.9,
-        "ratio": 0.0,        # sparse ratio r (k = keep_count(r, K)); used when k = 0
-        "k": 0,              # kept classes; 0: take it from the ratio
-        "nasty_weight": 0.04,
-    },
-    "optim": {
-        "name": "sgd",
-        "lr": 0.1,
-        "momentum": 0.9,
-        "nesterov": False,
-        "weight_decay": 5e-4,
-    },
-    "schedule": {
-        "name": "multistep",
-        "epochs": 160,
-        "milestones": [80, 120],
-        "gamma": 0.1,
-        "warmup_fraction": 0.25,  # onecycle: share of the steps spent rising linearly
-        "final_lr_fraction": 0.0,  # onecycle: lr at the end as a fraction of the peak
-    },
-    "train": {
-        "batch_size": 128,
-        "eval_batch_size": 1000,
-        "label_smoothing": 0.0,
-        "augment": True,     # random crop (padding 4) and horizontal flip
-        "bf16": True,        # autocast to bfloat16 on CUDA (ignored on CPU)
-        "channels_last": True,  # on CUDA
-        "compile": False,    # torch.compile the student
-        "progress": True,
-        "checkpoint_every": 1,  # epochs between checkpoints (the last epoch always writes one)
-    },
-    "dafl": {                # stingy.empirical.dafl.distill_data_free; 0: DAFL_SETTINGS' value
-        "steps": 0,
-        "batch_size": 0,
-        "options": {},       # any other keyword of distill_data_free (e.g. entropy_weight)
-    },
-}
+
+@dataclass(frozen=True)
+class DataSettings(Settings):
+    dataset: str = setting("cifar10", Choice(DATASETS))
+    train_subset: int = setting(0, SUBSET)   # 0: every training image; n: a class-balanced n
+    test_subset: int = setting(0, SUBSET)
+
+
+@dataclass(frozen=True)
+class ModelSettings(Settings):
+    name: str = setting("resnet18", Choice(MODEL_NAMES))
+
+
+@dataclass(frozen=True)
+class OptimSettings(Settings):
+    name: str = setting("sgd", Choice(OPTIMIZERS))
+    lr: float = setting(0.1, LEARNING_RATE)
+    momentum: float = setting(0.9, MOMENTUM)
+    nesterov: bool = setting(False, Flag())
+    weight_decay: float = setting(5e-4, WEIGHT_DECAY)
+
+    def check(self) -> None:
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("optim.nesterov = true needs optim.momentum > 0")
+
+
+@dataclass(frozen=True)
+class ScheduleSettings(Settings):
+    """multistep: lr x gamma at each milestone epoch; onecycle: linear rise over
+    warmup_fraction of the steps, then linear fall to final_lr_fraction of the peak."""
+
+    name: str = setting("multistep", Choice(SCHEDULES))
+    epochs: int = setting(160, EPOCHS)
+    milestones: tuple = setting((80, 120), ListOf(SIZE))
+    gamma: float = setting(0.1, Number(0, 1, open_low=True))
+    warmup_fraction: float = setting(0.25, OPEN_FRACTION)
+    final_lr_fraction: float = setting(0.0, FRACTION)
+
+
+@dataclass(frozen=True)
+class TrainSettings(Settings):
+    batch_size: int = setting(128, BATCH_SIZE)
+    eval_batch_size: int = setting(1000, BATCH_SIZE)
+    label_smoothing: float = setting(0.0, Number(0, 1, open_high=True))
+    augment: bool = setting(True, Flag())        # random crop (padding 4) and horizontal flip
+    bf16: bool = setting(True, Flag())           # autocast to bfloat16 on CUDA (ignored on CPU)
+    channels_last: bool = setting(True, Flag())  # on CUDA
+    compile: bool = setting(False, Flag())       # torch.compile the student
+    progress: bool = setting(True, Flag())
+    checkpoint_every: int = setting(1, SIZE)     # epochs between checkpoints (and the last)
+
+
+@dataclass(frozen=True)
+class DaflSettings(Settings):
+    """Data-free KD (stingy.empirical.dafl), DAFL's CIFAR-10 settings from its public code
+    (README commands and DAFL-train.py): 2000 epochs of 120 iterations = 240,000 steps, batch
+    1024, latent 1000, generator Adam lr 0.02, the student's lr x``lr_gamma`` at 40% and 80%
+    of the steps, loss weights (one-hot, activation, entropy) 0.05, 0.01, 5 (CIFAR-100: 0.5,
+    0.1, 20, set in its recipes). The student's optimizer is the recipe's ``optim`` and the KD
+    temperature its ``method.temperature`` (DAFL uses 1)."""
+
+    steps: int = setting(240_000, STEPS)
+    batch_size: int = setting(1024, BATCH_SIZE)
+    latent_dim: int = setting(1000, SIZE)
+    generator_lr: float = setting(0.02, LEARNING_RATE)
+    lr_milestone_fractions: tuple = setting((0.4, 0.8), ListOf(OPEN_FRACTION))
+    lr_gamma: float = setting(0.1, Number(0, 1, open_low=True))
+    onehot_weight: float = setting(0.05, Number(0))
+    activation_weight: float = setting(0.01, Number(0))
+    entropy_weight: float = setting(5.0, Number(0))
+    log_every: int = setting(100, STEPS)
+    checkpoint_every: int = setting(1000, STEPS)
+
+
+@dataclass(frozen=True)
+class Recipe(Settings):
+    """A training recipe: every section of a recipe TOML, checked, plus its name."""
+
+    recipe: str = setting("custom", Text())
+    description: str = setting("", Text())
+    seed: int = setting(0, SEED)
+    data: DataSettings = section(DataSettings)
+    model: ModelSettings = section(ModelSettings)
+    method: MethodSettings = section(MethodSettings)
+    optim: OptimSettings = section(OptimSettings)
+    schedule: ScheduleSettings = section(ScheduleSettings)
+    train: TrainSettings = section(TrainSettings)
+    dafl: DaflSettings = section(DaflSettings)
+
+    def check(self) -> None:
+        if self.method.name not in METHODS:
+            raise ValueError(f"method.name must be one of {', '.join(METHODS)}, got "
+                             f"{self.method.name!r}")
+
+    @property
+    def entry(self):
+        """The registry entry of the recipe's method (stingy.methods.Method)."""
+        return self.method.entry
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether the method distils from (or against) a teacher."""
+        return self.method.entry.needs_teacher
 
 
 def packaged_recipes() -> list[str]:
@@ -100,11 +162,8 @@ def recipe_path(recipe: str | Path, relative_to: Path | None = None) -> Path:
                      f"or a path to a .toml file, got {str(recipe)!r}")
 
 
-def _merge(base: dict, update: dict) -> dict:
-    return merge(base, update, what="recipe", opaque=("options",))
-
-
 def _read(recipe: str | Path, seen: tuple = (), relative_to: Path | None = None) -> dict:
+    """The recipe's table with its ``extends`` chain laid under it (no defaults yet)."""
     path = recipe_path(recipe, relative_to)
     if path.resolve() in seen:
         raise ValueError(f"recipe {path} extends itself (cycle {[str(p) for p in seen]})")
@@ -116,92 +175,21 @@ def _read(recipe: str | Path, seen: tuple = (), relative_to: Path | None = None)
     if parent is not None and (not isinstance(parent, str) or not parent):
         raise ValueError(f"extends in {path} must be a recipe name or a path to a .toml file "
                          f"(relative to {path.parent}), got {parent!r}")
-    base = (_read(parent, (*seen, path.resolve()), path.parent) if parent is not None
-            else DEFAULTS)
-    return _merge(base, table)
+    if "recipe" in table:
+        raise ValueError(f"recipe {path}: the key 'recipe' is the file's name, not a setting")
+    base = _read(parent, (*seen, path.resolve()), path.parent) if parent is not None else {}
+    return settings.overlay(base, table)
 
 
-def parse_override(text: str) -> tuple[list[str], object]:
-    """``"optim.lr=0.05"`` -> (["optim", "lr"], 0.05); the value is read as TOML."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"--set must look like section.key=value, got {text!r}")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return key.strip().split("."), value
+def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """The full recipe (defaults < extends chain < file < ``--set`` overrides), checked; its
+    ``recipe`` field is the recipe's name (the file stem)."""
+    table = settings.overlay_overrides(_read(recipe), overrides)
+    if "recipe" in table:
+        raise ValueError("--set recipe=... is not a setting: the recipe's name is its file's")
+    return build_recipe(table, recipe_path(recipe).stem)
 
 
-def apply_overrides(recipe: dict, overrides: list[str] | None) -> dict:
-    for text in overrides or []:
-        keys, value = parse_override(text)
-        update: dict = {}
-        nested = update
-        for key in keys[:-1]:
-            nested = nested.setdefault(key, {})
-        nested[keys[-1]] = value
-        recipe = _merge(recipe, update)
-    return recipe
-
-
-def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> dict:
-    """The full recipe (defaults < extends chain < file < overrides), validated.
-
-    The result has a ``"recipe"`` key: the recipe's name (file stem).
-    """
-    loaded = apply_overrides(_read(recipe), overrides)
-    loaded = validate_recipe(loaded)
-    return {"recipe": recipe_path(recipe).stem, **loaded}
-
-
-def build_recipe(table: dict, name: str = "custom") -> dict:
-    """A recipe from a table laid out like a recipe file (without ``extends``), validated."""
-    return {"recipe": name, **validate_recipe(_merge(DEFAULTS, table))}
-
-
-def _schema() -> dict:
-    from stingy.empirical.models import BUILDERS
-
-    positive, fraction = Number(0, open_low=True), Number(0, 1)
-    count, size = Number(0, integer=True), Number(1, integer=True)
-    return {
-        "description": Text(), "seed": Number(0, 2**32 - 2, integer=True),
-        "data.dataset": Choice(tuple(DATASETS)), "data.train_subset": count,
-        "data.test_subset": count,
-        "model.name": Choice(tuple(BUILDERS)),
-        "method.name": Choice(METHODS), "method.temperature": Number(0, MAX_TEMPERATURE,
-                                                                     open_low=True),
-        "method.alpha": fraction, "method.ratio": fraction, "method.k": count,
-        "method.nasty_weight": Number(0),
-        "optim.name": Choice(OPTIMIZERS), "optim.lr": positive,
-        "optim.momentum": Number(0, 1, open_high=True), "optim.nesterov": Flag(),
-        "optim.weight_decay": Number(0),
-        "schedule.name": Choice(SCHEDULES), "schedule.epochs": size,
-        "schedule.milestones": ListOf(size), "schedule.gamma": Number(0, 1, open_low=True),
-        "schedule.warmup_fraction": Number(0, 1, open_low=True, open_high=True),
-        "schedule.final_lr_fraction": fraction,
-        "train.batch_size": size, "train.eval_batch_size": size,
-        "train.label_smoothing": Number(0, 1, open_high=True), "train.augment": Flag(),
-        "train.bf16": Flag(), "train.channels_last": Flag(), "train.compile": Flag(),
-        "train.progress": Flag(), "train.checkpoint_every": size,
-        "dafl.steps": count, "dafl.batch_size": count, "dafl.options": Table(),
-    }
-
-
-def validate_recipe(recipe: dict) -> dict:
-    """Check every key against the schema (type, finiteness, range); ValueError names it."""
-    recipe = {key: value for key, value in recipe.items() if key != "recipe"}
-    check(recipe, _schema())
-    method, optim = recipe["method"], recipe["optim"]
-    if optim["nesterov"] and optim["momentum"] == 0:
-        raise ValueError("optim.nesterov = true needs optim.momentum > 0")
-    if method_entry(method["name"]).sparse_target and method["k"] == 0 and method["ratio"] == 0:
-        raise ValueError(f"method {method['name']!r} needs method.k >= 1 or method.ratio in (0, 1], "
-                         f"got k={method['k']}, ratio={method['ratio']}")
-    return recipe
-
-
-def needs_teacher(recipe: dict) -> bool:
-    """Whether the recipe's method distils from (or against) a teacher (stingy.methods)."""
-    return method_entry(recipe["method"]["name"]).needs_teacher
+def build_recipe(table: dict, name: str = "custom") -> Recipe:
+    """A recipe from a table laid out like a recipe file (without ``extends``), checked."""
+    return settings.from_table(Recipe, {**table, "recipe": name}, what="recipe")

@@ -1,150 +1,187 @@
 """Sweep settings as data: simulations/default.toml, an optional TOML override, then flags.
 
-:func:`load_config` merges them (``stingy.settings.merge``), :func:`validate` checks every
-value against :data:`SCHEMA` (``stingy.settings``; ValueError naming the flag or key) and :func:`setting_hash` keys the per-noise-setting result files.
+:func:`load_config` lays them over each other and builds a :class:`SimulationConfig`, a frozen
+dataclass of sections whose every value is checked by its field's rule (``stingy.settings``;
+a ValueError names the flag or key); :func:`setting_hash` keys the per-noise-setting result
+files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 from stingy import settings
 from stingy.io import code_digest
+from stingy.methods import names
 from stingy.simulations.data import NOISE_KINDS
-from stingy.simulations.training import METHODS
-from stingy.theory.operators import keep_count
+from stingy.settings import (
+    ALPHA, BATCH_SIZE, COUNT, EPOCHS, FRACTION, LEARNING_RATE, MOMENTUM, NOISE_RATE, NON_NEGATIVE,
+    RATIO, SEED, SIZE, STEPS, TEMPERATURE, WEIGHT_DECAY, Choice, Flag, ListOf, Number, Settings,
+    TableOf, section, setting)
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
+METHODS = names("simulations")
 
 
-def read_toml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"--config must be an existing TOML file, got {str(path)!r}")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"--config {path} is not valid TOML ({err})") from None
+@dataclass(frozen=True)
+class TaskSettings(Settings):
+    classes: int = setting(rule=Number(2, 100_000, integer=True), flag="--classes")
+    superclass_size: int = setting(rule=SIZE)
+    latent_dim: int = setting(rule=SIZE)
+    input_dim: int = setting(rule=SIZE)
+    superclass_spread: float = setting(rule=NON_NEGATIVE)
+    member_spread: float = setting(rule=NON_NEGATIVE)
+    task_seed: int = setting(rule=SEED)
+    draw_per_seed: bool = setting(rule=Flag())
+    train_size: int = setting(rule=SIZE)
+    test_size: int = setting(rule=SIZE)
 
 
-def merge(base: dict, override: dict) -> dict:
-    """Recursive dict update; an unknown key is an error naming it."""
-    return settings.merge(base, override, what="config", opaque=("ratios_by_classes",))
+@dataclass(frozen=True)
+class NoiseSettings(Settings):
+    rates: tuple = setting(rule=ListOf(NOISE_RATE, 1), flag="--noise")
+    kinds: tuple = setting(rule=ListOf(Choice(NOISE_KINDS), 1), flag="--noise-kind")
 
 
-def load_config(path: str | Path | None = None, flags: dict | None = None) -> dict:
-    """default.toml, updated by the TOML at ``path``, updated by ``flags`` (section.key: value)."""
-    config = read_toml(DEFAULT_CONFIG)
+@dataclass(frozen=True)
+class TeacherSettings(Settings):
+    kind: str = setting(rule=Choice(("oracle", "trained")), flag="--teacher")
+    logit_range: float = setting(rule=NON_NEGATIVE, flag="--teacher-logit-range")
+    hidden: int = setting(rule=SIZE)
+    epochs: int = setting(rule=EPOCHS)
+    lr: float = setting(rule=LEARNING_RATE)
+
+
+@dataclass(frozen=True)
+class DistillSettings(Settings):
+    temperature: float = setting(rule=TEMPERATURE, flag="--temperature")
+    alpha: float = setting(rule=ALPHA, flag="--alpha")
+    ratios: tuple = setting(rule=ListOf(RATIO, 1), flag="--ratios")
+    methods: tuple = setting(rule=ListOf(Choice(METHODS), 1))
+    ratios_by_classes: dict = setting(rule=TableOf(ListOf(RATIO, 1)))
+
+
+@dataclass(frozen=True)
+class StudentSettings(Settings):
+    seeds: int = setting(rule=Number(2, integer=True), flag="--seeds")
+    hidden: int = setting(rule=COUNT)
+    optimizer: str = setting(rule=Choice(("sgd", "adam")))
+    lr: float = setting(rule=LEARNING_RATE)
+    momentum: float = setting(rule=MOMENTUM)
+    weight_decay: float = setting(rule=WEIGHT_DECAY)
+    batch_size: int = setting(rule=BATCH_SIZE)
+    steps: int = setting(rule=STEPS, flag="--steps")
+
+
+@dataclass(frozen=True)
+class ProbeSettings(Settings):
+    temperatures: tuple = setting(rule=ListOf(TEMPERATURE, 1))
+    lr: float = setting(rule=LEARNING_RATE)
+
+
+@dataclass(frozen=True)
+class LogSettings(Settings):
+    gap_every: int = setting(rule=SIZE)
+    early_steps: int = setting(rule=COUNT)
+    probe_examples: int = setting(rule=SIZE)
+
+
+@dataclass(frozen=True)
+class ChecksSettings(Settings):
+    intermediate_ratio: float = setting(rule=FRACTION)
+    recovery_fraction: float = setting(rule=FRACTION)
+    no_deficit_tolerance: float = setting(rule=Number(0, 100))
+
+
+@dataclass(frozen=True)
+class SimulationConfig(Settings):
+    """Every setting of a simulation sweep (the sections of default.toml)."""
+
+    task: TaskSettings = section(TaskSettings)
+    noise: NoiseSettings = section(NoiseSettings)
+    teacher: TeacherSettings = section(TeacherSettings)
+    distill: DistillSettings = section(DistillSettings)
+    student: StudentSettings = section(StudentSettings)
+    probe: ProbeSettings = section(ProbeSettings)
+    log: LogSettings = section(LogSettings)
+    checks: ChecksSettings = section(ChecksSettings)
+
+    def check(self) -> None:
+        task, noise, distill = self.task, self.noise, self.distill
+        classes, size = task.classes, task.superclass_size
+        if classes % size:
+            raise ValueError(f"--classes must be a multiple of task.superclass_size={size}, "
+                             f"got {classes}")
+        Number(1, task.latent_dim, integer=True).check(task.input_dim, "task.input_dim")
+        if "superclass" in noise.kinds and size < 2 and any(noise.rates):
+            raise ValueError("--noise-kind superclass needs task.superclass_size >= 2")
+        for ratio in distill.ratios:
+            if int(round(ratio * classes, 9)) < 1:
+                raise ValueError(f"--ratios must each keep at least one class: ratio >= "
+                                 f"1/{classes}, got {ratio}")
+        kept = {int(round(ratio * classes, 9)) for ratio in distill.ratios}
+        if len(kept) < len(distill.ratios) or list(distill.ratios) != sorted(distill.ratios):
+            raise ValueError(f"--ratios must be increasing and give distinct k = "
+                             f"int(ratio*{classes}), got {list(distill.ratios)}")
+        Number(1, task.train_size, integer=True).check(self.student.batch_size,
+                                                         "student.batch_size")
+        Number(1, task.test_size, integer=True).check(self.log.probe_examples,
+                                                      "log.probe_examples")
+
+    @property
+    def intermediate_ratio(self) -> float:
+        """The ratio checks a, b, d, e look at: the swept ratio nearest the configured one
+        (0 configured: 0.1 at C >= 100, else 0.2)."""
+        wanted = self.checks.intermediate_ratio or (0.1 if self.task.classes >= 100 else 0.2)
+        return min(self.distill.ratios, key=lambda r: abs(r - wanted))
+
+
+def load_config(path: str | Path | None = None, flags: dict | None = None) -> SimulationConfig:
+    """default.toml, updated by the TOML at ``path``, updated by ``flags`` ({"section.key":
+    value}; None values are left out). ``distill.ratios`` not given anywhere comes from
+    ``distill.ratios_by_classes`` when it has the class count; ratios are sorted and made
+    unique."""
+    table = settings.read_toml(DEFAULT_CONFIG, "the default config")
     explicit_ratios = False
     if path is not None:
-        table = read_toml(path)
-        config = merge(config, table)
-        explicit_ratios = isinstance(table.get("distill"), dict) and "ratios" in table["distill"]
-    update: dict = {}
+        update = settings.read_toml(path, "--config")
+        table = settings.overlay(table, update)
+        explicit_ratios = isinstance(update.get("distill"), dict) and "ratios" in update["distill"]
     for dotted, value in (flags or {}).items():
         if value is None:
             continue
-        section, key = dotted.split(".")
-        update.setdefault(section, {})[key] = value
+        section_name, key = dotted.split(".")
+        table = settings.overlay(table, {section_name: {key: value}})
         explicit_ratios |= dotted == "distill.ratios"
-    config = merge(config, update)
-    settings.check(config, {"task.classes": SCHEMA["task.classes"],
-                            "distill.ratios_by_classes": SCHEMA["distill.ratios_by_classes"]},
-                   FLAG_NAMES)
-    classes = config["task"]["classes"]
-    by_classes = config["distill"]["ratios_by_classes"]
-    if not explicit_ratios and str(classes) in by_classes:
-        config["distill"]["ratios"] = by_classes[str(classes)]
-    return validate(config)
-
-
-def _number(value, flag: str, low: float, high: float = float("inf"), integer: bool = False,
-            open_low: bool = False):
-    settings.Number(low, high, integer=integer, open_low=open_low).check(value, flag)
-    return value
-
-
-_COUNT, _SIZE = settings.Number(0, integer=True), settings.Number(1, integer=True)
-_POSITIVE = settings.Number(0, open_low=True)
-_FRACTION = settings.Number(0, 1)
-_RATIO = settings.Number(0, 1, open_low=True)
-
-SCHEMA = {
-    "task.classes": settings.Number(2, 100_000, integer=True),
-    "task.superclass_size": _SIZE, "task.latent_dim": _SIZE, "task.input_dim": _SIZE,
-    "task.superclass_spread": settings.Number(0), "task.member_spread": settings.Number(0),
-    "task.task_seed": settings.Number(0, 2**32 - 1, integer=True),
-    "task.train_size": _SIZE, "task.test_size": _SIZE, "task.draw_per_seed": settings.Flag(),
-    "noise.rates": settings.ListOf(settings.Number(0, 0.99), 1),
-    "noise.kinds": settings.ListOf(settings.Choice(tuple(NOISE_KINDS)), 1),
-    "teacher.kind": settings.Choice(("oracle", "trained")),
-    "teacher.logit_range": settings.Number(0), "teacher.hidden": _SIZE,
-    "teacher.epochs": _SIZE, "teacher.lr": _POSITIVE,
-    "distill.temperature": settings.Number(0, 1000, open_low=True),
-    "distill.alpha": _FRACTION, "distill.ratios": settings.ListOf(_RATIO, 1),
-    "distill.methods": settings.ListOf(settings.Choice(tuple(METHODS)), 1),
-    "distill.ratios_by_classes": settings.Table(),
-    "student.seeds": settings.Number(2, integer=True), "student.hidden": _COUNT,
-    "student.optimizer": settings.Choice(("sgd", "adam")), "student.lr": _POSITIVE,
-    "student.momentum": settings.Number(0, 1, open_high=True),
-    "student.weight_decay": settings.Number(0), "student.batch_size": _SIZE,
-    "student.steps": _SIZE,
-    "probe.temperatures": settings.ListOf(settings.Number(0, 1000, open_low=True), 1),
-    "probe.steps": settings.Number(2, integer=True), "probe.lr": _POSITIVE,
-    "log.gap_every": _SIZE, "log.early_steps": _COUNT, "log.probe_examples": _SIZE,
-    "checks.intermediate_ratio": _FRACTION, "checks.recovery_fraction": _FRACTION,
-    "checks.no_deficit_tolerance": settings.Number(0, 100),
-}
-# the command-line flag that sets a key, named in its error messages
-FLAG_NAMES = {"task.classes": "--classes", "noise.rates": "--noise",
-              "noise.kinds": "--noise-kind", "teacher.kind": "--teacher",
-              "teacher.logit_range": "--teacher-logit-range",
-              "distill.temperature": "--temperature", "distill.alpha": "--alpha",
-              "distill.ratios": "--ratios", "student.seeds": "--seeds", "student.steps": "--steps"}
-
-
-def validate(config: dict) -> dict:
-    """Check every setting; the message names the flag (or TOML key) and what is allowed."""
-    settings.check(config, SCHEMA, FLAG_NAMES)
-    task, noise, distill = config["task"], config["noise"], config["distill"]
-    student = config["student"]
-    classes, size = task["classes"], task["superclass_size"]
-    if classes % size:
-        raise ValueError(f"--classes must be a multiple of task.superclass_size={size}, "
-                         f"got {classes}")
-    _number(task["input_dim"], "task.input_dim", 1, task["latent_dim"], integer=True)
-    if "superclass" in noise["kinds"] and size < 2 and any(noise["rates"]):
-        raise ValueError("--noise-kind superclass needs task.superclass_size >= 2")
-    for key, ratios in distill["ratios_by_classes"].items():
-        settings.ListOf(_RATIO, 1).check(ratios, f"distill.ratios_by_classes.{key}")
-    for ratio in distill["ratios"]:
-        if int(round(ratio * classes, 9)) < 1:
-            raise ValueError(f"--ratios must each keep at least one class: ratio >= 1/{classes}, "
-                             f"got {ratio}")
-    distill["ratios"] = sorted({float(r) for r in distill["ratios"]})
-    if len({keep_count(r, classes) for r in distill["ratios"]}) < len(distill["ratios"]):
-        raise ValueError(f"--ratios must give distinct k = int(ratio*{classes}), "
-                         f"got {distill['ratios']}")
-    _number(student["batch_size"], "student.batch_size", 1, task["train_size"], integer=True)
-    _number(config["log"]["probe_examples"], "log.probe_examples", 1, task["test_size"],
-            integer=True)
+    config = settings.from_table(SimulationConfig, _normalised(table, explicit_ratios),
+                                 what="config")
     return config
 
 
-def intermediate_ratio(config: dict) -> float:
-    """The ratio checks a, b, d, e look at: the swept ratio nearest the configured one."""
-    wanted = config["checks"]["intermediate_ratio"] or (
-        0.1 if config["task"]["classes"] >= 100 else 0.2)
-    return min(config["distill"]["ratios"], key=lambda r: abs(r - wanted))
+def _normalised(table: dict, explicit_ratios: bool) -> dict:
+    """The table with ``distill.ratios`` chosen by class count (unless given) and sorted."""
+    distill = table.get("distill")
+    task = table.get("task")
+    if not isinstance(distill, dict) or not isinstance(task, dict):
+        return table
+    ratios = distill.get("ratios")
+    by_classes = distill.get("ratios_by_classes")
+    if not explicit_ratios and isinstance(by_classes, dict) and str(task.get("classes")) in by_classes:
+        ratios = by_classes[str(task.get("classes"))]
+    if isinstance(ratios, list) and all(isinstance(r, (int, float)) and not isinstance(r, bool)
+                                        for r in ratios):
+        ratios = sorted({float(r) for r in ratios})
+    return {**table, "distill": {**distill, "ratios": ratios}}
 
 
-def setting_hash(config: dict, rate: float, kind: str) -> str:
+def setting_hash(config: SimulationConfig, rate: float, kind: str) -> str:
     """Hash of everything that determines one noise setting's runs (not the checks): the
     settings and the code that computes them (the simulations and theory packages)."""
-    relevant = {key: value for key, value in config.items() if key not in ("noise", "checks")}
+    relevant = {key: value for key, value in config.to_table().items()
+                if key not in ("noise", "checks")}
     text = json.dumps({"config": relevant, "rate": rate, "kind": kind,
                        "code": code_digest("simulations", "theory")}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

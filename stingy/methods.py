@@ -25,15 +25,21 @@ where the target p = softmax(t_M / T) and
 - ``data_free``: the student never sees the training images; a generator synthesises its
   inputs (DAFL, ``stingy.empirical.dafl``).
 
-Adding a method: one :class:`Method` entry below (the layers build its loss from the fields;
-a target kind that none of them builds yet needs its target added where ``target`` is
-read: ``TargetBank`` in ``stingy.simulations.training`` and ``method_losses`` in
-``stingy.empirical.objectives``) plus its tests in ``tests/test_methods.py``.
+Every layer trains a method through its one objective: ``method(name).objective(settings,
+num_classes)`` (:mod:`stingy.objective`) resolves T, alpha, k and the flags once, from a
+:class:`MethodSettings`, and returns the loss callable every loop calls.
+
+Adding a method: one :class:`Method` entry below; a target kind that none of them builds yet
+needs its target added in :mod:`stingy.objective` (and in the simulations' vectorised
+``TargetBank``), plus its tests in ``tests/test_methods.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from stingy.settings import (ALPHA, KEPT_COUNT, RATIO, TEMPERATURE, Choice, Number, Settings,
+                             ZeroOr, setting)
 
 # Okabe & Ito (2008) colour-blind-safe palette; yellow is left out (too light on white).
 BLACK, ORANGE, SKY, GREEN, BLUE, VERMILLION, PURPLE, GREY = (
@@ -83,6 +89,19 @@ class Method:
         """Whether the loss has a soft-target term (every target but the labels)."""
         return self.target != "labels"
 
+    @property
+    def needs_dense_teacher(self) -> bool:
+        """Whether the loss reads the teacher's logits off its top-k set (normal, reversed and
+        nasty targets, and the tail bucket's log-partition): stored top-k rows cannot feed it."""
+        return self.needs_teacher and (not self.sparse_target or self.tail_bucket)
+
+    def objective(self, settings: MethodSettings, num_classes: int,
+                  label_smoothing: float = 0.0):
+        """This method's loss with ``settings`` resolved once (stingy.objective.Objective)."""
+        from stingy.objective import build_objective
+
+        return build_objective(self, settings, num_classes, label_smoothing)
+
 
 METHODS: dict[str, Method] = {method.name: method for method in (
     Method("scratch", "Scratch (labels only)", BLACK, needs_teacher=False, target="labels",
@@ -124,3 +143,30 @@ def names(layer: str | None = None, **fields) -> tuple[str, ...]:
     return tuple(m.name for m in METHODS.values()
                  if (layer is None or layer in m.layers)
                  and all(getattr(m, key) == value for key, value in fields.items()))
+
+
+@dataclass(frozen=True)
+class MethodSettings(Settings):
+    """A method and its numbers: a recipe's ``[method]`` table, one student of a sweep, one
+    model of a simulation. ``k`` (kept classes) wins over ``ratio`` (k = keep_count(r, K));
+    0 means not set. ``nasty_weight`` is the Nasty Teacher objective's w."""
+
+    name: str = setting("scratch", Choice(tuple(METHODS)))
+    temperature: float = setting(4.0, TEMPERATURE)
+    alpha: float = setting(0.9, ALPHA)
+    ratio: float = setting(0.0, ZeroOr(RATIO))
+    k: int = setting(0, ZeroOr(KEPT_COUNT))
+    nasty_weight: float = setting(0.04, Number(0))
+
+    def check(self) -> None:
+        entry = METHODS[self.name]
+        if entry.sparse_target and not (self.k or self.ratio):
+            raise ValueError(f"method {self.name!r} needs method.k >= 1 or method.ratio in "
+                             f"(0, 1], got k={self.k}, ratio={self.ratio}")
+        if entry.data_free and self.alpha != 1:
+            raise ValueError(f"method {self.name!r} trains without labels, so its loss is all "
+                             f"distillation: method.alpha must be 1, got {self.alpha}")
+
+    @property
+    def entry(self) -> Method:
+        return METHODS[self.name]

@@ -17,6 +17,9 @@ Loss (:func:`kd_loss_topk`), with p = softmax(z/T), q = softmax(s/T), M the stor
     tail="bucket": L = (1-a) CE(s, y) + a T^2 KL(b || q_b) over the k + 1 cells (M, tail),
                    b = (p on M, 1 - m), q_b = (q on M, Q = sum_{Mc} q); see
                    stingy.theory.tail_bucket for its expansion and gradient.
+    tail="within": L = (1-a) CE(s, y) + a T^2 KL(p~ || softmax(s_M / T)): within-M KD, the
+                   student's softmax renormalised over M too, equal to
+                   ``kd_loss(..., k=k, within_kept=True)``.
 
 The student's log-partitions (over all K classes at T = 1 and T, over Mc at T) are computed in
 row chunks by one autograd function whose backward writes a single gradient of the student's
@@ -43,7 +46,7 @@ from stingy.theory.validation import (
     check_temperature,
 )
 
-TAILS = ("drop", "bucket")
+TAILS = ("drop", "bucket", "within")
 CHUNK_ELEMENTS = 1 << 22  # rows per chunk * K: 16 MiB of float32 per temporary
 
 
@@ -205,7 +208,7 @@ def _scaled_chunks(chunk, temperature, kept_indices, want_hard, want_tail):
 def _topk_target(topk_values, temperature, tail, teacher_logsumexp):
     """(log target on M, tail mass 1 - m or None): the stored rows' target at T."""
     scaled = topk_values / temperature
-    if tail == "drop":
+    if tail != "bucket":
         return torch.log_softmax(scaled, dim=-1), None
     log_target = scaled - teacher_logsumexp[..., None]
     log_kept_mass = torch.logsumexp(log_target, dim=-1)
@@ -225,6 +228,8 @@ def kd_loss_topk(student_logits, topk_indices, topk_values, labels=None, *,
                    q_b = (q(i) on M, Q = sum_{i not in M} q(i)); needs ``teacher_logsumexp``
                    = LSE(z/T) (the teacher's log-partition *at this temperature*), shape
                    ``student_logits.shape[:-1]``. With k = K it equals normal KD.
+    tail="within": target p~ as for "drop", student softmax(s_M / T) over M only: equals
+                   ``kd_loss(s, z, y, T, a, k=k, within_kept=True)``.
 
     student_logits (..., K); topk_indices (..., k) distinct integers in [0, K); topk_values
     (..., k), the teacher's logits at those classes; labels (...,) integers, needed when
@@ -302,11 +307,15 @@ def kd_loss_topk_unchecked(rows: torch.Tensor, indices: torch.Tensor, values: to
     num_classes, k = rows.shape[-1], values.shape[-1]
     want_hard = alpha < 1
     want_tail = tail == "bucket" and k < num_classes
-    lse_hard, lse_all, lse_tail = _StudentLogPartitions.apply(rows, temperature, indices,
-                                                             want_hard, want_tail)
+    kept_student = rows.gather(-1, indices) / temperature
+    if tail == "within":  # the student's normaliser runs over M only
+        lse_all = torch.logsumexp(kept_student, dim=-1)
+        lse_hard = torch.logsumexp(rows, dim=-1) if want_hard else None
+    else:
+        lse_hard, lse_all, lse_tail = _StudentLogPartitions.apply(rows, temperature, indices,
+                                                                 want_hard, want_tail)
     log_target, tail_mass = _topk_target(values, temperature, tail, teacher_logsumexp)
     target = log_target.exp()
-    kept_student = rows.gather(-1, indices) / temperature
     kl = (target * (log_target - kept_student)).sum(-1) + lse_all
     if want_tail:
         kl = kl + torch.special.xlogy(tail_mass, tail_mass) - tail_mass * lse_tail

@@ -1,0 +1,133 @@
+"""The one objective: every registry method's loss, built once from its settings.
+
+``build_objective(method, settings, num_classes)`` (or ``method.objective(settings,
+num_classes)`` on a :class:`stingy.methods.Method`) resolves the temperature T, the weight a,
+the kept count k and the method's flags once, and returns an :class:`Objective`, the callable
+every training loop calls (the CIFAR engine, the batched students, DAFL; the simulations'
+vectorised backend is tested equal to it):
+
+    objective(student_logits, teacher, labels) -> loss (mean over the batch)
+
+``teacher`` is the teacher's dense logits [B, K], or its stored top-k rows
+(:class:`TopKRows`, values in descending order) for the sparse methods with k <= the stored
+count. With s the student's logits, z the teacher's, y the labels:
+
+    labels   (scratch)          CE_eps(s, y), label smoothing eps
+    uniform  (label smoothing)  (1 - a) CE(s, y) + a KL(u || softmax(s)), T = 1
+    teacher  (normal KD)        (1 - a) CE(s, y) + a T^2 KL(softmax(z/T) || softmax(s/T))
+    reversed                    the same with reverse_logits(z)
+    sparse   (stingy)           the same with z off its top-k set M at -inf
+    within_kept (within-M)      ... || softmax(s_M / T)), the student renormalised over M
+    tail_bucket                 KL over (M, one tail cell) of (p on M, 1 - m) || (q on M, Q)
+    sign -1  (nasty teacher)    CE(s, y) - w T^2 KL(softmax(z/T) || softmax(s/T))
+    data_free (DAFL)            T^2 KL(target || softmax(s/T)), a = 1, sparse when k is set
+
+At the bottom there are two cores: the dense one, ``stingy.theory.operators.kd_loss_unchecked``
+and the top-k one, ``stingy.theory.topk.kd_loss_topk_unchecked``. Calling an objective runs no
+check and no host-device synchronisation: the settings were checked when they were built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from stingy.theory.operators import kd_loss_unchecked, keep_count, kept_indices, reverse_logits
+from stingy.theory.topk import kd_loss_topk_unchecked
+
+
+class TopKRows(NamedTuple):
+    """A teacher's stored top-k rows: class ``indices`` [B, k] and logit ``values`` [B, k], in
+    descending order of value (ties: lower class index first), so the first k' columns are
+    the top-k' set for every k' <= k."""
+
+    indices: torch.Tensor
+    values: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One method's loss with everything resolved; see the module docstring for the formulas.
+
+    ``k`` is None for a dense target; ``teacher_k`` is the kept count a stored top-k teacher
+    must hold at least (None when the loss needs the dense teacher)."""
+
+    method: str
+    target: str
+    temperature: float
+    alpha: float
+    k: int | None
+    within_kept: bool
+    tail_bucket: bool
+    sign: int
+    nasty_weight: float
+    label_smoothing: float
+
+    @property
+    def needs_dense_teacher(self) -> bool:
+        return self.target in ("teacher", "reversed") and (self.k is None or self.tail_bucket)
+
+    def __call__(self, student_logits: torch.Tensor, teacher=None,
+                 labels: torch.Tensor | None = None) -> torch.Tensor:
+        student = student_logits.float()
+        if self.target == "labels":
+            return F.cross_entropy(student, labels, label_smoothing=self.label_smoothing)
+        if self.target == "uniform":
+            return kd_loss_unchecked(student, torch.zeros_like(student), labels, 1.0, self.alpha)
+        if isinstance(teacher, TopKRows):
+            return self._from_rows(student, teacher, labels)
+        teacher = teacher.float()
+        if self.target == "reversed":
+            teacher = reverse_logits(teacher, validate=False)
+        if self.sign < 0:
+            divergence = kd_loss_unchecked(student, teacher, None, self.temperature, 1.0)
+            return F.cross_entropy(student, labels) - self.nasty_weight * divergence
+        if self.tail_bucket:
+            kept = kept_indices(teacher, self.k)
+            return kd_loss_topk_unchecked(
+                student, kept, teacher.gather(-1, kept), labels, self.temperature, self.alpha,
+                "bucket", torch.logsumexp(teacher / self.temperature, dim=-1))
+        return kd_loss_unchecked(student, teacher, labels, self.temperature, self.alpha, self.k,
+                                 self.within_kept)
+
+    def _from_rows(self, student, rows: TopKRows, labels):
+        """Stingy and within-M KD from stored rows, through the top-k core."""
+        tail = "within" if self.within_kept else "drop"
+        return kd_loss_topk_unchecked(student, rows.indices[:, :self.k].long(),
+                                      rows.values[:, :self.k].to(student.dtype), labels,
+                                      self.temperature, self.alpha, tail)
+
+    def release(self, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """What a teacher releases to this objective: its logits, or with k set the top-k
+        ones and -inf elsewhere (the Stingy Teacher); unchecked."""
+        if self.k is None:
+            return teacher_logits
+        kept = torch.zeros_like(teacher_logits, dtype=torch.bool).scatter_(
+            -1, kept_indices(teacher_logits, self.k), True)
+        return teacher_logits.masked_fill(~kept, float("-inf"))
+
+
+def resolve_k(settings, num_classes: int) -> int:
+    """The kept count of ``settings``: ``k`` if set, else keep_count(ratio, K); ValueError
+    when k > K."""
+    if settings.k:
+        if settings.k > num_classes:
+            raise ValueError(f"method.k must be in [1, {num_classes}], got {settings.k}")
+        return settings.k
+    return keep_count(settings.ratio, num_classes)
+
+
+def build_objective(method, settings, num_classes: int, label_smoothing: float = 0.0
+                    ) -> Objective:
+    """The objective of registry entry ``method`` (stingy.methods.Method) with ``settings``
+    (stingy.methods.MethodSettings) over ``num_classes`` classes."""
+    sparse = method.sparse_target or (method.data_free and bool(settings.k or settings.ratio))
+    k = resolve_k(settings, num_classes) if sparse else None
+    return Objective(
+        method=method.name, target=method.target, temperature=settings.temperature,
+        alpha=1.0 if method.data_free else settings.alpha, k=k,
+        within_kept=method.within_kept, tail_bucket=method.tail_bucket, sign=method.sign,
+        nasty_weight=settings.nasty_weight, label_smoothing=label_smoothing)
