@@ -8,7 +8,8 @@ resumed run needs no random state to continue.
 
 :class:`LogitBank` runs the teacher over one epoch's batches (inference mode, several batches
 per forward pass, bf16 autocast on CUDA) and stores the logits as fp16: all K of them, or the
-indices (int64) and values of the top ``top_k``. Each epoch is one file ``epoch-NNNN.pt`` of
+indices (int64) and values of the top ``top_k`` (in descending order, ties to the lower class
+index, so the first k columns are the top-k set for every k <= top_k). Each epoch is one file ``epoch-NNNN.pt`` of
 plain tensors written atomically (``stingy.io.save_torch``) and read with
 ``torch.load(weights_only=True)``, in the folder ``<root>/<key>``, where ``key`` hashes
 :func:`bank_key`'s fields (teacher fingerprint, data fingerprint, seed, batch size, augment,
@@ -27,6 +28,7 @@ import torch
 
 from stingy.empirical.runs import load_torch_file
 from stingy.io import file_digest, save_torch
+from stingy.objective import TopKRows
 
 BANK_FORMAT = 1
 PADDING = 4
@@ -146,9 +148,11 @@ class LogitBank:
         record = {"key": json.dumps(self.key, sort_keys=True), "epoch": epoch}
         if self.top_k is None:
             return {**record, "logits": logits.half().cpu()}
-        values, indices = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1)
-        return {**record, "values": values.half().cpu(), "indices": indices.cpu(),
-                "num_classes": logits.shape[-1]}
+        # descending, ties to the lower class index: the first k columns are the top-k set
+        values, indices = logits.sort(dim=-1, descending=True, stable=True)
+        kept = min(self.top_k, logits.shape[-1])
+        return {**record, "values": values[:, :kept].half().cpu(),
+                "indices": indices[:, :kept].cpu(), "num_classes": logits.shape[-1]}
 
     def epoch(self, epoch: int, device) -> BankEpoch:
         """The logits of ``epoch`` on ``device``: read from the bank, or computed and saved."""
@@ -167,18 +171,18 @@ class LogitBank:
 
 
 class BankEpoch:
-    """One epoch of bank logits on the device; ``logits(step)`` gives a batch's float32 logits
-    (top-k banks: the kept values in place, -inf elsewhere, i.e. the top-k sparse logits)."""
+    """One epoch of bank logits on the device; ``teacher(step)`` gives a batch's teacher as an
+    objective reads it (stingy.objective): the fp16 logits [B, K] of a dense bank, or the
+    :class:`~stingy.objective.TopKRows` of a top-k bank."""
 
     def __init__(self, record: dict, batch_size: int, device):
         self.batch_size = batch_size
-        if "logits" in record:
-            self.dense = record["logits"].to(device)
-        else:
-            values, indices = record["values"].to(device), record["indices"].to(device)
-            dense = torch.full((values.shape[0], int(record["num_classes"])), float("-inf"),
-                               dtype=torch.float16, device=device)
-            self.dense = dense.scatter_(1, indices, values)
+        self.dense = record["logits"].to(device) if "logits" in record else None
+        self.rows = None if "logits" in record else TopKRows(record["indices"].to(device),
+                                                            record["values"].to(device))
 
-    def logits(self, step: int) -> torch.Tensor:
-        return self.dense[step * self.batch_size:(step + 1) * self.batch_size].float()
+    def teacher(self, step: int):
+        rows = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        if self.dense is not None:
+            return self.dense[rows]
+        return TopKRows(self.rows.indices[rows], self.rows.values[rows])

@@ -8,10 +8,10 @@ one after another on slices of the same tensors (the baseline the benchmark comp
 norm updates each student's own running statistics in both modes.
 
 Every student reads its teacher's logits from a :class:`stingy.empirical.bank.LogitBank`
-(no teacher forward pass while students train); reversed logits are made once per epoch, and
-the losses use ``stingy.theory.operators.kd_loss_unchecked``, so the step itself has no
-validation and no host-device sync: losses are summed on the device and read once per
-epoch. On CUDA: bf16 autocast, channels_last, and
+(no teacher forward pass while students train): all K logits, or the top-k rows for the
+sparse methods. Each student's loss is its method's objective (stingy.objective), built once,
+so the step itself has no validation and no host-device sync: the batch order moves to the
+device once per epoch, and the losses are summed on the device and read once per epoch. On CUDA: bf16 autocast, channels_last, and
 ``compile`` = "default" (torch.compile) or "cuda-graphs" (torch.compile mode
 "reduce-overhead"); on CPU "cuda-graphs" is skipped (plain compile) and bf16/channels_last
 are off.
@@ -29,121 +29,61 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from stingy.empirical.models import MODEL_NAMES, build_model
+from stingy.empirical.engine import RunControl
+from stingy.empirical.models import build_model
+from stingy.empirical.recipes import MODEL_NAMES
+from stingy.empirical.runs import Diverged
 from stingy.io import save_torch
-from stingy.methods import METHODS, names
-from stingy.theory.operators import kd_loss_unchecked, reverse_logits
+from stingy.methods import METHODS, MethodSettings, names
+from stingy.settings import (BATCH_SIZE, EPOCHS, LEARNING_RATE, MOMENTUM, OPEN_FRACTION,
+                             WEIGHT_DECAY, Choice, Flag, Number, Settings, setting)
 
 MODES = ("vmap", "loop")
 COMPILE_MODES = ("off", "default", "cuda-graphs")
-# the registry's (stingy.methods) CIFAR methods whose target the bank can build
-TARGET_METHODS = tuple(name for name in names("cifar", data_free=False)
-                       if METHODS[name].target != "uniform" and not METHODS[name].tail_bucket)
+TARGET_METHODS = names("cifar", data_free=False)  # the registry methods a group can train
 GROUP_CHECKPOINT = "group.pt"
 
 
 @dataclass(frozen=True)
 class Student:
-    """One student: its method (a name of the registry, stingy.methods), the bank it reads and
-    the method's numbers. ``k`` is the kept count of a sparse target (stingy / within-M)."""
+    """One student: its label, its method with the method's numbers (stingy.methods), and the
+    name of the logit bank it reads (None for a method without a teacher)."""
 
     label: str
-    method: str
+    method: MethodSettings
     teacher: str | None = None
-    temperature: float = 4.0
-    alpha: float = 0.9
-    k: int | None = None
-    nasty_weight: float = 0.04
 
     def __post_init__(self):
-        if self.method not in TARGET_METHODS:
+        if self.method.name not in TARGET_METHODS:
             raise ValueError(f"method must be one of {', '.join(TARGET_METHODS)}, got "
-                             f"{self.method!r}")
-        entry = METHODS[self.method]
-        if entry.needs_teacher != (self.teacher is not None):
+                             f"{self.method.name!r}")
+        if self.method.entry.needs_teacher != (self.teacher is not None):
             raise ValueError(f"student {self.label!r}: teacher must be given exactly when the "
                              f"method needs one")
-        if entry.sparse_target and not (isinstance(self.k, int) and self.k >= 1):
-            raise ValueError(f"student {self.label!r}: method {self.method} needs k >= 1")
-        if not self.temperature > 0 or not 0 <= self.alpha <= 1:
-            raise ValueError(f"student {self.label!r}: temperature must be > 0 and alpha in "
-                             f"[0, 1], got {self.temperature}, {self.alpha}")
-
-    def target_key(self):
-        """Students with equal keys share one epoch of teacher logits (reversed or not)."""
-        entry = METHODS[self.method]
-        return None if not entry.distils else (self.teacher, entry.target == "reversed")
 
 
 @dataclass(frozen=True)
-class GroupSettings:
+class GroupSettings(Settings):
     """How a group trains: SGD (nesterov) with a one-cycle learning rate (linear warm-up over
     ``warmup_fraction`` of the steps, then linear decay to 0), optional label smoothing on the
     CE term and an EMA of the weights (``ema_decay`` 0: none) used for evaluation."""
 
-    model: str
-    epochs: int
-    batch_size: int
-    lr: float
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_fraction: float = 0.15
-    label_smoothing: float = 0.0
-    ema_decay: float = 0.0
-    mode: str = "vmap"
-    compile: str = "off"
-    bf16: bool = True
-    channels_last: bool = True
-    eval_batch_size: int = 1000
-
-    def __post_init__(self):
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}, got {self.model!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.compile not in COMPILE_MODES:
-            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got "
-                             f"{self.compile!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not self.lr > 0 or not 0 <= self.ema_decay < 1 or not 0 <= self.label_smoothing < 1:
-            raise ValueError("lr must be > 0, ema_decay in [0, 1) and label_smoothing in [0, 1)")
-
-
-def student_loss(student: Student, student_logits, teacher_logits, labels,
-                 label_smoothing: float = 0.0) -> torch.Tensor:
-    """The loss of ``student`` on one batch, unchecked (no host-device sync):
-
-    scratch   CE_eps(s, y) (label smoothing eps);
-    normal_kd, stingy_kd, within_m_kd, reversed_kd (registry names, stingy.methods)
-              kd_loss_unchecked(s, z, y, T, a, k, within_kept) = (1 - a) CE(s, y)
-              + a T^2 KL(softmax(z_k / T) || softmax(s / T)) (within-M: over M only), where z is
-              already reversed for "reversed" (see :func:`epoch_teacher_logits`);
-    nasty_teacher  CE(s, y) - w T^2 KL(softmax(z / T) || softmax(s / T)) (Nasty Teacher).
-    """
-    student_logits = student_logits.float()
-    entry = METHODS[student.method]
-    if not entry.distils:
-        return F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
-    if entry.sign < 0:
-        divergence = kd_loss_unchecked(student_logits, teacher_logits, None,
-                                       student.temperature, 1.0)
-        return F.cross_entropy(student_logits, labels) - student.nasty_weight * divergence
-    k = student.k if entry.sparse_target else None
-    return kd_loss_unchecked(student_logits, teacher_logits, labels, student.temperature,
-                             student.alpha, k, entry.within_kept)
-
-
-def epoch_teacher_logits(bank_logits: torch.Tensor, key) -> torch.Tensor:
-    """One epoch of a bank's logits as float32, reversed (``reverse_logits``) for the
-    reversed-logits students: done once per epoch, outside the steps."""
-    logits = bank_logits.float()
-    return reverse_logits(logits) if key[1] else logits
+    model: str = setting(rule=Choice(MODEL_NAMES))
+    epochs: int = setting(rule=EPOCHS)
+    batch_size: int = setting(rule=BATCH_SIZE)
+    lr: float = setting(rule=LEARNING_RATE)
+    momentum: float = setting(0.9, MOMENTUM)
+    weight_decay: float = setting(5e-4, WEIGHT_DECAY)
+    warmup_fraction: float = setting(0.15, OPEN_FRACTION)
+    label_smoothing: float = setting(0.0, Number(0, 1, open_high=True))
+    ema_decay: float = setting(0.0, Number(0, 1, open_high=True))
+    mode: str = setting("vmap", Choice(MODES))
+    compile: str = setting("off", Choice(COMPILE_MODES))
+    bf16: bool = setting(True, Flag())
+    channels_last: bool = setting(True, Flag())
+    eval_batch_size: int = setting(1000, BATCH_SIZE)
 
 
 def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
@@ -258,27 +198,23 @@ class StudentGroup:
         return {n: t[index].detach().cpu().clone() for n, t in {**params, **buffers}.items()}
 
 
-def train_group(settings: GroupSettings, students: list[Student], train, test, stream,
-                banks: dict, *, num_classes: int, init_seed: int, device,
-                directory: str | Path | None = None, stop_after_epochs: int | None = None,
-                on_epoch=None) -> dict:
-    """Train ``students`` together; return {"history", "test_logits" [G, N, K], "group",
-    "finished", "seconds"}.
+def train_group(settings: GroupSettings, students: list[Student], train, stream, banks: dict,
+                *, num_classes: int, init_seed: int, device,
+                directory: str | Path | None = None, control: RunControl = RunControl()) -> dict:
+    """Train ``students`` together; return {"history", "group", "finished", "seconds",
+    "images_per_second_per_student"} (``group.predict(test)`` gives their test logits).
 
-    ``train`` / ``test`` are engine.DeviceData, ``stream`` an AugmentStream (its batch size is
-    the students'), ``banks`` maps a teacher name to a LogitBank of that stream. With
-    ``directory`` the group resumes from and checkpoints to ``directory/group.pt``.
-    ``stop_after_epochs`` (a test hook) returns after that many epochs of this call.
+    ``train`` is an engine.DeviceData, ``stream`` an AugmentStream (its batch size is the
+    students'), ``banks`` maps a teacher name to a LogitBank of that stream. Each student's
+    objective is built once from its method (stingy.objective). With ``directory`` the group
+    resumes from and checkpoints to ``directory/group.pt``; ``control.stop_after_epochs`` (a
+    test hook) returns after that many epochs of this call, ``control.on_epoch`` hears each
+    epoch's record. A non-finite mean training loss raises ``Diverged`` before the epoch is
+    saved.
     """
-    if not students:
-        raise ValueError("students must not be empty")
-    missing = {s.teacher for s in students if s.teacher is not None} - set(banks)
-    if missing:
-        raise ValueError(f"no logit bank for teacher(s) {sorted(missing)}")
-    for name, bank in banks.items():
-        if bank.stream != stream:
-            raise ValueError(f"the logit bank of {name!r} was made with {bank.stream}, but the "
-                             f"students use {stream}: they would not see the bank's batches")
+    check_banks(students, stream, banks, num_classes)
+    objectives = [s.method.entry.objective(s.method, num_classes, settings.label_smoothing)
+                  for s in students]
     group = StudentGroup(settings, len(students), num_classes, init_seed, device)
     steps = stream.steps(len(train))
     total = settings.epochs * steps
@@ -291,32 +227,19 @@ def train_group(settings: GroupSettings, students: list[Student], train, test, s
         group.load_state(saved["group"])
         scheduler.load_state_dict(saved["scheduler"])
         start_epoch, history = saved["epoch"], saved["history"]
-    keys = sorted({s.target_key() for s in students if s.target_key() is not None}, key=repr)
     began, epochs_here = time.perf_counter(), 0
     for epoch in range(start_epoch, settings.epochs):
-        if stop_after_epochs is not None and epochs_here >= stop_after_epochs:
+        if control.stop_after_epochs is not None and epochs_here >= control.stop_after_epochs:
             break
         epoch_began = time.perf_counter()
-        bank_epochs = {name: banks[name].epoch(epoch, group.device)
-                       for name in {key[0] for key in keys}}
-        targets = {key: epoch_teacher_logits(bank_epochs[key[0]].dense, key) for key in keys}
-        order = stream.order(epoch, len(train))
-        loss_sums = torch.zeros(len(students), device=group.device)
-        for step in range(steps):
-            images, labels = stream.batch(train, order, epoch, step, group.channels_last)
-            logits = group.logits(images)
-            rows = slice(step * stream.batch_size, step * stream.batch_size + len(labels))
-            losses = torch.stack([
-                student_loss(s, logits[g], targets[s.target_key()][rows] if s.target_key()
-                             else None, labels, settings.label_smoothing)
-                for g, s in enumerate(students)])
-            group.optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            group.optimizer.step()
-            scheduler.step()
-            group.update_ema()
-            loss_sums += losses.detach() * len(labels)
-        record = {"epoch": epoch + 1, "train_loss": (loss_sums / len(train)).tolist(),
+        bank_epochs = {name: bank.epoch(epoch, group.device) for name, bank in banks.items()}
+        loss_sums = train_epoch(group, students, objectives, train, stream, bank_epochs, epoch,
+                                scheduler)
+        mean_losses = (loss_sums / len(train)).tolist()
+        if not all(math.isfinite(loss) for loss in mean_losses):
+            raise Diverged(f"diverged at epoch {epoch + 1}: mean training losses "
+                           f"{dict(zip([s.label for s in students], mean_losses))}")
+        record = {"epoch": epoch + 1, "train_loss": mean_losses,
                   "seconds": time.perf_counter() - epoch_began,
                   "bank_epochs_built": sum(b.built_epochs for b in banks.values())}
         history.append(record)
@@ -324,12 +247,55 @@ def train_group(settings: GroupSettings, students: list[Student], train, test, s
         if path is not None:
             save_torch(path, {"group": group.state(), "scheduler": scheduler.state_dict(),
                               "epoch": epoch + 1, "history": history})
-        if on_epoch is not None:
-            on_epoch(record)
-    finished = len(history) == settings.epochs
-    test_logits = group.predict(test) if finished else None
-    return {"history": history, "test_logits": test_logits, "group": group,
-            "finished": finished, "seconds": time.perf_counter() - began,
-            "images_per_second_per_student": (epochs_here * len(train)
-                                              / max(time.perf_counter() - began, 1e-9))
+        if control.on_epoch is not None:
+            control.on_epoch(record)
+    seconds = time.perf_counter() - began
+    return {"history": history, "group": group, "finished": len(history) == settings.epochs,
+            "seconds": seconds,
+            "images_per_second_per_student": (epochs_here * len(train) / max(seconds, 1e-9))
             if epochs_here else math.nan}
+
+
+def check_banks(students: list[Student], stream, banks: dict, num_classes: int) -> None:
+    """Every student's bank exists, follows the students' stream, and holds what its
+    objective reads (a top-k bank: k <= its top_k, and no method needing the dense teacher)."""
+    if not students:
+        raise ValueError("students must not be empty")
+    missing = {s.teacher for s in students if s.teacher is not None} - set(banks)
+    if missing:
+        raise ValueError(f"no logit bank for teacher(s) {sorted(missing)}")
+    for name, bank in banks.items():
+        if bank.stream != stream:
+            raise ValueError(f"the logit bank of {name!r} was made with {bank.stream}, but the "
+                             f"students use {stream}: they would not see the bank's batches")
+    for student in students:
+        bank = banks.get(student.teacher)
+        if bank is None or bank.top_k is None:
+            continue
+        objective = student.method.entry.objective(student.method, num_classes)
+        if objective.needs_dense_teacher or objective.k > bank.top_k:
+            raise ValueError(f"student {student.label!r} ({student.method.name}) needs the "
+                             f"teacher's dense logits or more than its stored top "
+                             f"{bank.top_k}: give it a bank with all logits")
+
+
+def train_epoch(group: StudentGroup, students, objectives, train, stream, bank_epochs: dict,
+                epoch: int, scheduler) -> torch.Tensor:
+    """One epoch of steps of every student; returns each student's summed loss [G] on the
+    device. The batch order moves to the device once; a step reads nothing to the host."""
+    order = stream.order(epoch, len(train)).to(group.device)
+    loss_sums = torch.zeros(len(students), device=group.device)
+    for step in range(stream.steps(len(train))):
+        images, labels = stream.batch(train, order, epoch, step, group.channels_last)
+        logits = group.logits(images)
+        losses = torch.stack([
+            objective(logits[g], bank_epochs[s.teacher].teacher(step) if s.teacher else None,
+                      labels)
+            for g, (s, objective) in enumerate(zip(students, objectives))])
+        group.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        group.optimizer.step()
+        scheduler.step()
+        group.update_ema()
+        loss_sums += losses.detach() * len(labels)
+    return loss_sums

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 
 from stingy.empirical.models import MODEL_NAMES
-from stingy.empirical.recipes import load_recipe, needs_teacher, packaged_recipes
+from stingy.empirical.recipes import load_recipe, packaged_recipes
 
 
 def _run_options(parser, teacher_required: bool) -> None:
@@ -46,16 +46,17 @@ def _run_options(parser, teacher_required: bool) -> None:
 
 def run_train(args) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
-    if args.command == "train" and needs_teacher(recipe):
-        raise ValueError(f"recipe {args.recipe!r} uses method {recipe['method']['name']!r}, "
+    if args.command == "train" and recipe.needs_teacher:
+        raise ValueError(f"recipe {args.recipe!r} uses method {recipe.method.name!r}, "
                          f"which needs a teacher: use `stingy distill {args.recipe} --teacher ...`")
-    if args.command == "distill" and not needs_teacher(recipe):
+    if args.command == "distill" and not recipe.needs_teacher:
         raise ValueError(f"recipe {args.recipe!r} trains from scratch: use `stingy train`")
+    from stingy.empirical.engine import RunControl
     from stingy.empirical.train import train_recipe
 
-    summary = train_recipe(recipe, data=args.data, out=args.out, name=args.name,
+    summary = train_recipe(recipe, dataset=args.data, out=args.out, name=args.name,
                            device=args.device, resume=args.resume, teacher=args.teacher,
-                           teacher_arch=args.arch, on_epoch=_print_epoch)
+                           teacher_arch=args.arch, control=RunControl(on_epoch=_print_epoch))
     print(json.dumps(summary, indent=2))
     return 0
 

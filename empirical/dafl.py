@@ -8,11 +8,17 @@ teacher acts as the discriminator. Every step:
 1. x = G(z), z ~ N(0, I) of size [batch, latent_dim];
 2. the teacher gives logits t(x) and penultimate features f(x); the adversary sees only the
    released logits t' = teacher_transform(t) (the identity for a normal or nasty teacher,
-   ``sparsify_logits(., k)`` for a Stingy Teacher);
+   its top-k logits and -inf elsewhere for a Stingy Teacher, ``Objective.release``);
 3. G takes a step on L_G = w_oh * L_oh + w_a * L_a + w_ie * L_ie
    (:func:`dafl_generator_losses`, computed from t' and f);
 4. the student S takes a step on KD from the released logits on the same images (detached):
-   L_S = T^2 * KL(softmax(t'/T) || softmax(S(x)/T)), averaged over the batch.
+   L_S = T^2 * KL(softmax(t'/T) || softmax(S(x)/T)), averaged over the batch: the ``dafl_kd``
+   registry method's objective (stingy.objective).
+
+DAFL's CIFAR settings from its public code are the defaults of a recipe's ``[dafl]`` section
+(stingy.empirical.recipes.DaflSettings). The stingy paper's DAFL runs use a ResNet-34 teacher;
+DAFL's own CIFAR student is ResNet-18. A smaller batch or fewer steps is a compute budget
+choice, to be stated next to any result.
 
 The teacher stays in eval mode and is never updated. The generator stays in train mode (its
 batch norms use batch statistics), as in the reference.
@@ -22,6 +28,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,30 +40,6 @@ from tqdm import tqdm
 from stingy.empirical.runs import load_torch_file
 from stingy.io import save_torch
 from stingy.progress import bar_disabled
-from stingy.theory.operators import distillation_kl
-from stingy.theory.validation import check_temperature
-
-# DAFL's CIFAR settings from its public code (README commands and DAFL-train.py): 2000 epochs
-# of 120 iterations = 240,000 steps, batch 1024, latent 1000, generator Adam lr 0.02 (default
-# betas), student SGD lr 0.1, momentum 0.9, weight decay 5e-4, student lr x0.1 after epochs
-# 800 and 1600, KD at temperature 1. Loss weights (oh, a, ie): CIFAR-10 0.05, 0.01, 5;
-# CIFAR-100 0.5, 0.1, 20. The entropy term uses log10, as the code does (see
-# dafl_generator_losses). The stingy paper's DAFL runs use a ResNet-34 teacher (its PAPER.md
-# table); DAFL's own CIFAR student is ResNet-18. A smaller batch (e.g. 256) or fewer steps is
-# a compute budget choice, to be stated next to any result.
-DAFL_SETTINGS = {
-    "cifar10": {"steps": 240_000, "batch_size": 1024, "latent_dim": 1000,
-                "generator_lr": 0.02, "student_lr": 0.1, "student_momentum": 0.9,
-                "student_weight_decay": 5e-4, "lr_milestones": [96_000, 192_000],
-                "lr_gamma": 0.1, "temperature": 1.0, "onehot_weight": 0.05,
-                "activation_weight": 0.01, "entropy_weight": 5.0},
-    "cifar100": {"steps": 240_000, "batch_size": 1024, "latent_dim": 1000,
-                 "generator_lr": 0.02, "student_lr": 0.1, "student_momentum": 0.9,
-                 "student_weight_decay": 5e-4, "lr_milestones": [96_000, 192_000],
-                 "lr_gamma": 0.1, "temperature": 1.0, "onehot_weight": 0.5,
-                 "activation_weight": 0.1, "entropy_weight": 20.0},
-}
-
 
 class Generator(nn.Module):
     """DAFL's CIFAR generator: z [N, latent_dim] -> images [N, channels, 32, 32].
@@ -122,118 +106,168 @@ def dafl_generator_losses(teacher_logits: torch.Tensor, teacher_features: torch.
     return {"onehot": onehot, "activation": activation, "entropy": entropy, "total": total}
 
 
-def distill_data_free(teacher: nn.Module, student: nn.Module, *,
-                      teacher_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                      steps: int, batch_size: int = 1024, latent_dim: int = 1000,
-                      generator_lr: float = 0.02, student_lr: float = 0.1,
-                      student_momentum: float = 0.9, student_weight_decay: float = 5e-4,
-                      lr_milestones: list[int] | tuple[int, ...] = (), lr_gamma: float = 0.1,
-                      temperature: float = 1.0, onehot_weight: float = 1.0,
-                      activation_weight: float = 0.1, entropy_weight: float = 5.0,
-                      device: str | torch.device = "cpu", seed: int = 0, amp: bool = False,
-                      generator: Generator | None = None,
-                      checkpoint_path: str | Path | None = None, checkpoint_every: int = 1000,
-                      log_every: int = 100, progress: bool = True,
+@dataclass
+class DaflState:
+    """What a DAFL run trains and saves: the generator, the student, their optimizers, the
+    student's lr schedule, the noise generator and the history of logged records."""
+
+    generator: Generator
+    student: nn.Module
+    optimizer_generator: torch.optim.Optimizer
+    optimizer_student: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    noise: torch.Generator
+    history: list = field(default_factory=list)
+    step: int = 0
+
+    def save(self, path: Path) -> None:
+        save_torch(path, {
+            "step": self.step, "generator": self.generator.state_dict(),
+            "student": self.student.state_dict(),
+            "optimizer_generator": self.optimizer_generator.state_dict(),
+            "optimizer_student": self.optimizer_student.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "noise_rng": self.noise.get_state(),
+            "cpu_rng": torch.get_rng_state(), "history": self.history})
+
+    def load(self, path: Path) -> None:
+        saved = load_torch_file(path, "DAFL checkpoint")
+        self.generator.load_state_dict(saved["generator"])
+        self.student.load_state_dict(saved["student"])
+        self.optimizer_generator.load_state_dict(saved["optimizer_generator"])
+        self.optimizer_student.load_state_dict(saved["optimizer_student"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.noise.set_state(saved["noise_rng"])
+        torch.set_rng_state(saved["cpu_rng"])
+        self.step, self.history = saved["step"], saved["history"]
+
+
+def build_state(student: nn.Module, recipe, device: torch.device,
+                generator: Generator | None = None) -> DaflState:
+    """A fresh DAFL state: the generator (seeded by ``recipe.seed`` unless given), Adam on it,
+    the recipe's optimizer on the student, its lr x ``lr_gamma`` at each milestone fraction."""
+    from stingy.empirical.engine import build_optimizer
+
+    settings = recipe.dafl
+    if generator is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)
+            generator = Generator(settings.latent_dim)
+    if generator.latent_dim != settings.latent_dim:
+        raise ValueError(f"dafl.latent_dim ({settings.latent_dim}) must match the generator's "
+                         f"({generator.latent_dim})")
+    generator, student = generator.to(device), student.to(device)
+    optimizer_student = build_optimizer(student.parameters(), recipe.optim)
+    milestones = [round(fraction * settings.steps) for fraction in settings.lr_milestone_fractions]
+    return DaflState(
+        generator, student, torch.optim.Adam(generator.parameters(), lr=settings.generator_lr),
+        optimizer_student,
+        torch.optim.lr_scheduler.MultiStepLR(optimizer_student, milestones, settings.lr_gamma),
+        torch.Generator(device=device).manual_seed(recipe.seed))
+
+
+def distill_data_free(teacher: nn.Module, student: nn.Module, recipe, *, num_classes: int,
+                      device: str | torch.device = "cpu", generator: Generator | None = None,
+                      checkpoint_path: str | Path | None = None,
                       on_step: Callable[[int, dict], None] | None = None) -> dict:
     """Train a DAFL generator against ``teacher`` and ``student`` by KD on its images.
 
-    ``teacher_transform`` maps the teacher's logits to what it releases (None: the identity;
-    ``lambda z: sparsify_logits(z, k)`` for a Stingy Teacher); the generator's losses and the
+    ``recipe`` (stingy.empirical.recipes.Recipe, method ``dafl_kd``) gives everything: its
+    ``dafl`` section the generator, steps, batch and loss weights; its ``optim`` the student's
+    optimizer; its ``method`` the objective (T, and k when ``method.k`` or ``method.ratio`` is
+    set: the teacher then releases its top-k logits only, a Stingy Teacher); ``seed``;
+    ``train.bf16`` (autocast on CUDA) and ``train.progress``. The generator's losses and the
     student's KD target both use the released logits, the activation loss the teacher's
-    features. Both networks must accept ``return_features=True`` (the teacher) and the
-    generator's [N, 3, 32, 32] images. ``amp`` autocasts to bfloat16 on CUDA.
+    features; the teacher must accept ``return_features=True`` and give ``num_classes``
+    logits.
 
-    Every ``log_every`` steps (and at the last) a record {step, onehot, activation, entropy,
-    generator_loss, kd_loss, agreement (student argmax == released-teacher argmax on the
-    batch), student_lr} is appended to the history and passed to ``on_step(step, record)``.
-    With ``checkpoint_path``, the generator, student, optimizers, scheduler, random states and
-    history are saved atomically every ``checkpoint_every`` steps and at the end, and a run
-    finding that file resumes from it. Returns {"steps", "history", "final"} (plain data); the
-    student (and ``generator``, if given) are trained in place.
+    Every ``dafl.log_every`` steps (and at the last) a record {step, onehot, activation,
+    entropy, generator_loss, kd_loss, agreement (student argmax == released-teacher argmax on
+    the batch), student_lr} is appended to the history and passed to ``on_step(step,
+    record)``. With ``checkpoint_path`` the state is saved atomically every
+    ``dafl.checkpoint_every`` steps and at the end, and a run finding that file resumes from
+    it. Returns {"steps", "released_k", "history", "final"}; the student (and ``generator``,
+    if given) are trained in place.
     """
-    temperature = check_temperature(temperature)
-    for name, value in (("steps", steps), ("batch_size", batch_size), ("latent_dim", latent_dim),
-                        ("checkpoint_every", checkpoint_every), ("log_every", log_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if not recipe.entry.data_free:
+        raise ValueError(f"method.name must be a data-free method (dafl_kd), got "
+                         f"{recipe.method.name!r}")
     device = torch.device(device)
-    transform = teacher_transform or (lambda logits: logits)
-    if generator is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            generator = Generator(latent_dim)
-    if generator.latent_dim != latent_dim:
-        raise ValueError(f"latent_dim ({latent_dim}) must match the generator's "
-                         f"({generator.latent_dim})")
-    generator, student, teacher = generator.to(device), student.to(device), teacher.to(device)
-    optimizer_g = torch.optim.Adam(generator.parameters(), lr=generator_lr)
-    optimizer_s = torch.optim.SGD(student.parameters(), lr=student_lr, momentum=student_momentum,
-                                  weight_decay=student_weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer_s, list(lr_milestones), lr_gamma)
-    noise = torch.Generator(device=device).manual_seed(seed)
-    start, history = 0, []
+    objective = recipe.entry.objective(recipe.method, num_classes)
+    state = build_state(student, recipe, device, generator)
     if checkpoint_path is not None and Path(checkpoint_path).is_file():
-        state = load_torch_file(Path(checkpoint_path), "DAFL checkpoint")
-        generator.load_state_dict(state["generator"])
-        student.load_state_dict(state["student"])
-        optimizer_g.load_state_dict(state["optimizer_generator"])
-        optimizer_s.load_state_dict(state["optimizer_student"])
-        scheduler.load_state_dict(state["scheduler"])
-        noise.set_state(state["noise_rng"])
-        torch.set_rng_state(state["cpu_rng"])
-        start, history = state["step"], state["history"]
-
-    def save(step: int) -> None:
-        save_torch(checkpoint_path, {
-            "step": step, "generator": generator.state_dict(), "student": student.state_dict(),
-            "optimizer_generator": optimizer_g.state_dict(),
-            "optimizer_student": optimizer_s.state_dict(), "scheduler": scheduler.state_dict(),
-            "noise_rng": noise.get_state(), "cpu_rng": torch.get_rng_state(),
-            "history": history})
-
-    teacher_was_training = teacher.training
-    teacher_flags = [p.requires_grad for p in teacher.parameters()]
-    teacher.eval().requires_grad_(False)
-    generator.train()
-    student.train()
+        state.load(Path(checkpoint_path))
+    settings = recipe.dafl
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=amp and device.type == "cuda")
-    try:
-        for step in tqdm(range(start + 1, steps + 1), desc="DAFL", disable=bar_disabled(progress),
-                         initial=start, total=steps):
-            z = torch.randn(batch_size, latent_dim, device=device, generator=noise)
-            with autocast:
-                images = generator(z)
-                teacher_logits, teacher_features = teacher(images, return_features=True)
-                released = transform(teacher_logits.float())
-                losses = dafl_generator_losses(released, teacher_features.float(),
-                                               onehot_weight=onehot_weight,
-                                               activation_weight=activation_weight,
-                                               entropy_weight=entropy_weight)
-                student_logits = student(images.detach()).float()
-            target = torch.log_softmax(released.detach() / temperature, dim=1)
-            kd = temperature ** 2 * distillation_kl(student_logits, target, temperature).mean()
-            optimizer_g.zero_grad(set_to_none=True)
-            optimizer_s.zero_grad(set_to_none=True)
-            (losses["total"] + kd).backward()  # disjoint graphs: G gets L_G, S gets L_S
-            optimizer_g.step()
-            optimizer_s.step()
-            scheduler.step()
-            if step % log_every == 0 or step == steps:
-                record = {"step": step, **{k: v.item() for k, v in losses.items() if k != "total"},
-                          "generator_loss": losses["total"].item(), "kd_loss": kd.item(),
-                          "agreement": float((student_logits.argmax(1) ==
-                                              released.argmax(1)).float().mean()),
-                          "student_lr": optimizer_s.param_groups[0]["lr"]}
-                if not all(math.isfinite(v) for v in record.values()):
-                    raise FloatingPointError(f"DAFL diverged at step {step}: {record}")
-                history.append(record)
+                              enabled=recipe.train.bf16 and device.type == "cuda")
+    with frozen(teacher):
+        state.generator.train()
+        state.student.train()
+        for step in tqdm(range(state.step + 1, settings.steps + 1), desc="DAFL",
+                         disable=bar_disabled(recipe.train.progress), initial=state.step,
+                         total=settings.steps):
+            losses, kd, agreement = dafl_step(state, teacher, objective, settings, autocast,
+                                              device)
+            state.step = step
+            if step % settings.log_every == 0 or step == settings.steps:
+                record = log_record(state, step, losses, kd, agreement)
                 if on_step is not None:
                     on_step(step, record)
-            if checkpoint_path is not None and (step % checkpoint_every == 0 or step == steps):
-                save(step)
+            if checkpoint_path is not None and (step % settings.checkpoint_every == 0
+                                                or step == settings.steps):
+                state.save(Path(checkpoint_path))
+    return {"steps": settings.steps, "released_k": objective.k, "history": state.history,
+            "final": state.history[-1] if state.history else {}}
+
+
+def dafl_step(state: DaflState, teacher, objective, settings, autocast, device):
+    """One step of both networks; returns (generator losses, KD loss, agreement), tensors on
+    the device (no host read)."""
+    z = torch.randn(settings.batch_size, settings.latent_dim, device=device,
+                    generator=state.noise)
+    with autocast:
+        images = state.generator(z)
+        teacher_logits, teacher_features = teacher(images, return_features=True)
+        teacher_logits = teacher_logits.float()
+        released = objective.release(teacher_logits)
+        losses = dafl_generator_losses(released, teacher_features.float(),
+                                       onehot_weight=settings.onehot_weight,
+                                       activation_weight=settings.activation_weight,
+                                       entropy_weight=settings.entropy_weight)
+        student_logits = state.student(images.detach()).float()
+    kd = objective(student_logits, teacher_logits.detach())
+    state.optimizer_generator.zero_grad(set_to_none=True)
+    state.optimizer_student.zero_grad(set_to_none=True)
+    (losses["total"] + kd).backward()  # disjoint graphs: G gets L_G, S gets L_S
+    state.optimizer_generator.step()
+    state.optimizer_student.step()
+    state.scheduler.step()
+    agreement = (student_logits.argmax(1) == released.argmax(1)).float().mean()
+    return losses, kd, agreement
+
+
+def log_record(state: DaflState, step: int, losses: dict, kd, agreement) -> dict:
+    """The logged record of ``step`` (reads the losses to the host); FloatingPointError when
+    any is not finite."""
+    record = {"step": step, **{k: v.item() for k, v in losses.items() if k != "total"},
+              "generator_loss": losses["total"].item(), "kd_loss": kd.item(),
+              "agreement": agreement.item(),
+              "student_lr": state.optimizer_student.param_groups[0]["lr"]}
+    if not all(math.isfinite(v) for v in record.values()):
+        raise FloatingPointError(f"DAFL diverged at step {step}: {record}")
+    state.history.append(record)
+    return record
+
+
+@contextmanager
+def frozen(teacher: nn.Module):
+    """The teacher in eval mode with no gradients, restored afterwards."""
+    was_training = teacher.training
+    flags = [p.requires_grad for p in teacher.parameters()]
+    teacher.eval().requires_grad_(False)
+    try:
+        yield teacher
     finally:
-        teacher.train(teacher_was_training)
-        for param, flag in zip(teacher.parameters(), teacher_flags):
+        teacher.train(was_training)
+        for param, flag in zip(teacher.parameters(), flags):
             param.requires_grad_(flag)
-    return {"steps": steps, "history": history, "final": history[-1] if history else {}}
+

@@ -1,7 +1,7 @@
-"""A distiller: a student, an optional frozen teacher and a method's loss (mdistiller style).
+"""A distiller: a student, an optional frozen teacher and a method's objective (mdistiller style).
 
-``Distiller(images, labels) -> (student_logits, losses)`` where ``losses`` is the dict of
-:func:`stingy.empirical.objectives.method_losses`. The teacher stays in eval mode whatever
+``Distiller(images, labels) -> (student_logits, loss)`` where ``loss`` is the method's
+:class:`stingy.objective.Objective` on the batch. The teacher stays in eval mode whatever
 ``.train()`` is called with, and runs under ``torch.inference_mode``; its parameters are
 frozen and never reach the optimizer (``Distiller.parameters`` is the student's).
 """
@@ -11,19 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stingy.empirical.objectives import method_losses
-from stingy.empirical.recipes import needs_teacher
+from stingy.objective import Objective
 
 
 class Distiller(nn.Module):
-    def __init__(self, student: nn.Module, teacher: nn.Module | None, method: dict,
-                 label_smoothing: float = 0.0, precomputed: bool = False):
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, objective: Objective):
         super().__init__()
-        if needs_teacher({"method": method}) and teacher is None and not precomputed:
-            raise ValueError(f"method {method['name']!r} needs a teacher (give --teacher CHECKPOINT)")
         self.student = student
-        self.method = dict(method)
-        self.label_smoothing = label_smoothing
+        self.objective = objective
         # Kept outside the module tree: not in state_dict, parameters() or DDP's buckets.
         self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
 
@@ -52,6 +47,4 @@ class Distiller(nn.Module):
         if teacher_logits is None:
             teacher_logits = self.teacher_logits(images)
         student_logits = self.student(images)
-        losses = method_losses(self.method, student_logits, teacher_logits, labels,
-                               self.label_smoothing)
-        return student_logits, losses
+        return student_logits, self.objective(student_logits, teacher_logits, labels)

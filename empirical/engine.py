@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,8 +31,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from stingy.empirical import augment
+from stingy.empirical.data import CHANNEL_MEAN, CHANNEL_STD
 from stingy.empirical.distill import Distiller
-from stingy.empirical.objectives import kept_classes
+from stingy.empirical.recipes import OptimSettings, Recipe, ScheduleSettings
 from stingy.empirical.runs import (
     METRICS,
     MODEL,
@@ -54,22 +57,30 @@ from stingy.theory.sweep import theory_grid
 # ----------------------------------------------------------------------------- data
 
 class DeviceData:
-    """Images (uint8, NHWC) and labels of one split, resident on ``device``."""
+    """Images (uint8, NHWC) and labels of one split, resident on ``device``; the per-channel
+    ``mean`` and ``std`` are checked once here and kept on the device, so a batch needs no
+    host-device transfer or synchronisation."""
 
     def __init__(self, images, labels, mean, std, device):
+        if len(mean) != len(std) or not all(value > 0 for value in std):
+            raise ValueError(f"std must be positive for every channel of mean, got mean "
+                             f"{list(mean)} and std {list(std)}")
         self.images = torch.as_tensor(images).to(device)
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(device)
         self.mean, self.std = mean, std
-        self.black = [-m / s for m, s in zip(mean, std)]  # a 0 pixel after normalisation
+        self.shift = torch.tensor([255.0 * m for m in mean], device=device).view(1, -1, 1, 1)
+        self.scale = torch.tensor([255.0 * s for s in std], device=device).view(1, -1, 1, 1)
+        # a 0 pixel after normalisation (torchvision pads the uint8 image with black)
+        self.black = torch.tensor([-m / s for m, s in zip(mean, std)], device=device)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def batch(self, index: torch.Tensor, augment_generator=None, channels_last=False):
-        """Normalised NCHW float images (augmented if a generator is given) and labels."""
-        index = index.to(self.images.device)
-        images = augment.to_float_normalised(self.images[index], self.mean, self.std)
-        if augment_generator is not None:  # pad with black, as torchvision pads the uint8 image
+        """Normalised NCHW float images (augmented if a generator is given) and labels;
+        ``index`` lives on the data's device."""
+        images = (self.images[index].permute(0, 3, 1, 2).float() - self.shift) / self.scale
+        if augment_generator is not None:
             images = augment.random_crop_flip(images, padding=4, generator=augment_generator,
                                               fill=self.black)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -94,10 +105,11 @@ def balanced_subset(labels, size: int, seed: int) -> torch.Tensor:
     return torch.sort(torch.argsort(keys)[:size]).values
 
 
-def device_splits(dataset, recipe: dict, device, mean, std) -> tuple[DeviceData, DeviceData]:
-    data = recipe["data"]
-    train_index = balanced_subset(dataset.train_labels, data["train_subset"], recipe["seed"])
-    test_index = balanced_subset(dataset.test_labels, data["test_subset"], recipe["seed"])
+def device_splits(dataset, recipe: Recipe, device) -> tuple[DeviceData, DeviceData]:
+    """The recipe's class-balanced train and test subsets, on ``device``."""
+    mean, std = normalisation(recipe.data.dataset)
+    train_index = balanced_subset(dataset.train_labels, recipe.data.train_subset, recipe.seed)
+    test_index = balanced_subset(dataset.test_labels, recipe.data.test_subset, recipe.seed)
     as_tensor = torch.as_tensor
     train = DeviceData(as_tensor(dataset.train_images)[train_index],
                        as_tensor(dataset.train_labels)[train_index], mean, std, device)
@@ -106,31 +118,36 @@ def device_splits(dataset, recipe: dict, device, mean, std) -> tuple[DeviceData,
     return train, test
 
 
+def normalisation(dataset_name: str) -> tuple:
+    """The per-channel (mean, std) of a dataset's training images."""
+    return CHANNEL_MEAN[dataset_name], CHANNEL_STD[dataset_name]
+
+
 # ----------------------------------------------------------------------------- optimisation
 
-def build_optimizer(parameters, optim: dict) -> torch.optim.Optimizer:
-    if optim["name"] == "sgd":
-        return torch.optim.SGD(parameters, lr=optim["lr"], momentum=optim["momentum"],
-                               nesterov=optim["nesterov"], weight_decay=optim["weight_decay"])
-    return torch.optim.Adam(parameters, lr=optim["lr"], weight_decay=optim["weight_decay"])
+def build_optimizer(parameters, optim: OptimSettings) -> torch.optim.Optimizer:
+    if optim.name == "sgd":
+        return torch.optim.SGD(parameters, lr=optim.lr, momentum=optim.momentum,
+                               nesterov=optim.nesterov, weight_decay=optim.weight_decay)
+    return torch.optim.Adam(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
 
 
-def lr_factor(step: int, steps_per_epoch: int, schedule: dict) -> float:
+def lr_factor(step: int, steps_per_epoch: int, schedule: ScheduleSettings) -> float:
     """Learning-rate multiplier at optimizer step ``step`` (0-based).
 
     multistep: gamma ** (number of milestones <= current epoch), epochs 0-based (the reference's
     MultiStepLR stepped once per epoch). onecycle: linear rise from 0 over warmup_fraction of the
     steps, then linear fall to final_lr_fraction. constant: 1.
     """
-    if schedule["name"] == "multistep":
+    if schedule.name == "multistep":
         epoch = step // steps_per_epoch
-        return schedule["gamma"] ** sum(epoch >= m for m in schedule["milestones"])
-    if schedule["name"] == "onecycle":
-        total = schedule["epochs"] * steps_per_epoch
-        peak = max(1, round(schedule["warmup_fraction"] * total))
+        return schedule.gamma ** sum(epoch >= m for m in schedule.milestones)
+    if schedule.name == "onecycle":
+        total = schedule.epochs * steps_per_epoch
+        peak = max(1, round(schedule.warmup_fraction * total))
         if step < peak:
             return (step + 1) / peak
-        final = schedule["final_lr_fraction"]
+        final = schedule.final_lr_fraction
         return 1 - (1 - final) * min(1.0, (step - peak) / max(1, total - peak))
     return 1.0
 
@@ -144,7 +161,7 @@ def predict(model, data: DeviceData, batch_size: int, autocast: bool, channels_l
     model.eval()
     outputs = []
     for start in range(0, len(data), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(data)))
+        index = torch.arange(start, min(start + batch_size, len(data)), device=data.images.device)
         images, _ = data.batch(index, channels_last=channels_last)
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=autocast):
             outputs.append(model(images).float())
@@ -202,161 +219,221 @@ def all_sum(values: list[float], device) -> list[float]:
 
 # ----------------------------------------------------------------------------- the loop
 
-def fit(recipe: dict, dataset, student: torch.nn.Module, teacher: torch.nn.Module | None,
-        run_dir: str | Path, *, mean, std, device="cpu", resume: bool = False,
-        stop_after_epochs: int | None = None, deadline: float | None = None,
-        on_epoch=None, run_id: str | None = None,
-        teacher_logits: torch.Tensor | None = None) -> dict:
-    """Train ``student`` by ``recipe`` on ``dataset``; return the summary (also saved).
+@dataclass(frozen=True)
+class RunControl:
+    """When a ``fit`` call returns before the run ends, and who hears about each epoch.
 
-    ``stop_after_epochs`` (a test hook) returns after that many epochs in this call, as if the
+    ``stop_after_epochs`` (a test hook) returns after that many epochs of this call, as if the
     process had been killed after writing the checkpoint. ``deadline`` (a ``time.monotonic()``
     value) stops before an epoch when the mean epoch time so far says the remaining epochs
-    would end after it (the checkpoint stays, so ``resume`` can finish the run later).
-    ``on_epoch(record)`` is called with every metrics record (progress output for scripts).
-    ``run_id`` is stored in each checkpoint; resuming refuses a checkpoint of another run.
-    A non-finite mean training loss after an epoch raises ``Diverged("diverged at epoch E")``
-    before anything of that epoch is saved.
-    ``teacher_logits`` (training images x classes, in the dataset's order) replaces the teacher
-    model: each batch takes its rows.
-    """
-    run_dir = Path(run_dir)
-    device = torch.device(device)
-    rank, world = distributed_context()
-    train_cfg, schedule, method = recipe["train"], recipe["schedule"], recipe["method"]
-    on_cuda = device.type == "cuda"
-    autocast = on_cuda and train_cfg["bf16"]
-    channels_last = on_cuda and train_cfg["channels_last"]
-    torch.manual_seed(recipe["seed"])
+    would end after it (the checkpoint stays, so a resume can finish the run later).
+    ``on_epoch(record)`` is called with every metrics record."""
 
-    train_data, test_data = device_splits(dataset, recipe, device, mean, std)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    student = student.to(device, memory_format=memory_format)
-    if teacher is not None:
-        teacher = teacher.to(device, memory_format=memory_format).eval()
-    forward_student = torch.compile(student) if train_cfg["compile"] else student
-    if world > 1:
-        forward_student = torch.nn.parallel.DistributedDataParallel(
-            forward_student, device_ids=[device.index] if on_cuda else None)
-    distiller = Distiller(forward_student, teacher, method, train_cfg["label_smoothing"],
-                          precomputed=teacher_logits is not None)
-    if teacher_logits is not None:
-        train_rows = balanced_subset(dataset.train_labels, recipe["data"]["train_subset"],
-                                     recipe["seed"])
-        teacher_logits = teacher_logits[train_rows].to(device)
+    stop_after_epochs: int | None = None
+    deadline: float | None = None
+    on_epoch: Callable[[dict], None] | None = None
 
-    batch_size = train_cfg["batch_size"]
-    steps_per_epoch = max(1, math.ceil(len(train_data) / batch_size))
-    optimizer = build_optimizer(student.parameters(), recipe["optim"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps_per_epoch, schedule))
-    generators = {"data_order": torch.Generator().manual_seed(recipe["seed"]),
-                  "augment": torch.Generator(device=device).manual_seed(recipe["seed"] + 1)}
-
-    start_epoch, history, best = 0, [], 0.0
-    if resume:
-        check_same_recipe(run_dir, recipe)
-        state = load_checkpoint(run_dir, run_id)
-        student.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        restore_random_states(state["random"], generators)
-        start_epoch, best = state["epoch"], state["best_accuracy"]
-        history = metrics_up_to(run_dir, start_epoch)
-        if rank == 0:
-            rewrite_metrics(run_dir, history)
-    elif rank == 0:
-        write_json(run_dir / RECIPE, recipe)
-
-    k = kept_classes(method, dataset_classes(dataset))
-    teacher_test_logits = None
-    if k is not None and teacher is not None:
-        teacher_test_logits = predict(teacher, test_data, train_cfg["eval_batch_size"],
-                                      autocast, channels_last)
-
-    stop_reason, seconds_here = None, []  # epoch times of this call
-    for epoch in range(start_epoch, schedule["epochs"]):
-        if stop_after_epochs is not None and len(seconds_here) >= stop_after_epochs:
-            stop_reason = "stop_after_epochs"
-        elif deadline is not None and seconds_here:
+    def stop_reason(self, seconds_here: list[float], epochs_left: int) -> str | None:
+        if self.stop_after_epochs is not None and len(seconds_here) >= self.stop_after_epochs:
+            return "stop_after_epochs"
+        if self.deadline is not None and seconds_here:
             steady = seconds_here[1:] or seconds_here  # the first epoch includes warm-up
-            mean_seconds = sum(steady) / len(steady)
-            if time.monotonic() + mean_seconds * (schedule["epochs"] - epoch) > deadline:
-                stop_reason = "deadline"
+            if time.monotonic() + sum(steady) / len(steady) * epochs_left > self.deadline:
+                return "deadline"
+        return None
+
+
+@dataclass
+class Run:
+    """What one ``fit`` call builds once and every epoch reads."""
+
+    recipe: Recipe
+    run_dir: Path
+    run_id: str | None
+    device: torch.device
+    rank: int
+    world: int
+    autocast: bool
+    channels_last: bool
+    train_data: DeviceData
+    test_data: DeviceData
+    student: torch.nn.Module
+    distiller: Distiller
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    generators: dict
+    teacher_rows: torch.Tensor | None       # precomputed teacher logits of the training subset
+    teacher_test_logits: torch.Tensor | None  # for the drive record of a sparse method
+    steps_per_epoch: int
+
+
+def fit(recipe: Recipe, dataset, student: torch.nn.Module, teacher, run_dir: str | Path, *,
+        device="cpu", resume: bool = False, run_id: str | None = None,
+        control: RunControl = RunControl()) -> dict:
+    """Train ``student`` by ``recipe`` on ``dataset``; return the summary (also saved).
+
+    ``teacher`` is None, a model, or a table of precomputed teacher logits (training images x
+    classes, in the dataset's order: each batch takes its rows). ``run_id`` is stored in each
+    checkpoint; resuming refuses a checkpoint of another run. A non-finite mean training loss
+    after an epoch raises ``Diverged("diverged at epoch E")`` before anything of that epoch is
+    saved.
+    """
+    run = setup_run(recipe, dataset, student, teacher, Path(run_dir), torch.device(device),
+                    run_id)
+    start_epoch, best, history = restore(run) if resume else (0, 0.0, [])
+    if not resume and run.rank == 0:
+        write_json(run.run_dir / RECIPE, recipe.to_table())
+    epochs = recipe.schedule.epochs
+    stop_reason, seconds_here = None, []  # epoch times of this call
+    for epoch in range(start_epoch, epochs):
+        stop_reason = control.stop_reason(seconds_here, epochs - epoch)
         if stop_reason:
             break
         began = time.perf_counter()
-        distiller.train()
-        order = torch.randperm(len(train_data), generator=generators["data_order"])
-        sums: dict[str, torch.Tensor] = {}
-        seen = 0
-        batches = tqdm(range(steps_per_epoch), desc=f"{recipe['recipe']} epoch {epoch + 1}"
-                       f"/{schedule['epochs']}", leave=False, dynamic_ncols=True,
-                       disable=bar_disabled(train_cfg["progress"] and rank == 0))
-        lr = optimizer.param_groups[0]["lr"]
-        for step in batches:
-            global_batch = order[step * batch_size:(step + 1) * batch_size]
-            if len(global_batch) < world:
-                continue
-            index = global_batch[rank::world]
-            images, labels = train_data.batch(
-                index, generators["augment"] if train_cfg["augment"] else None, channels_last)
-            rows = None if teacher_logits is None else teacher_logits[index.to(device)]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                _, losses = distiller(images, labels, rows)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            optimizer.step()
-            scheduler.step()
-            for name, value in losses.items():  # summed on the device: no sync per step
-                sums[name] = sums.get(name, 0.0) + value.detach().float() * len(labels)
-            seen += len(labels)
-            if step % 50 == 0 or step == steps_per_epoch - 1:
-                batches.set_postfix(loss=f"{float(sums['loss']) / seen:.4f}")
-        average_buffers(student)
-        names = sorted(sums)
-        totals = all_sum([float(sums[name]) for name in names] + [seen], device)
-        means = {name: total / totals[-1] for name, total in zip(names, totals)}
-        if not math.isfinite(means["loss"]):
-            raise Diverged(f"diverged at epoch {epoch + 1}: the mean training loss is "
-                           f"{means['loss']} (lower optim.lr or check the recipe)")
-        test_logits = predict(student, test_data, train_cfg["eval_batch_size"], autocast,
-                              channels_last)
-        accuracy, test_loss = accuracy_and_loss(test_logits, test_data.labels)
-        best = max(best, accuracy)
-        record = {"epoch": epoch + 1, "lr": lr, "train_loss": means.pop("loss"),
-                  **{f"train_{name}": value for name, value in means.items()},
-                  "test_accuracy": accuracy, "test_loss": test_loss,
-                  "seconds": time.perf_counter() - began, "images": int(totals[-1])}
-        if teacher_test_logits is not None:
-            record.update(drive_record(test_logits.cpu(), teacher_test_logits.cpu(), k,
-                                       method["temperature"]))
+        means, images = train_epoch(run, epoch)
+        record = evaluate(run, epoch, means, images)
+        record["seconds"] = time.perf_counter() - began
+        best = max(best, record["test_accuracy"])
         history.append(record)
         seconds_here.append(record["seconds"])
-        if rank == 0:
-            if (epoch + 1) % train_cfg["checkpoint_every"] == 0 or epoch + 1 == schedule["epochs"]:
-                save_checkpoint(run_dir, epoch=epoch + 1, model=student, optimizer=optimizer,
-                                scheduler=scheduler, generators=generators, best_accuracy=best,
-                                run_id=run_id)
-            append_jsonl(run_dir / METRICS, record)
-            if on_epoch is not None:
-                on_epoch(record)
+        if run.rank == 0:
+            if (epoch + 1) % recipe.train.checkpoint_every == 0 or epoch + 1 == epochs:
+                save_checkpoint(run.run_dir, epoch=epoch + 1, model=run.student,
+                                optimizer=run.optimizer, scheduler=run.scheduler,
+                                generators=run.generators, best_accuracy=best, run_id=run_id)
+            append_jsonl(run.run_dir / METRICS, record)
+            if control.on_epoch is not None:
+                control.on_epoch(record)
+    return finish(run, history, best, stop_reason, len(dataset.classes))
 
-    summary = {"recipe": recipe["recipe"], "run_dir": str(run_dir), "device": str(device),
-               "world_size": world, "epochs_done": len(history), "epochs": schedule["epochs"],
-               "finished": stop_reason is None, "stop_reason": stop_reason,
+
+def setup_run(recipe: Recipe, dataset, student, teacher, run_dir: Path, device: torch.device,
+              run_id: str | None) -> Run:
+    """The data on the device, the student (compiled, DDP-wrapped), its objective, optimizer,
+    scheduler and generators."""
+    rank, world = distributed_context()
+    on_cuda = device.type == "cuda"
+    autocast = on_cuda and recipe.train.bf16
+    channels_last = on_cuda and recipe.train.channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    torch.manual_seed(recipe.seed)
+    train_data, test_data = device_splits(dataset, recipe, device)
+    num_classes = len(dataset.classes)
+    student = student.to(device, memory_format=memory_format)
+    teacher_model = teacher if isinstance(teacher, torch.nn.Module) else None
+    teacher_rows = None
+    if isinstance(teacher, torch.Tensor):
+        rows = balanced_subset(dataset.train_labels, recipe.data.train_subset, recipe.seed)
+        teacher_rows = teacher[rows].to(device)
+    if teacher_model is not None:
+        teacher_model = teacher_model.to(device, memory_format=memory_format).eval()
+    forward_student = torch.compile(student) if recipe.train.compile else student
+    if world > 1:
+        forward_student = torch.nn.parallel.DistributedDataParallel(
+            forward_student, device_ids=[device.index] if on_cuda else None)
+    objective = recipe.entry.objective(recipe.method, num_classes, recipe.train.label_smoothing)
+    distiller = Distiller(forward_student, teacher_model, objective)
+    steps_per_epoch = max(1, math.ceil(len(train_data) / recipe.train.batch_size))
+    optimizer = build_optimizer(student.parameters(), recipe.optim)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps_per_epoch, recipe.schedule))
+    generators = {"data_order": torch.Generator(device=device).manual_seed(recipe.seed),
+                  "augment": torch.Generator(device=device).manual_seed(recipe.seed + 1)}
+    teacher_test_logits = None
+    if objective.k is not None and teacher_model is not None:
+        teacher_test_logits = predict(teacher_model, test_data, recipe.train.eval_batch_size,
+                                      autocast, channels_last)
+    return Run(recipe, run_dir, run_id, device, rank, world, autocast, channels_last,
+               train_data, test_data, student, distiller, optimizer, scheduler, generators,
+               teacher_rows, teacher_test_logits, steps_per_epoch)
+
+
+def restore(run: Run) -> tuple[int, float, list[dict]]:
+    """Load the checkpoint of a resumed run: (start epoch, best accuracy, metrics so far)."""
+    check_same_recipe(run.run_dir, run.recipe)
+    state = load_checkpoint(run.run_dir, run.run_id)
+    run.student.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    restore_random_states(state["random"], run.generators)
+    history = metrics_up_to(run.run_dir, state["epoch"])
+    if run.rank == 0:
+        rewrite_metrics(run.run_dir, history)
+    return state["epoch"], state["best_accuracy"], history
+
+
+def train_epoch(run: Run, epoch: int) -> tuple[dict, int]:
+    """One epoch of steps; returns ({"train_loss", "lr"}, images seen over all ranks). The
+    batch order is drawn on the device and the loss summed there: no host-device
+    synchronisation in a step (the progress bar's postfix reads the loss only when drawn)."""
+    recipe, batch_size = run.recipe, run.recipe.train.batch_size
+    run.distiller.train()
+    order = torch.randperm(len(run.train_data), generator=run.generators["data_order"],
+                           device=run.device)
+    augment_generator = run.generators["augment"] if recipe.train.augment else None
+    loss_sum = torch.zeros((), device=run.device)
+    seen = 0
+    batches = tqdm(range(run.steps_per_epoch),
+                   desc=f"{recipe.recipe} epoch {epoch + 1}/{recipe.schedule.epochs}",
+                   leave=False, dynamic_ncols=True,
+                   disable=bar_disabled(recipe.train.progress and run.rank == 0))
+    lr = run.optimizer.param_groups[0]["lr"]
+    for step in batches:
+        global_batch = order[step * batch_size:(step + 1) * batch_size]
+        if len(global_batch) < run.world:
+            continue
+        index = global_batch[run.rank::run.world]
+        images, labels = run.train_data.batch(index, augment_generator, run.channels_last)
+        rows = None if run.teacher_rows is None else run.teacher_rows[index]
+        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.autocast):
+            _, loss = run.distiller(images, labels, rows)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        loss_sum += loss.detach().float() * len(labels)
+        seen += len(labels)
+        if not batches.disable and (step % 50 == 0 or step == run.steps_per_epoch - 1):
+            batches.set_postfix(loss=f"{float(loss_sum) / seen:.4f}")
+    average_buffers(run.student)
+    total_loss, images = all_sum([float(loss_sum), seen], run.device)
+    mean_loss = total_loss / images
+    if not math.isfinite(mean_loss):
+        raise Diverged(f"diverged at epoch {epoch + 1}: the mean training loss is "
+                       f"{mean_loss} (lower optim.lr or check the recipe)")
+    return {"lr": lr, "train_loss": mean_loss}, int(images)
+
+
+def evaluate(run: Run, epoch: int, means: dict, images: int) -> dict:
+    """The epoch's metrics record: test accuracy and loss, and for a sparse method the
+    student's logit gap and the T4 terms against the teacher's test logits."""
+    test_logits = predict(run.student, run.test_data, run.recipe.train.eval_batch_size,
+                          run.autocast, run.channels_last)
+    accuracy, test_loss = accuracy_and_loss(test_logits, run.test_data.labels)
+    record = {"epoch": epoch + 1, **means, "test_accuracy": accuracy, "test_loss": test_loss,
+              "images": images}
+    if run.teacher_test_logits is not None:
+        record.update(drive_record(test_logits.cpu(), run.teacher_test_logits.cpu(),
+                                   run.distiller.objective.k, run.recipe.method.temperature))
+    return record
+
+
+def finish(run: Run, history: list[dict], best: float, stop_reason: str | None,
+           num_classes: int) -> dict:
+    """The summary; a finished run also saves its model and summary.json."""
+    recipe = run.recipe
+    summary = {"recipe": recipe.recipe, "run_dir": str(run.run_dir), "device": str(run.device),
+               "world_size": run.world, "epochs_done": len(history),
+               "epochs": recipe.schedule.epochs, "finished": stop_reason is None,
+               "stop_reason": stop_reason,
                "test_accuracy": history[-1]["test_accuracy"] if history else None,
                "best_test_accuracy": best,
                "train_seconds": sum(record["seconds"] for record in history)}
-    if rank == 0 and stop_reason is None:
-        save_model(run_dir / MODEL, student, model_name=recipe["model"]["name"],
-                   num_classes=dataset_classes(dataset), dataset=recipe["data"]["dataset"],
-                   recipe=recipe, test_accuracy=summary["test_accuracy"])
-        write_summary(run_dir, summary)
+    if run.rank == 0 and stop_reason is None:
+        save_model(run.run_dir / MODEL, run.student, model_name=recipe.model.name,
+                   num_classes=num_classes, dataset=recipe.data.dataset, recipe=recipe,
+                   test_accuracy=summary["test_accuracy"])
+        write_summary(run.run_dir, summary)
     if dist.is_initialized():
         dist.barrier()
     return summary
-
-
-def dataset_classes(dataset) -> int:
-    return len(dataset.classes)

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stingy.empirical.engine import RunControl
 from stingy.empirical.models import build_model
 from stingy.empirical.recipes import load_recipe
 from stingy.empirical.runs import MODEL
@@ -181,12 +182,13 @@ def run_gpu_check(out: str | Path, *, data: str | None = None, budget_seconds: f
 
     teacher_overrides = common + ([f"schedule.epochs={teacher_epochs}"] if teacher_epochs else [])
     teacher_recipe = load_recipe(TEACHER_RECIPE, teacher_overrides)
-    teacher_flops = forward_flops(build_model(teacher_recipe["model"]["name"], 10))
+    teacher_flops = forward_flops(build_model(teacher_recipe.model.name, 10))
     summary = train_recipe(teacher_recipe, dataset=dataset, out=out / "runs", name="teacher",
-                           device=device, deadline=deadline, on_epoch=progress("teacher"))
+                           device=device,
+                           control=RunControl(deadline=deadline, on_epoch=progress("teacher")))
     history = _metrics(summary)
     report["teacher"] = {
-        **run_entry(summary, history, model=teacher_recipe["model"]["name"], method="scratch",
+        **run_entry(summary, history, model=teacher_recipe.model.name, method="scratch",
                     flops_per_image=3 * teacher_flops),
         "recipe": TEACHER_RECIPE, "time_to_93": time_to_accuracy(history, TARGET_ACCURACY),
         "wall_seconds_at_end": time.monotonic() - began}
@@ -205,14 +207,15 @@ def run_gpu_check(out: str | Path, *, data: str | None = None, budget_seconds: f
         overrides = STUDENT_FAST + common + [f"model.name={model}",
                                              f"schedule.epochs={student_epochs}"]
         recipe = load_recipe(METHOD_RECIPES[method], overrides)
-        student_flops = forward_flops(build_model(recipe["model"]["name"], 10))
+        student_flops = forward_flops(build_model(recipe.model.name, 10))
         distils = method_entry(method).needs_teacher
         flops = 3 * student_flops + (teacher_flops if distils else 0)
         try:
             summary = train_recipe(recipe, dataset=dataset, out=out / "runs",
-                                   name=f"{model}-{method}", device=device, deadline=deadline,
+                                   name=f"{model}-{method}", device=device,
                                    teacher=teacher_path if distils else None,
-                                   on_epoch=progress(f"{model}-{method}"))
+                                   control=RunControl(deadline=deadline,
+                                                      on_epoch=progress(f"{model}-{method}")))
         except Exception as err:  # noqa: BLE001 - record it and go on to the next student
             report["students"].append({"model": model, "method": method,
                                        "error": f"{type(err).__name__}: {err}"})

@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stingy.empirical.engine import DeviceData, balanced_subset, drive_record, predict
-from stingy.empirical.objectives import kept_classes
+from stingy.empirical.engine import (DeviceData, balanced_subset, drive_record, normalisation,
+                                     predict)
 from stingy.empirical.real_teacher_theory import GRID_TEMPERATURES
-from stingy.empirical.recipes import load_recipe, needs_teacher
+from stingy.empirical.recipes import load_recipe
 from stingy.empirical.runs import (
     MODEL,
     SUMMARY,
@@ -50,7 +50,6 @@ from stingy.empirical.runs import (
     teacher_fingerprint,
 )
 from stingy.io import atomic_write, read_jsonl, write_csv, write_json
-from stingy.methods import method as method_entry
 from stingy.theory.operators import sparsify_logits
 from stingy.theory.sweep import theory_grid
 
@@ -97,7 +96,7 @@ def run_quick_profile(*, data=None, out="runs/quick", device="cpu", dataset=None
     ``overrides`` (``--set`` strings) apply to every quick recipe (tests shrink the profile).
     """
     from stingy.empirical import data as data_module
-    from stingy.empirical.train import load_teacher, normalisation, resolve_device
+    from stingy.empirical.train import load_teacher, resolve_device
 
     began = time.perf_counter()
     out = Path(out)
@@ -109,41 +108,41 @@ def run_quick_profile(*, data=None, out="runs/quick", device="cpu", dataset=None
     teacher_path = out / "runs" / "quick-teacher" / MODEL
     teacher_recipe = load_recipe("quick-teacher", overrides)
     num_classes = len(dataset.classes)
-    mean, std = normalisation(teacher_recipe["data"]["dataset"])
-    index = balanced_subset(dataset.test_labels, teacher_recipe["data"]["test_subset"],
-                            teacher_recipe["seed"])
+    mean, std = normalisation(teacher_recipe.data.dataset)
+    index = balanced_subset(dataset.test_labels, teacher_recipe.data.test_subset,
+                            teacher_recipe.seed)
     test = DeviceData(torch.as_tensor(dataset.test_images)[index],
                       torch.as_tensor(dataset.test_labels)[index], mean, std, device)
     teacher, _ = load_teacher(teacher_path, num_classes)
     teacher_logits = predict(teacher.to(device), test, 500, False, False).cpu()
 
     stingy_recipe = load_recipe("quick-stingy", overrides)
-    gap_k = kept_classes(stingy_recipe["method"], num_classes)
+    gap_k = stingy_recipe.entry.objective(stingy_recipe.method, num_classes).k
     rows, gap_rows = [], []
     for name in STUDENT_RECIPES:
         recipe = load_recipe(name, overrides)
-        method = recipe["method"]
+        method = recipe.method
         summary = _run(name, dataset=dataset, out=out, device=device,
-                       teacher=teacher_path if needs_teacher(recipe) else None,
+                       teacher=teacher_path if recipe.needs_teacher else None,
                        overrides=overrides)
         student, _ = load_teacher(Path(summary["run_dir"]) / MODEL, num_classes)
         student_logits = predict(student.to(device), test, 500, False, False).cpu()
-        k = kept_classes(method, num_classes)
-        distils = method_entry(method["name"]).distils
+        k = recipe.entry.objective(method, num_classes).k
+        distils = recipe.entry.distils
         rows.append({
-            "method": method["name"], "teacher": teacher_recipe["model"]["name"],
-            "student": recipe["model"]["name"], "k": k,
+            "method": method.name, "teacher": teacher_recipe.model.name,
+            "student": recipe.model.name, "k": k,
             "ratio": k / num_classes if k else None,
-            "temperature": method["temperature"] if distils else None,
-            "alpha": method["alpha"] if distils else None,
+            "temperature": method.temperature if distils else None,
+            "alpha": method.alpha if distils else None,
             "test_accuracy": summary["test_accuracy"],
             "teacher_accuracy": teacher_summary["test_accuracy"],
             "logit_gap": drive_record(student_logits, teacher_logits, gap_k,
-                                      stingy_recipe["method"]["temperature"])["logit_gap"],
+                                      stingy_recipe.method.temperature)["logit_gap"],
             "seconds": summary["train_seconds"], "device": str(device)})
         if k is not None:
             for record in read_jsonl(Path(summary["run_dir"]) / "metrics.jsonl"):
-                gap_rows.append({"method": method["name"], "epoch": record["epoch"],
+                gap_rows.append({"method": method.name, "epoch": record["epoch"],
                                  "test_accuracy": record["test_accuracy"],
                                  **{key: value for key, value in record.items()
                                     if key == "logit_gap" or key.startswith("t4_")}})

@@ -61,7 +61,8 @@ def teacher_theory(teacher: str | Path, *, data=None, out="out/teacher-theory", 
     and ``teacher_theory.json`` (teacher, accuracy, reference rows, grid rows)."""
     from stingy.empirical import data as data_module
     from stingy.empirical.runs import load_model_file
-    from stingy.empirical.train import load_teacher, normalisation, resolve_device
+    from stingy.empirical.engine import normalisation
+    from stingy.empirical.train import load_teacher, resolve_device
 
     device = resolve_device(device)
     saved = load_model_file(teacher)

@@ -150,10 +150,12 @@ def load_checkpoint(directory: Path, run_id: str | None = None) -> dict:
     return state
 
 
-def check_same_recipe(directory: Path, recipe: dict) -> None:
-    """Resuming with a different recipe would mix two runs: refuse."""
+def check_same_recipe(directory: Path, recipe) -> None:
+    """Resuming with a different recipe (stingy.empirical.recipes.Recipe) would mix two runs:
+    refuse."""
     saved = json.loads((directory / RECIPE).read_text())
-    if saved != json.loads(json.dumps(recipe)):
+    recipe = recipe.to_table()
+    if saved != recipe:
         changed = sorted(key for key in set(saved) | set(recipe) if saved.get(key) != recipe.get(key))
         raise ValueError(f"--resume: the recipe differs from the one in {directory / RECIPE} "
                          f"(sections {', '.join(changed)}); resume with the same recipe and --set")
@@ -174,11 +176,11 @@ def rewrite_metrics(directory: Path, records: list[dict]) -> None:
 
 
 def save_model(path: Path, model, *, model_name: str, num_classes: int, dataset: str,
-               recipe: dict, test_accuracy: float) -> None:
+               recipe, test_accuracy: float) -> None:
     """The final weights with what is needed to rebuild the model (a teacher for ``distill``)."""
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     save_torch(path, {"model_name": model_name, "num_classes": num_classes, "dataset": dataset,
-                      "state_dict": state, "recipe": recipe, "test_accuracy": test_accuracy})
+                      "state_dict": state, "recipe": recipe.to_table(), "test_accuracy": test_accuracy})
 
 
 def load_model_file(path: str | Path) -> dict:
@@ -201,8 +203,9 @@ def write_summary(directory: Path, summary: dict) -> None:
 
 # ----------------------------------------------------------------------------- integrity
 
-def recipe_fingerprint(recipe: dict) -> str:
-    return hashlib.sha256(strict_json(recipe, sort_keys=True).encode()).hexdigest()[:16]
+def recipe_fingerprint(recipe) -> str:
+    """sha256 (16 hex digits) of a recipe's settings (stingy.empirical.recipes.Recipe)."""
+    return hashlib.sha256(strict_json(recipe.to_table(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def dataset_fingerprint(dataset) -> str:
@@ -252,7 +255,7 @@ class RunLock:
         self.lock.release()
 
 
-def begin_run(directory: Path, recipe: dict, fingerprints: dict, resume: bool,
+def begin_run(directory: Path, recipe, fingerprints: dict, resume: bool,
               restart_changed: bool = False) -> tuple[dict, bool]:
     """Mark the run ``running`` and return (state, whether to resume from a checkpoint).
 

@@ -21,12 +21,10 @@ stingy.simulations.verdicts on these rows, per student model) and ``nasty.json``
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket
 import time
-import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +32,16 @@ from pathlib import Path
 import torch
 
 from stingy.empirical.bank import AugmentStream, LogitBank
+from stingy import settings
 from stingy.empirical.batched import COMPILE_MODES, MODES, GroupSettings, Student, train_group
-from stingy.empirical.engine import DeviceData, balanced_subset, drive_record
-from stingy.empirical.models import MODEL_NAMES, build_model
+from stingy.empirical.engine import DeviceData, RunControl, balanced_subset, drive_record
+from stingy.empirical.models import build_model
+from stingy.empirical.recipes import DATASETS, MODEL_NAMES
 from stingy.io import save_torch, write_csv, write_json
+from stingy.methods import METHODS, MethodSettings
+from stingy.settings import (
+    ALPHA, BATCH_SIZE, COUNT, EPOCHS, LEARNING_RATE, NOISE_RATE, RATIO, SEED, SIZE, SUBSET,
+    TEMPERATURE, WEIGHT_DECAY, Choice, ListOf, Number, Settings, Text, setting)
 from stingy.theory.operators import keep_count
 from stingy.theory.sweep import theory_grid
 
@@ -47,111 +51,107 @@ VERDICT_METHODS = ("scratch", "normal_kd", "stingy_kd", "within_m_kd")
 PLAN, RESULT, MODEL_FILE, TEST_LOGITS = "plan.json", "result.json", "model.pt", "test_logits.pt"
 
 
+STUDENT_METHODS = ("scratch", "normal_kd", "stingy_kd", "within_m_kd")
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
+
+
 @dataclass(frozen=True)
-class SweepProfile:
-    """Every setting of a sweep (a profile TOML's top-level keys); validated once."""
+class SweepProfile(Settings):
+    """Every setting of a sweep (a profile TOML's top-level keys), checked when built.
 
-    name: str
-    description: str = ""
-    dataset: str = "cifar10"
-    train_subset: int = 0          # 0: every training image; n: a class-balanced n (seed 0)
-    test_subset: int = 0
-    seeds: tuple = (0, 1, 2)
-    ratios: tuple = (0.1, 0.2, 0.5, 0.7)
-    temperatures: tuple = (4.0,)
-    alpha: float = 0.9
-    noise: tuple = (0.0,)
-    noise_seed: int = 1234
-    within_ratios: tuple = ()      # ratios with a within-M student; () = every ratio
-    verdict_ratio: float = 0.5     # the intermediate r of checks a, b, d, e
-    extras: tuple = EXTRAS
-    student_models: tuple = ("preresnet20", "cnn")
-    student_epochs: int = 15
-    student_batch_size: int = 128
-    student_lr: float = 0.1
-    student_weight_decay: float = 5e-4
-    teacher_model: str = "resnet18"
-    teacher_seed: int = 0
-    teacher_epochs: int = 30
-    teacher_batch_size: int = 512
-    teacher_lr: float = 0.4
-    teacher_weight_decay: float = 5e-4
-    teacher_label_smoothing: float = 0.1
-    teacher_ema: float = 0.0
-    nasty_epochs: int = 30
-    nasty_weight: float = 0.04
-    nasty_temperature: float = 4.0
-    bank_top_k: int = 0            # 0: all logits (fp16); k: top-k indices and values
-    bank_forward_batches: int = 8  # student batches per teacher forward pass
-    mode: str = "vmap"
-    compile: str = "off"
+    ``methods`` are the students of every group (stingy and within-M KD once per ratio and
+    temperature; within-M only at ``within_ratios``, () = every ratio). ``bank_top_k`` > 0
+    stores only the teacher's top-k logits per image: then every method must read its target
+    from them (k <= bank_top_k), so normal KD and the reversed and nasty extras, which need the
+    dense teacher, are refused."""
 
-    def __post_init__(self):
-        def positive_ints(name, values, minimum=1):
-            for value in values:
-                if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                    raise ValueError(f"profile {name} must be integers >= {minimum}, got "
-                                     f"{value!r}")
+    name: str = setting("custom", Text())
+    description: str = setting("", Text())
+    dataset: str = setting("cifar10", Choice(DATASETS))
+    train_subset: int = setting(0, SUBSET)      # 0: every training image; n: a balanced n
+    test_subset: int = setting(0, SUBSET)
+    seeds: tuple = setting((0, 1, 2), ListOf(SEED, 1, distinct=True))
+    methods: tuple = setting(STUDENT_METHODS, ListOf(Choice(STUDENT_METHODS), 1, distinct=True))
+    ratios: tuple = setting((0.1, 0.2, 0.5, 0.7), ListOf(Number(0, 1, open_low=True,
+                                                                open_high=True), 1, distinct=True))
+    temperatures: tuple = setting((4.0,), ListOf(TEMPERATURE, 1, distinct=True))
+    alpha: float = setting(0.9, ALPHA)
+    noise: tuple = setting((0.0,), ListOf(NOISE_RATE, 1, distinct=True))
+    noise_seed: int = setting(1234, SEED)
+    within_ratios: tuple = setting((), ListOf(RATIO))  # () = every ratio
+    verdict_ratio: float = setting(0.5, RATIO)          # the intermediate r of checks a, b, d, e
+    extras: tuple = setting(EXTRAS, ListOf(Choice(EXTRAS), distinct=True))
+    student_models: tuple = setting(("preresnet20", "cnn"), ListOf(Choice(MODEL_NAMES), 1,
+                                                                    distinct=True))
+    student_epochs: int = setting(15, EPOCHS)
+    student_batch_size: int = setting(128, BATCH_SIZE)
+    student_lr: float = setting(0.1, LEARNING_RATE)
+    student_weight_decay: float = setting(5e-4, WEIGHT_DECAY)
+    teacher_model: str = setting("resnet18", Choice(MODEL_NAMES))
+    teacher_seed: int = setting(0, SEED)
+    teacher_epochs: int = setting(30, EPOCHS)
+    teacher_batch_size: int = setting(512, BATCH_SIZE)
+    teacher_lr: float = setting(0.4, LEARNING_RATE)
+    teacher_weight_decay: float = setting(5e-4, WEIGHT_DECAY)
+    teacher_label_smoothing: float = setting(0.1, Number(0, 1, open_high=True))
+    teacher_ema: float = setting(0.0, Number(0, 1, open_high=True))
+    nasty_epochs: int = setting(30, EPOCHS)
+    nasty_weight: float = setting(0.04, Number(0))
+    nasty_temperature: float = setting(4.0, TEMPERATURE)
+    bank_top_k: int = setting(0, COUNT)                 # 0: all logits (fp16); k: top-k rows
+    bank_forward_batches: int = setting(8, SIZE)        # student batches per teacher forward
+    mode: str = setting("vmap", Choice(MODES))
+    compile: str = setting("off", Choice(COMPILE_MODES))
 
-        positive_ints("epochs / batch sizes", [self.student_epochs, self.student_batch_size,
-                                               self.teacher_epochs, self.teacher_batch_size,
-                                               self.nasty_epochs, self.bank_forward_batches])
-        positive_ints("subsets / bank_top_k / seeds", [self.train_subset, self.test_subset,
-                                                       self.bank_top_k, *self.seeds], 0)
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"profile seeds must be distinct and not empty, got {self.seeds}")
-        for ratio in (*self.ratios, *self.within_ratios, self.verdict_ratio):
-            if not 0 < ratio < 1:
-                raise ValueError(f"profile ratios must be in (0, 1), got {ratio!r}")
+    def check(self) -> None:
         if (self.verdict_ratio not in self.ratios or self.verdict_ratio not in self.kept_ratios
                 or not min(self.ratios) < self.verdict_ratio < max(self.ratios)):
-            raise ValueError(f"profile verdict_ratio {self.verdict_ratio} must be one of ratios "
-                             f"and of within_ratios, strictly between the smallest and the "
-                             f"largest ratio (check b compares both ends with it)")
+            raise ValueError(f"verdict_ratio {self.verdict_ratio} must be one of ratios and of "
+                             f"within_ratios, strictly between the smallest and the largest "
+                             f"ratio (check b compares both ends with it)")
         if not set(self.within_ratios) <= set(self.ratios):
-            raise ValueError("profile within_ratios must be a subset of ratios")
-        if not self.temperatures or any(not t > 0 for t in self.temperatures):
-            raise ValueError(f"profile temperatures must be > 0, got {self.temperatures}")
-        if not self.noise or any(not 0 <= n < 1 for n in self.noise) or 0.0 not in self.noise:
-            raise ValueError(f"profile noise must be rates in [0, 1) including 0, got "
-                             f"{self.noise}")
-        for model in (*self.student_models, self.teacher_model):
-            if model not in MODEL_NAMES:
-                raise ValueError(f"profile model {model!r} is not one of "
-                                 f"{', '.join(MODEL_NAMES)}")
-        if not set(self.extras) <= set(EXTRAS):
-            raise ValueError(f"profile extras must be among {', '.join(EXTRAS)}, got "
-                             f"{self.extras}")
-        if self.mode not in MODES or self.compile not in COMPILE_MODES:
-            raise ValueError(f"profile mode must be one of {MODES} and compile one of "
-                             f"{COMPILE_MODES}")
-        if self.bank_top_k and ("reversed" in self.extras or "nasty" in self.extras):
-            raise ValueError("profile bank_top_k > 0 keeps only the top-k logits, which normal "
-                             "KD, reversed and nasty need in full: use bank_top_k = 0")
+            raise ValueError("within_ratios must be a subset of ratios")
+        if 0.0 not in self.noise:
+            raise ValueError(f"noise must include 0 (the clean teacher), got {list(self.noise)}")
+        if self.bank_top_k:
+            self._check_top_k_bank()
+
+    def _check_top_k_bank(self) -> None:
+        from stingy.theory.operators import keep_count
+
+        dense = [name for name in self.methods if METHODS[name].needs_dense_teacher]
+        dense += [f"the {extra} extra" for extra in self.extras]
+        if dense:
+            raise ValueError(f"bank_top_k = {self.bank_top_k} keeps only the teacher's top-k "
+                             f"logits, which {', '.join(dense)} cannot use (they need the dense "
+                             f"teacher): use bank_top_k = 0 or leave them out of methods/extras")
+        largest = keep_count(max(self.ratios), DATASET_CLASSES[self.dataset])
+        if largest > self.bank_top_k:
+            raise ValueError(f"bank_top_k = {self.bank_top_k} is smaller than the largest kept "
+                             f"count k = {largest} (ratio {max(self.ratios)}): the students "
+                             f"would read rows the bank does not hold")
 
     @property
     def kept_ratios(self) -> tuple:
         return self.within_ratios or self.ratios
 
 
-def load_profile(profile: str | Path, overrides: dict | None = None) -> SweepProfile:
-    """A packaged profile name (``empirical/sweeps/<name>.toml``) or a TOML path."""
+def load_profile(profile: str | Path, overrides: list[str] | None = None) -> SweepProfile:
+    """A packaged profile name (``empirical/sweeps/<name>.toml``) or a TOML path, with
+    ``--set key=value`` overrides; every value is checked (ValueError naming the key)."""
     path = Path(profile)
     if not path.suffix:
         path = PROFILE_DIR / f"{profile}.toml"
     if not path.is_file():
         names = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.toml")))
         raise ValueError(f"--profile must be one of {names} or a .toml path, got {profile!r}")
-    values = tomllib.loads(path.read_text()) | (overrides or {})
-    return profile_from_dict({"name": path.stem, **values})
+    table = settings.overlay_overrides(settings.read_toml(path, "--profile"), overrides)
+    return profile_from_table({**table, "name": path.stem})
 
 
-def profile_from_dict(values: dict) -> SweepProfile:
-    known = {f.name for f in dataclasses.fields(SweepProfile)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown profile key(s) {unknown}; allowed: {', '.join(sorted(known))}")
-    return SweepProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+def profile_from_table(table: dict) -> SweepProfile:
+    """A profile from plain data (a plan.json's ``profile``)."""
+    return settings.from_table(SweepProfile, table, what="profile")
 
 
 # ----------------------------------------------------------------------------- jobs
@@ -180,22 +180,28 @@ def plan_jobs(profile: SweepProfile) -> list[dict]:
 
 def students_of(profile: SweepProfile, noise: float, num_classes: int) -> list[Student]:
     """The group of one (model, seed, noise) job."""
-    students = [Student("scratch", "scratch")]
+    alpha = profile.alpha
+
+    def student(label, name, temperature=4.0, teacher="teacher", **numbers):
+        return Student(label, MethodSettings(name, temperature, alpha, **numbers),
+                       teacher if METHODS[name].needs_teacher else None)
+
+    students = [student("scratch", "scratch")] if "scratch" in profile.methods else []
     for t in profile.temperatures:
-        students.append(Student(f"kd-T{t}", "normal_kd", "teacher", t, profile.alpha))
+        if "normal_kd" in profile.methods:
+            students.append(student(f"kd-T{t}", "normal_kd", t))
         for ratio in profile.ratios:
             k = keep_count(ratio, num_classes)
-            students.append(Student(f"stingy-r{ratio}-T{t}", "stingy_kd", "teacher", t,
-                                    profile.alpha, k))
-            if ratio in profile.kept_ratios:
-                students.append(Student(f"within-r{ratio}-T{t}", "within_m_kd", "teacher", t,
-                                        profile.alpha, k))
+            if "stingy_kd" in profile.methods:
+                students.append(student(f"stingy-r{ratio}-T{t}", "stingy_kd", t, k=k))
+            if "within_m_kd" in profile.methods and ratio in profile.kept_ratios:
+                students.append(student(f"within-r{ratio}-T{t}", "within_m_kd", t, k=k))
     if noise == 0:
         t = profile.temperatures[0]
         if "reversed" in profile.extras:
-            students.append(Student(f"reversed-T{t}", "reversed_kd", "teacher", t, profile.alpha))
+            students.append(student(f"reversed-T{t}", "reversed_kd", t))
         if "nasty" in profile.extras:
-            students.append(Student(f"kd-from-nasty-T{t}", "normal_kd", "nasty", t, profile.alpha))
+            students.append(student(f"kd-from-nasty-T{t}", "normal_kd", t, teacher="nasty"))
     return students
 
 
@@ -214,13 +220,14 @@ class SweepContext:
 
     def __init__(self, out: Path, dataset=None):
         from stingy.empirical import data as data_module
-        from stingy.empirical.train import normalisation, resolve_device
+        from stingy.empirical.engine import normalisation
+        from stingy.empirical.train import resolve_device
 
         self.out = Path(out)
         if not (self.out / PLAN).is_file():
             raise ValueError(f"--out {str(out)!r} holds no {PLAN}: run `stingy sweep plan` first")
         self.plan = json.loads((self.out / PLAN).read_text())
-        self.profile = profile_from_dict(self.plan["profile"])
+        self.profile = profile_from_table(self.plan["profile"])
         self.jobs = {job["id"]: job for job in self.plan["jobs"]}
         self.device = resolve_device(self.plan["device"])
         if dataset is None:
@@ -273,11 +280,11 @@ def plan_sweep(profile: SweepProfile, out: str | Path, data: str | None = None,
     """Write ``out/plan.json``; refuse to overwrite a plan with a different profile."""
     out = Path(out)
     jobs = plan_jobs(profile)
-    plan = {"profile": dataclasses.asdict(profile), "data": data, "device": device,
+    plan = {"profile": profile.to_table(), "data": data, "device": device,
             "jobs": jobs}
     if (out / PLAN).is_file():
         old = json.loads((out / PLAN).read_text())
-        if old["profile"] != json.loads(json.dumps(plan["profile"])):
+        if old["profile"] != plan["profile"]:
             raise ValueError(f"--out {str(out)!r} already holds a plan with another profile; "
                              f"use a new --out")
     write_json(out / PLAN, plan)
@@ -330,21 +337,20 @@ def run_teacher(context: SweepContext, job: dict, directory: Path, log,
                              label_smoothing=0.0 if nasty else profile.teacher_label_smoothing,
                              ema_decay=profile.teacher_ema, mode="loop", compile=profile.compile)
     if nasty:
-        student = Student("nasty", "nasty_teacher", "teacher", profile.nasty_temperature,
-                          nasty_weight=profile.nasty_weight)
+        student = Student("nasty", MethodSettings("nasty_teacher", profile.nasty_temperature,
+                                                  nasty_weight=profile.nasty_weight), "teacher")
         banks = {"teacher": context.bank(teacher_id(0.0), train, stream)}
     else:
-        student, banks = Student("teacher", "scratch"), {}
-    result = train_group(settings, [student], train, context.test, stream, banks,
+        student, banks = Student("teacher", MethodSettings("scratch")), {}
+    control = RunControl(stop_after_epochs, on_epoch=lambda r: log(
+        f"[sweep] {job['id']} epoch {r['epoch']}: loss {r['train_loss'][0]:.4f} "
+        f"({r['seconds']:.1f} s)"))
+    result = train_group(settings, [student], train, stream, banks,
                          num_classes=context.num_classes, init_seed=profile.teacher_seed,
-                         device=context.device, directory=directory,
-                         stop_after_epochs=stop_after_epochs,
-                         on_epoch=lambda r: log(f"[sweep] {job['id']} epoch {r['epoch']}: "
-                                                f"loss {r['train_loss'][0]:.4f} "
-                                                f"({r['seconds']:.1f} s)"))
+                         device=context.device, directory=directory, control=control)
     if not result["finished"]:
         return {"finished": False}
-    logits = result["test_logits"][0].cpu()
+    logits = result["group"].predict(context.test)[0].cpu()
     save_torch(directory / MODEL_FILE, {"model_name": profile.teacher_model,
                                         "state_dict": result["group"].model_state(0)})
     save_torch(directory / TEST_LOGITS, {"logits": logits})
@@ -366,29 +372,29 @@ def run_students(context: SweepContext, job: dict, directory: Path, log,
     settings = GroupSettings(job["model"], profile.student_epochs, profile.student_batch_size,
                              profile.student_lr, weight_decay=profile.student_weight_decay,
                              mode=profile.mode, compile=profile.compile)
-    result = train_group(settings, students, train, context.test, stream, banks,
+    control = RunControl(stop_after_epochs, on_epoch=lambda r: log(
+        f"[sweep] {job['id']} epoch {r['epoch']} ({r['seconds']:.1f} s)"))
+    result = train_group(settings, students, train, stream, banks,
                          num_classes=context.num_classes, init_seed=job["seed"],
-                         device=context.device, directory=directory,
-                         stop_after_epochs=stop_after_epochs,
-                         on_epoch=lambda r: log(f"[sweep] {job['id']} epoch {r['epoch']} "
-                                                f"({r['seconds']:.1f} s)"))
+                         device=context.device, directory=directory, control=control)
     if not result["finished"]:
         return {"finished": False}
     teacher_logits = torch.load(context.job_dir(teacher_id(noise)) / TEST_LOGITS,
                                 weights_only=True)["logits"]
     labels = context.test.labels.cpu()
     rows = []
-    for student, logits in zip(students, result["test_logits"].cpu()):
+    for student, logits in zip(students, result["group"].predict(context.test).cpu()):
+        method, k = student.method, student.method.k or None
         row = {"job": job["id"], "model": job["model"], "seed": job["seed"], "noise": noise,
-               "label": student.label, "method": student.method, "teacher": student.teacher,
-               "k": student.k, "ratio": student.k / context.num_classes if student.k else None,
-               "temperature": student.temperature if student.teacher else None,
+               "label": student.label, "method": method.name, "teacher": student.teacher,
+               "k": k, "ratio": k / context.num_classes if k else None,
+               "temperature": method.temperature if student.teacher else None,
                "test_accuracy": float((logits.argmax(-1) == labels).float().mean())}
-        if student.k:
-            theory = theory_grid(teacher_logits, [student.k], [student.temperature])[0]
+        if k:
+            theory = theory_grid(teacher_logits, [k], [method.temperature])[0]
             row.update(kept_mass=theory["kept_mass"], signal_to_drive=theory["signal_to_drive"],
-                       logit_gap=drive_record(logits, teacher_logits, student.k,
-                                              student.temperature)["logit_gap"])
+                       logit_gap=drive_record(logits, teacher_logits, k,
+                                              method.temperature)["logit_gap"])
         rows.append(row)
     return {"id": job["id"], "kind": "students", "finished": True, "rows": rows,
             "seconds": result["seconds"],
@@ -538,7 +544,7 @@ def collect(out: str | Path) -> dict:
     verdicts.json and nasty.json; return them."""
     out = Path(out)
     plan = json.loads((out / PLAN).read_text())
-    profile = profile_from_dict(plan["profile"])
+    profile = profile_from_table(plan["profile"])
     rows, teachers, missing = [], [], []
     for job in plan["jobs"]:
         path = out / "jobs" / job["id"] / RESULT

@@ -11,30 +11,14 @@
 from __future__ import annotations
 
 import json
-import tomllib
 
 DEFAULT_OUT = "runs/sweep"
-
-
-def _overrides(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` strings as a dict; VALUE is read as TOML (``3``, ``[0, 1]``, ``"loop"``),
-    else kept as a string."""
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set must be KEY=VALUE, got {pair!r}")
-        try:
-            overrides[key] = tomllib.loads(f"value = {value}")["value"]
-        except tomllib.TOMLDecodeError:
-            overrides[key] = value
-    return overrides
 
 
 def _plan(args) -> int:
     from stingy.empirical.sweep import load_profile, plan_sweep
 
-    profile = load_profile(args.profile, _overrides(args.overrides))
+    profile = load_profile(args.profile, args.overrides)
     jobs = plan_sweep(profile, args.out, data=args.data, device=args.device)
     for index, job in enumerate(jobs):
         print(f"{index:4d}  {job['id']}")
@@ -79,7 +63,7 @@ def _collect(args) -> int:
 def _all(args) -> int:
     from stingy.empirical.sweep import load_profile, plan_sweep, run_all
 
-    plan_sweep(load_profile(args.profile, _overrides(args.overrides)), args.out, data=args.data,
+    plan_sweep(load_profile(args.profile, args.overrides), args.out, data=args.data,
                device=args.device)
     _print_collected(run_all(args.out, budget_seconds=args.budget_seconds), args.out)
     return 0

@@ -14,10 +14,17 @@ import numpy as np
 import torch
 
 from stingy.empirical import data as data_module
-from stingy.empirical.engine import DeviceData, accuracy_and_loss, distributed_context, fit, predict
+from stingy.empirical.engine import (
+    DeviceData,
+    RunControl,
+    accuracy_and_loss,
+    distributed_context,
+    fit,
+    normalisation,
+    predict,
+)
 from stingy.empirical.models import build_model
-from stingy.empirical.objectives import kept_classes
-from stingy.empirical.recipes import needs_teacher
+from stingy.empirical.recipes import Recipe
 from stingy.empirical.runs import (
     CHECKPOINT,
     MODEL,
@@ -36,7 +43,6 @@ from stingy.empirical.runs import (
     write_summary,
 )
 from stingy.io import write_json
-from stingy.methods import method as method_entry
 
 
 def seed_everything(seed: int) -> None:
@@ -136,23 +142,18 @@ def load_any_teacher(teacher, dataset, arch: str | None = None) -> tuple:
     return model, info, None
 
 
-def normalisation(dataset_name: str) -> tuple:
-    return data_module.CHANNEL_MEAN[dataset_name], data_module.CHANNEL_STD[dataset_name]
-
-
-def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: str | Path = "runs",
+def train_recipe(recipe: Recipe, *, dataset=None, out: str | Path = "runs",
                  name: str | None = None, device: str | None = None, resume: bool = False,
                  teacher: str | Path | None = None, teacher_arch: str | None = None,
-                 stop_after_epochs: int | None = None,
-                 deadline: float | None = None, on_epoch=None,
-                 restart_changed: bool = False) -> dict:
+                 control: RunControl = RunControl(), restart_changed: bool = False) -> dict:
     """Run ``recipe`` (from :func:`stingy.empirical.recipes.load_recipe`); return its summary.
 
-    ``dataset`` (an ImageDataset) skips loading; else ``load_dataset(recipe.data.dataset,
-    data=data)``. ``teacher`` is a ``model.pt`` (or its run directory), a plain state_dict
-    ``.pt`` with ``teacher_arch``, or precomputed logits ``.npy`` (one row per training image,
-    computed on un-augmented images); the registry's teacher methods need one. The summary
-    is also ``<run dir>/summary.json``.
+    ``dataset`` is an ImageDataset, or the ``--data`` path (or None: find it) to load
+    ``recipe.data.dataset`` from. ``teacher`` is a ``model.pt`` (or its run directory), a plain
+    state_dict ``.pt`` with ``teacher_arch``, or precomputed logits ``.npy`` (one row per
+    training image, computed on un-augmented images); the registry's teacher methods need one.
+    ``control`` stops a call early (stingy.empirical.engine.RunControl). The summary is also
+    ``<run dir>/summary.json``.
 
     The run directory is locked while it runs (a second writer gets a ValueError-like
     ``LockHeld`` at once) and ``run.json`` records its state: ``running``, then ``finished``,
@@ -162,28 +163,18 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
     over.
     """
     device = resolve_device(device)
-    if needs_teacher(recipe) and teacher is None:
-        raise ValueError(f"method {recipe['method']['name']!r} needs --teacher CHECKPOINT "
-                         f"(a model.pt written by `stingy train`)")
-    if not needs_teacher(recipe) and teacher is not None:
-        raise ValueError("--teacher was given but the recipe trains from scratch "
-                         "(method.name = 'scratch')")
-    if teacher is not None and teacher_arch is None and not is_logits_file(teacher):
-        load_model_file(teacher)  # fail on a bad --teacher before the data loads
-    if is_logits_file(teacher) and method_entry(recipe["method"]["name"]).data_free:
-        raise ValueError("--teacher logits (.npy) cannot drive data-free KD: it queries the "
-                         "teacher on generated images; give a model")
+    check_teacher_given(recipe, teacher, teacher_arch)
     rank, world = distributed_context()
     if world > 1 and not name:
         raise ValueError("under torchrun give --name so every rank uses the same run directory")
-    directory = (run_directory(out, recipe["recipe"], name, resume, create=False) if rank == 0
+    directory = (run_directory(out, recipe.recipe, name, resume, create=False) if rank == 0
                  else Path(out) / name)
     created = _first_missing(directory)
     lock = RunLock(directory) if rank == 0 else None
     state = None
     try:
-        if dataset is None:
-            dataset = data_module.load_dataset(recipe["data"]["dataset"], data=data)
+        if dataset is None or isinstance(dataset, (str, Path)):
+            dataset = data_module.load_dataset(recipe.data.dataset, data=dataset)
         fingerprints = {"recipe": recipe_fingerprint(recipe),
                         "data": dataset_fingerprint(dataset),
                         "teacher": teacher_fingerprint(teacher)}
@@ -193,8 +184,8 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
         if rank == 0:
             state, resume = begin_run(directory, recipe, fingerprints, resume,
                                       restart_changed)
-        summary = _train(recipe, dataset, directory, device, resume, teacher, teacher_arch,
-                         state, stop_after_epochs, deadline, on_epoch, rank, world)
+        summary = _train(recipe, dataset, directory, device, resume, (teacher, teacher_arch),
+                         state, control, rank, world)
         if rank == 0:
             write_state(directory, state, state="finished" if summary.get("finished", True)
                         else "running")
@@ -211,6 +202,22 @@ def train_recipe(recipe: dict, *, dataset=None, data: str | None = None, out: st
             lock.release()
 
 
+def check_teacher_given(recipe: Recipe, teacher, teacher_arch: str | None) -> None:
+    """A teacher exactly when the method needs one, of a kind it can use; a bad model file is
+    refused before any data loads."""
+    if recipe.needs_teacher and teacher is None:
+        raise ValueError(f"method {recipe.method.name!r} needs --teacher CHECKPOINT "
+                         f"(a model.pt written by `stingy train`)")
+    if not recipe.needs_teacher and teacher is not None:
+        raise ValueError("--teacher was given but the recipe trains from scratch "
+                         "(method.name = 'scratch')")
+    if teacher is not None and teacher_arch is None and not is_logits_file(teacher):
+        load_model_file(teacher)
+    if is_logits_file(teacher) and recipe.entry.data_free:
+        raise ValueError("--teacher logits (.npy) cannot drive data-free KD: it queries the "
+                         "teacher on generated images; give a model")
+
+
 def _first_missing(directory: Path) -> Path | None:
     """The outermost folder of ``directory``'s path that does not exist yet (None if all do)."""
     missing = None
@@ -221,26 +228,24 @@ def _first_missing(directory: Path) -> Path | None:
     return missing
 
 
-def _train(recipe, dataset, directory: Path, device, resume: bool, teacher, teacher_arch,
-           state, stop_after_epochs, deadline, on_epoch, rank: int, world: int) -> dict:
+def _train(recipe: Recipe, dataset, directory: Path, device, resume: bool, teacher_source,
+           state, control: RunControl, rank: int, world: int) -> dict:
     num_classes = len(dataset.classes)
     if world > 1:
         torch.distributed.barrier()
-    seed_everything(recipe["seed"])
-    student = build_model(recipe["model"]["name"], num_classes)
+    seed_everything(recipe.seed)
+    student = build_model(recipe.model.name, num_classes)
+    teacher, teacher_arch = teacher_source
     teacher_model, teacher_info, teacher_table = (
         load_any_teacher(teacher, dataset, teacher_arch) if teacher is not None
         else (None, None, None))
-    mean, std = normalisation(recipe["data"]["dataset"])
     run_id = state["run_id"] if state is not None else None
-    if method_entry(recipe["method"]["name"]).data_free:
-        summary = _data_free(recipe, dataset, student, teacher_model, directory, mean, std,
-                             device, resume)
+    if recipe.entry.data_free:
+        summary = _data_free(recipe, dataset, student, teacher_model, directory, device, resume)
     else:
-        summary = fit(recipe, dataset, student, teacher_model, directory, mean=mean, std=std,
-                      device=device, resume=resume, stop_after_epochs=stop_after_epochs,
-                      deadline=deadline, on_epoch=on_epoch, run_id=run_id,
-                      teacher_logits=teacher_table)
+        summary = fit(recipe, dataset, student,
+                      teacher_table if teacher_table is not None else teacher_model, directory,
+                      device=device, resume=resume, run_id=run_id, control=control)
     if teacher_info is not None:
         summary["teacher"] = {"path": str(teacher), **teacher_info}
         if rank == 0 and summary.get("finished", True):
@@ -248,54 +253,33 @@ def _train(recipe, dataset, directory: Path, device, resume: bool, teacher, teac
     return summary
 
 
-def _data_free(recipe, dataset, student, teacher, directory: Path, mean, std, device,
+def _data_free(recipe: Recipe, dataset, student, teacher, directory: Path, device,
                resume: bool) -> dict:
-    """DAFL (Chen et al. 2019) via ``stingy.empirical.dafl.distill_data_free``, then test accuracy.
-
-    Settings: ``stingy.empirical.dafl.DAFL_SETTINGS[dataset]`` (the DAFL code's), replaced by
-    ``dafl.steps`` / ``dafl.batch_size`` when non-zero (the lr milestones scaled to keep their
-    fractions of the run) and by ``dafl.options``. The teacher
-    releases dense logits, or top-k sparse ones (a Stingy Teacher) when ``method.k`` or
-    ``method.ratio`` is set. Resumable through ``dafl_checkpoint.pt`` in the run directory.
-    """
+    """DAFL (Chen et al. 2019) via ``stingy.empirical.dafl.distill_data_free``, then test
+    accuracy. The teacher releases dense logits, or top-k sparse ones (a Stingy Teacher) when
+    ``method.k`` or ``method.ratio`` is set. Resumable through the run's checkpoint."""
     from stingy.empirical import dafl
-    from stingy.theory.operators import sparsify_logits
 
     if resume:
         check_same_recipe(directory, recipe)
     else:
-        write_json(directory / RECIPE, recipe)
-    settings = dict(dafl.DAFL_SETTINGS.get(recipe["data"]["dataset"], dafl.DAFL_SETTINGS["cifar100"]))
-    default_steps = settings["steps"]
-    for key in ("steps", "batch_size"):
-        if recipe["dafl"][key]:
-            settings[key] = recipe["dafl"][key]
-    # fewer steps: keep the lr drops at the same fractions of the run (40% and 80% in DAFL)
-    settings["lr_milestones"] = [round(m * settings["steps"] / default_steps)
-                                 for m in settings["lr_milestones"]]
-    settings.update(recipe["dafl"]["options"])
-    method = recipe["method"]
-    k = None
-    if method["k"] or method["ratio"]:
-        k = kept_classes({**method, "name": "stingy_kd"}, len(dataset.classes))
-    release = (lambda logits: sparsify_logits(logits, k)) if k else None
+        write_json(directory / RECIPE, recipe.to_table())
     try:
-        result = dafl.distill_data_free(
-            teacher.to(device), student.to(device), teacher_transform=release, device=device,
-            seed=recipe["seed"], amp=device.type == "cuda" and recipe["train"]["bf16"],
-            checkpoint_path=directory / CHECKPOINT, progress=recipe["train"]["progress"],
-            **settings)
+        result = dafl.distill_data_free(teacher.to(device), student.to(device), recipe,
+                                        num_classes=len(dataset.classes), device=device,
+                                        checkpoint_path=directory / CHECKPOINT)
     except FloatingPointError as err:
         raise Diverged(str(err)) from None
+    mean, std = normalisation(recipe.data.dataset)
     test = DeviceData(dataset.test_images, dataset.test_labels, mean, std, device)
-    logits = predict(student, test, recipe["train"]["eval_batch_size"], False, False)
+    logits = predict(student, test, recipe.train.eval_batch_size, False, False)
     accuracy, test_loss = accuracy_and_loss(logits, test.labels)
-    summary = {"recipe": recipe["recipe"], "run_dir": str(directory), "device": str(device),
+    summary = {"recipe": recipe.recipe, "run_dir": str(directory), "device": str(device),
                "finished": True, "test_accuracy": accuracy, "test_loss": test_loss,
-               "released_k": k, "dafl_settings": settings, "dafl_final": result["final"],
+               "released_k": result["released_k"], "dafl_final": result["final"],
                "dafl_steps": result["steps"]}
-    save_model(directory / MODEL, student, model_name=recipe["model"]["name"],
-               num_classes=len(dataset.classes), dataset=recipe["data"]["dataset"],
+    save_model(directory / MODEL, student, model_name=recipe.model.name,
+               num_classes=len(dataset.classes), dataset=recipe.data.dataset,
                recipe=recipe, test_accuracy=accuracy)
     write_json(directory / "dafl_history.json", result["history"])
     write_summary(directory, summary)

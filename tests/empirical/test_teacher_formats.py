@@ -12,7 +12,8 @@ from stingy.cli import main
 from stingy.empirical.engine import DeviceData, balanced_subset, predict
 from stingy.empirical.recipes import load_recipe
 from stingy.empirical.runs import MODEL
-from stingy.empirical.train import load_teacher, normalisation, train_recipe
+from stingy.empirical.engine import normalisation
+from stingy.empirical.train import load_teacher, train_recipe
 from tests.empirical.tiny import TINY, single_thread, tiny_dataset  # noqa: F401 (fixture)
 
 
