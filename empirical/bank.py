@@ -176,10 +176,11 @@ class BankEpoch:
     :class:`~stingy.objective.TopKRows` of a top-k bank."""
 
     def __init__(self, record: dict, batch_size: int, device):
+        # clone: a freshly computed record holds inference tensors, which autograd refuses
         self.batch_size = batch_size
-        self.dense = record["logits"].to(device) if "logits" in record else None
-        self.rows = None if "logits" in record else TopKRows(record["indices"].to(device),
-                                                            record["values"].to(device))
+        self.dense = record["logits"].to(device).clone() if "logits" in record else None
+        self.rows = None if "logits" in record else TopKRows(
+            record["indices"].to(device).clone(), record["values"].to(device).clone())
 
     def teacher(self, step: int):
         rows = slice(step * self.batch_size, (step + 1) * self.batch_size)

@@ -72,14 +72,14 @@ class Objective:
 
     def __call__(self, student_logits: torch.Tensor, teacher=None,
                  labels: torch.Tensor | None = None) -> torch.Tensor:
-        student = student_logits.float()
+        student = _at_least_float32(student_logits)
         if self.target == "labels":
             return F.cross_entropy(student, labels, label_smoothing=self.label_smoothing)
         if self.target == "uniform":
             return kd_loss_unchecked(student, torch.zeros_like(student), labels, 1.0, self.alpha)
         if isinstance(teacher, TopKRows):
             return self._from_rows(student, teacher, labels)
-        teacher = teacher.float()
+        teacher = _at_least_float32(teacher).detach()  # a constant: no gradient reaches it
         if self.target == "reversed":
             teacher = reverse_logits(teacher, validate=False)
         if self.sign < 0:
@@ -97,7 +97,7 @@ class Objective:
         """Stingy and within-M KD from stored rows, through the top-k core."""
         tail = "within" if self.within_kept else "drop"
         return kd_loss_topk_unchecked(student, rows.indices[:, :self.k].long(),
-                                      rows.values[:, :self.k].to(student.dtype), labels,
+                                      rows.values[:, :self.k].detach().to(student.dtype), labels,
                                       self.temperature, self.alpha, tail)
 
     def release(self, teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -108,6 +108,11 @@ class Objective:
         kept = torch.zeros_like(teacher_logits, dtype=torch.bool).scatter_(
             -1, kept_indices(teacher_logits, self.k), True)
         return teacher_logits.masked_fill(~kept, float("-inf"))
+
+
+def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """float16 and bfloat16 logits (autocast's, a bank's) as float32; others unchanged."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
 def resolve_k(settings, num_classes: int) -> int:
