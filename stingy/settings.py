@@ -256,7 +256,7 @@ def from_table(cls, table: Mapping, *, what: str = "settings", where: str = ""):
     known = field_names(cls)
     unknown = sorted(set(table) - set(known))
     if unknown:
-        raise ValueError(f"{what} key {where}{unknown[0]!r} is unknown; allowed keys here: "
+        raise ValueError(f"{what} key {where + unknown[0]!r} is unknown; allowed keys here: "
                          f"{', '.join(sorted(known))}")
     values = {}
     for field in dataclasses.fields(cls):

@@ -11,7 +11,8 @@ import torch
 
 from stingy.cli import main
 from stingy.empirical import data
-from stingy.empirical.recipes import load_recipe
+from stingy.empirical.engine import RunControl
+from stingy.empirical.recipes import build_recipe, load_recipe
 from stingy.empirical.runs import CHECKPOINT, load_model_file
 from stingy.empirical.train import train_recipe
 from tests.empirical.test_data_formats import make_tar_gz, write_cifar10_python
@@ -64,7 +65,7 @@ def test_a_truncated_or_foreign_teacher_file_is_one_line(content, tmp_path, caps
 def test_a_resume_checkpoint_with_a_payload_is_refused(tmp_path, marker):
     recipe = load_recipe("cifar10-cnn-scratch", TINY)
     train_recipe(recipe, dataset=tiny_dataset(), out=tmp_path, name="run", device="cpu",
-                 stop_after_epochs=1)
+                 control=RunControl(stop_after_epochs=1))
     torch.save({"epoch": 1, "model": {}, "run_id": Payload(marker)}, tmp_path / "run" / CHECKPOINT)
     with pytest.raises(ValueError, match="checkpoint"):
         train_recipe(recipe, dataset=tiny_dataset(), out=tmp_path, name="run", device="cpu",
@@ -74,7 +75,7 @@ def test_a_resume_checkpoint_with_a_payload_is_refused(tmp_path, marker):
 def test_a_truncated_checkpoint_is_a_one_line_error(tmp_path):
     recipe = load_recipe("cifar10-cnn-scratch", TINY)
     train_recipe(recipe, dataset=tiny_dataset(), out=tmp_path, name="run", device="cpu",
-                 stop_after_epochs=1)
+                 control=RunControl(stop_after_epochs=1))
     path = tmp_path / "run" / CHECKPOINT
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(ValueError, match="truncated"):
@@ -89,8 +90,11 @@ def test_a_dafl_checkpoint_with_a_payload_is_refused(tmp_path, marker):
     path = tmp_path / "dafl.pt"
     torch.save({"step": Payload(marker)}, path)
     with pytest.raises(ValueError, match="DAFL checkpoint"):
-        distill_data_free(build_model("cnn", 10), build_model("cnn", 10), steps=1,
-                          batch_size=2, latent_dim=8, checkpoint_path=path, progress=False)
+        distill_data_free(build_model("cnn", 10), build_model("cnn", 10),
+                          build_recipe({"method": {"name": "dafl_kd", "alpha": 1.0},
+                                        "dafl": {"steps": 1, "batch_size": 2, "latent_dim": 8},
+                                        "train": {"progress": False}}),
+                          num_classes=10, checkpoint_path=path)
 
 
 @pytest.mark.parametrize("planted", ["batches.meta", "data_batch_1"])
@@ -144,7 +148,7 @@ def test_a_wrong_architecture_teacher_is_one_line_and_leaves_no_run(tmp_path, ca
     folder = write_image_folder(tmp_path / "images")
     teacher = tmp_path / "model.pt"
     save_model(teacher, build_model("preresnet20", 10), model_name="cnn", num_classes=10,
-               dataset="cifar10", recipe={}, test_accuracy=0.5)
+               dataset="cifar10", recipe=build_recipe({}), test_accuracy=0.5)
     code = main(["distill", "cifar10-cnn-kd", "--teacher", str(teacher), "--data", str(folder),
                  "--out", str(tmp_path / "runs"), "--name", "s", "--device", "cpu"])
     err = [line for line in capsys.readouterr().err.split("\n") if line.strip()]

@@ -10,6 +10,7 @@ from stingy.empirical.bank import AugmentStream, LogitBank, mix
 from stingy.empirical.batched import GroupSettings, Student, StudentGroup, train_group
 from stingy.empirical.engine import DeviceData
 from stingy.empirical.models import build_model
+from stingy.methods import MethodSettings
 from stingy.theory.operators import sparsify_logits
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -60,7 +61,7 @@ def test_students_train_on_exactly_the_batches_the_bank_saw(tmp_path, monkeypatc
 
     monkeypatch.setattr(StudentGroup, "logits", recording)
     settings = GroupSettings("cnn", 2, 16, 0.01)
-    train_group(settings, [Student("kd", "normal_kd", "teacher")], data, data, stream,
+    train_group(settings, [Student("kd", MethodSettings("normal_kd"), "teacher")], data, stream,
                 {"teacher": bank}, num_classes=10, init_seed=0, device="cpu")
     steps = stream.steps(len(data))
     assert len(seen) == 2 * steps
@@ -106,8 +107,11 @@ def test_top_k_bank_gives_the_sparse_logits(tmp_path):
     torch.manual_seed(0)
     teacher, data, stream = build_model("cnn", 10), tiny_data(), AugmentStream(0, 16)
     dense = LogitBank(tmp_path / "a", teacher, data, stream).epoch(0, "cpu").dense
-    sparse = LogitBank(tmp_path / "b", teacher, data, stream, top_k=3).epoch(0, "cpu")
-    assert torch.equal(sparse.logits(1), sparsify_logits(dense.float(), 3)[16:32])
+    rows = LogitBank(tmp_path / "b", teacher, data, stream, top_k=3).epoch(0, "cpu").teacher(1)
+    released = torch.full((16, 10), float("-inf"), dtype=dense.dtype).scatter_(
+        1, rows.indices, rows.values)
+    assert torch.equal(released, sparsify_logits(dense.float(), 3)[16:32].to(dense.dtype))
+    assert (rows.values[:, :-1] >= rows.values[:, 1:]).all()  # descending: any k <= 3 reads
 
 
 def test_bank_file_with_another_key_is_refused(tmp_path):

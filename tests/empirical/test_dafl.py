@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from stingy.empirical.dafl import DAFL_SETTINGS, Generator, dafl_generator_losses, distill_data_free
+from stingy.empirical.dafl import Generator, dafl_generator_losses, distill_data_free
+from stingy.empirical.recipes import build_recipe, load_recipe
 from stingy.theory.operators import sparsify_logits
 
 
@@ -70,13 +71,19 @@ def test_generator_output_shape_and_per_channel_standardisation():
 
 
 def test_dafl_cifar_settings_are_the_reference_commands():
-    assert DAFL_SETTINGS["cifar10"]["latent_dim"] == 1000
-    assert DAFL_SETTINGS["cifar10"]["batch_size"] == 1024
-    assert (DAFL_SETTINGS["cifar10"]["onehot_weight"], DAFL_SETTINGS["cifar10"]["entropy_weight"],
-            DAFL_SETTINGS["cifar10"]["activation_weight"]) == (0.05, 5.0, 0.01)
-    assert (DAFL_SETTINGS["cifar100"]["onehot_weight"], DAFL_SETTINGS["cifar100"]["entropy_weight"],
-            DAFL_SETTINGS["cifar100"]["activation_weight"]) == (0.5, 20.0, 0.1)
-    assert DAFL_SETTINGS["cifar10"]["steps"] == 2000 * 120
+    cifar10, cifar100 = load_recipe("cifar10-dafl"), load_recipe("cifar100-dafl")
+    assert (cifar10.dafl.latent_dim, cifar10.dafl.batch_size) == (1000, 1024)
+    assert cifar10.dafl.steps == 2000 * 120
+    assert (cifar10.dafl.onehot_weight, cifar10.dafl.entropy_weight,
+            cifar10.dafl.activation_weight) == (0.05, 5.0, 0.01)
+    assert (cifar100.dafl.onehot_weight, cifar100.dafl.entropy_weight,
+            cifar100.dafl.activation_weight) == (0.5, 20.0, 0.1)
+    for recipe in (cifar10, cifar100):  # DAFL's student: SGD 0.1, momentum 0.9, wd 5e-4; T = 1
+        assert (recipe.optim.name, recipe.optim.lr, recipe.optim.momentum,
+                recipe.optim.weight_decay) == ("sgd", 0.1, 0.9, 5e-4)
+        assert (recipe.method.temperature, recipe.method.alpha) == (1.0, 1.0)
+    assert load_recipe("cifar10-dafl-stingy").entry.objective(
+        load_recipe("cifar10-dafl-stingy").method, 10).k == 2
 
 
 class TinyNet(nn.Module):
@@ -96,17 +103,27 @@ class TinyNet(nn.Module):
         return (logits, features) if return_features else logits
 
 
-def tiny_run(teacher, student, image_size=16, **overrides):
+def tiny_recipe(**dafl):
+    """A dafl_kd recipe for a few steps on tiny nets: student lr 0.05, T = 4."""
+    sizes = {"steps": 4, "batch_size": 4, "latent_dim": 16, "generator_lr": 1e-3,
+             "log_every": 1, **dafl}
+    sparse = {"ratio": sizes.pop("ratio")} if "ratio" in sizes else {}
+    return build_recipe({"method": {"name": "dafl_kd", "temperature": 4.0, "alpha": 1.0,
+                                    **sparse},
+                         "optim": {"lr": 0.05}, "train": {"progress": False},
+                         "dafl": sizes})
+
+
+def tiny_run(teacher, student, image_size=16, generator=None, checkpoint_path=None,
+             on_step=None, seed=0, **dafl):
     """A few DAFL steps; 16x16 generated images keep it fast (TinyNet pools globally)."""
-    options = {"steps": 4, "batch_size": 4, "latent_dim": 16, "generator_lr": 1e-3,
-               "student_lr": 0.05, "temperature": 4.0, "seed": 0, "progress": False,
-               "log_every": 1}
-    options.update(overrides)
-    if "generator" not in options:
+    recipe = tiny_recipe(**dafl).replace(seed=seed)
+    if generator is None:
         with torch.random.fork_rng():
-            torch.manual_seed(options["seed"])
-            options["generator"] = Generator(options["latent_dim"], image_size=image_size)
-    return distill_data_free(teacher, student, **options)
+            torch.manual_seed(seed)
+            generator = Generator(recipe.dafl.latent_dim, image_size=image_size)
+    return distill_data_free(teacher, student, recipe, num_classes=6, generator=generator,
+                             checkpoint_path=checkpoint_path, on_step=on_step)
 
 
 def test_tiny_run_trains_the_student_and_never_the_teacher():
@@ -136,17 +153,20 @@ def test_generator_is_updated_by_its_own_losses():
     assert any(not torch.equal(a, b) for a, b in zip(before, generator.parameters()))
 
 
-def test_stingy_teacher_releases_only_k_finite_logits_to_both_losses():
-    torch.manual_seed(0)
+def test_stingy_teacher_releases_only_k_finite_logits_to_both_losses(monkeypatch):
+    from stingy.empirical import dafl
+
     released = []
+    losses = dafl.dafl_generator_losses
 
-    def stingy(logits):
-        out = sparsify_logits(logits, 2)
-        released.append(out.detach())
-        return out
+    def spy(logits, features, **weights):
+        released.append(logits.detach())
+        return losses(logits, features, **weights)
 
-    result = tiny_run(TinyNet(), TinyNet(), teacher_transform=stingy, steps=3)
-    assert len(released) == 3
+    monkeypatch.setattr(dafl, "dafl_generator_losses", spy)
+    torch.manual_seed(0)
+    result = tiny_run(TinyNet(), TinyNet(), steps=3, ratio=0.34)  # k = 2 of 6
+    assert result["released_k"] == 2 and len(released) == 3
     for logits in released:
         assert (torch.isfinite(logits).sum(1) == 2).all()
     assert all(math.isfinite(r["kd_loss"]) and math.isfinite(r["entropy"])
@@ -171,17 +191,30 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     straight = tiny_run(teacher, student, steps=4)["history"]
     teacher, student = fresh()
     path = tmp_path / "dafl.pt"
-    tiny_run(teacher, student, steps=2, checkpoint_path=path, checkpoint_every=1)
+
+    def killed_after_step_2(step, record):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(teacher, student, steps=4, checkpoint_path=path, checkpoint_every=1,
+                 on_step=killed_after_step_2)
     resumed_student = fresh()[1]
     resumed = tiny_run(teacher, resumed_student, steps=4, checkpoint_path=path)["history"]
     assert resumed == straight
 
 
 @pytest.mark.parametrize("name,bad", [("steps", 0), ("batch_size", -1), ("latent_dim", 2.5),
-                                      ("log_every", True)])
-def test_bad_sizes_are_refused(name, bad):
-    with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
-        tiny_run(TinyNet(), TinyNet(), generator=None, **{name: bad})
+                                      ("log_every", True), ("lr_milestone_fractions", "ab"),
+                                      ("foo", 1)])
+def test_bad_dafl_settings_are_refused_by_name(name, bad):
+    with pytest.raises(ValueError, match=f"dafl.{name}"):
+        tiny_recipe(**{name: bad})
+
+
+def test_dafl_refuses_labels_it_does_not_have():
+    with pytest.raises(ValueError, match="method.alpha must be 1"):
+        build_recipe({"method": {"name": "dafl_kd", "alpha": 0.9}})
 
 
 def test_mismatched_latent_dim_is_refused():

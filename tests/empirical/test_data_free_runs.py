@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from stingy.empirical.recipes import load_recipe
 from stingy.empirical.runs import MODEL
 from stingy.empirical.train import train_recipe
 from tests.empirical.tiny import TINY, single_thread, tiny_dataset  # noqa: F401 (fixture)
 
 DAFL_TINY = [*TINY, "model.name=cnn", "dafl.steps=2", "dafl.batch_size=8",
-             "dafl.options={latent_dim=16}"]
+             "dafl.latent_dim=16", "dafl.log_every=1"]
 
 
 def test_dafl_recipes_train_a_student_from_dense_and_stingy_teachers(tmp_path):
@@ -22,5 +26,6 @@ def test_dafl_recipes_train_a_student_from_dense_and_stingy_teachers(tmp_path):
     assert dense["released_k"] is None and stingy["released_k"] == 2
     for summary, name in [(dense, "dense"), (stingy, "stingy")]:
         assert summary["dafl_steps"] == 2 and 0 <= summary["test_accuracy"] <= 1
-        assert summary["dafl_settings"]["lr_milestones"] == [1, 2]  # 40% and 80% of 2 steps
+        history = json.loads((tmp_path / name / "dafl_history.json").read_text())
+        assert [record["student_lr"] for record in history] == pytest.approx([0.01, 0.001])
         assert (tmp_path / name / MODEL).is_file()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
 from stingy.empirical.distill import Distiller
+from stingy.methods import METHODS, MethodSettings
 
 
 class Tiny(nn.Module):
@@ -19,8 +19,7 @@ class Tiny(nn.Module):
         return self.body(x)
 
 
-METHOD = {"name": "stingy_kd", "temperature": 20.0, "alpha": 0.9, "ratio": 0.2, "k": 0,
-          "nasty_weight": 0.0}
+METHOD = METHODS["stingy_kd"].objective(MethodSettings("stingy_kd", 20.0, 0.9, ratio=0.2), 10)
 
 
 def test_teacher_stays_in_eval_mode_and_is_not_a_parameter():
@@ -39,15 +38,20 @@ def test_forward_returns_logits_and_losses_and_leaves_teacher_untouched():
     student, teacher = Tiny(), Tiny()
     stats_before = teacher.body[2].running_mean.clone()
     distiller = Distiller(student, teacher, METHOD).train()
-    logits, losses = distiller(torch.randn(8, 3, 2, 2), torch.randint(0, 10, (8,)))
+    images, labels = torch.randn(8, 3, 2, 2), torch.randint(0, 10, (8,))
+    logits, loss = distiller(images, labels)
     assert logits.shape == (8, 10)
-    assert set(losses) == {"loss", "ce", "distill"}
-    losses["loss"].backward()
+    teacher.eval()
+    torch.testing.assert_close(loss, METHOD(logits, teacher(images), labels))
+    loss.backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert student.body[1].weight.grad is not None
     torch.testing.assert_close(teacher.body[2].running_mean, stats_before)
 
 
-def test_a_distilling_method_without_teacher_is_refused():
-    with pytest.raises(ValueError, match="teacher"):
-        Distiller(Tiny(), None, METHOD)
+def test_precomputed_teacher_rows_replace_the_teacher():
+    torch.manual_seed(1)
+    student = Tiny().eval()
+    images, labels, rows = torch.randn(4, 3, 2, 2), torch.randint(0, 10, (4,)), torch.randn(4, 10)
+    _, loss = Distiller(student, None, METHOD)(images, labels, rows)
+    torch.testing.assert_close(loss, METHOD(student(images), rows, labels))

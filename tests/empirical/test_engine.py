@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from stingy.empirical.engine import balanced_subset
+from stingy.empirical.engine import RunControl, balanced_subset
 from stingy.empirical.recipes import load_recipe
 from stingy.empirical.runs import CHECKPOINT, METRICS, MODEL, RECIPE, load_checkpoint
 from stingy.empirical.train import train_recipe
@@ -17,8 +17,9 @@ from tests.empirical.tiny import TINY, single_thread, tiny_dataset  # noqa: F401
 
 def train(tmp_path, recipe_name="cifar10-cnn-scratch", extra=(), **kwargs):
     recipe = load_recipe(recipe_name, [*TINY, *extra])
+    control = RunControl(stop_after_epochs=kwargs.pop("stop_after_epochs", None))
     return train_recipe(recipe, dataset=kwargs.pop("dataset", tiny_dataset()), out=tmp_path,
-                        device="cpu", **kwargs)
+                        device="cpu", control=control, **kwargs)
 
 
 def without_time(records):
@@ -32,7 +33,7 @@ def test_run_writes_recipe_metrics_checkpoint_model_and_summary(tmp_path):
         assert (directory / name).is_file(), name
     records = read_jsonl(directory / METRICS)
     assert [r["epoch"] for r in records] == [1, 2]
-    for key in ("lr", "train_loss", "train_ce", "test_accuracy", "test_loss", "seconds"):
+    for key in ("lr", "train_loss", "test_accuracy", "test_loss", "seconds"):
         assert key in records[0]
     assert summary["finished"] and summary["test_accuracy"] == records[-1]["test_accuracy"]
     state = load_checkpoint(directory)
@@ -94,7 +95,7 @@ def test_stingy_kd_logs_the_logit_gap_next_to_the_t4_drive(tmp_path):
     train(tmp_path, name="teacher")
     train(tmp_path, "cifar10-cnn-stingy", name="stingy", teacher=tmp_path / "teacher")
     record = read_jsonl(tmp_path / "stingy" / METRICS)[-1]
-    assert {"logit_gap", "t4_order_t", "t4_exact", "train_distill"} <= set(record)
+    assert {"logit_gap", "t4_order_t", "t4_exact", "train_loss"} <= set(record)
     # order-T drive term = -T (1 - r) * gap, T = 20, r = 0.2
     assert record["t4_order_t"] == pytest.approx(-20 * 0.8 * record["logit_gap"], rel=1e-4,
                                                  abs=1e-6)

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from stingy.cli import main
+from stingy.empirical.engine import RunControl
 from stingy.empirical.quick import _run
 from stingy.empirical.recipes import load_recipe
 from stingy.empirical.runs import CHECKPOINT, LOCK, METRICS, STATE, SUMMARY, read_state
@@ -40,8 +41,9 @@ def error_line(err: str) -> str:
 def train(tmp_path, name="run", dataset=None, **kwargs):
     recipe = load_recipe(kwargs.pop("recipe_name", "cifar10-cnn-scratch"),
                          [*TINY, *kwargs.pop("extra", ())])
+    control = RunControl(stop_after_epochs=kwargs.pop("stop_after_epochs", None))
     return train_recipe(recipe, dataset=dataset or tiny_dataset(), out=tmp_path, name=name,
-                        device="cpu", **kwargs)
+                        device="cpu", control=control, **kwargs)
 
 
 def test_a_run_records_its_id_state_and_fingerprints(tmp_path):

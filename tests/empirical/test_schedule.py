@@ -7,9 +7,9 @@ import itertools
 import pytest
 
 from stingy.empirical.engine import lr_factor
+from stingy.empirical.recipes import ScheduleSettings
 
-MULTISTEP = {"name": "multistep", "epochs": 160, "milestones": [80, 120], "gamma": 0.1,
-             "warmup_fraction": 0.25, "final_lr_fraction": 0.0}
+MULTISTEP = ScheduleSettings("multistep", 160, (80, 120), 0.1, 0.25, 0.0)
 
 
 def test_multistep_decays_by_gamma_at_each_milestone_epoch():
@@ -21,8 +21,8 @@ def test_multistep_decays_by_gamma_at_each_milestone_epoch():
 
 
 def test_onecycle_rises_linearly_to_one_then_falls_to_the_final_fraction():
-    schedule = {**MULTISTEP, "name": "onecycle", "epochs": 10, "warmup_fraction": 0.2,
-                "final_lr_fraction": 0.05}
+    schedule = MULTISTEP.replace(name="onecycle", epochs=10, warmup_fraction=0.2,
+                final_lr_fraction=0.05)
     factors = [lr_factor(step, 100, schedule) for step in range(1000)]
     peak = factors.index(max(factors))
     assert max(factors) == pytest.approx(1.0) and peak == 199
@@ -33,4 +33,4 @@ def test_onecycle_rises_linearly_to_one_then_falls_to_the_final_fraction():
 
 
 def test_constant_is_one():
-    assert lr_factor(12345, 10, {**MULTISTEP, "name": "constant"}) == 1.0
+    assert lr_factor(12345, 10, MULTISTEP.replace(name="constant")) == 1.0

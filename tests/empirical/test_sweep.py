@@ -18,7 +18,7 @@ from stingy.empirical.sweep import (
     load_profile,
     plan_jobs,
     plan_sweep,
-    profile_from_dict,
+    profile_from_table,
     run_all,
     run_index,
     run_job,
@@ -35,7 +35,7 @@ TOY = {"name": "toy", "seeds": [0, 1], "ratios": [0.2, 0.5, 0.7], "noise": [0.0,
 
 
 def toy_plan(out, data, **changes):
-    return plan_sweep(profile_from_dict({**TOY, **changes}), out, data=str(data), device="cpu")
+    return plan_sweep(profile_from_table({**TOY, **changes}), out, data=str(data), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +50,24 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_plan_puts_each_teacher_before_its_students():
-    jobs = plan_jobs(profile_from_dict(TOY))
+    jobs = plan_jobs(profile_from_table(TOY))
     position = {job["id"]: i for i, job in enumerate(jobs)}
     assert len(jobs) == 2 + 1 + 2 * 2  # teachers n0 and n0.4, nasty, 2 seeds x 2 noise
     for job in jobs:
         assert all(position[need] < position[job["id"]] for need in job["needs"])
 
 
+def test_a_top_k_bank_profile_trains_only_the_sparse_methods_from_its_rows():
+    profile = profile_from_table({**TOY, "bank_top_k": 7, "methods": ["stingy_kd",
+                                                                      "within_m_kd"],
+                                  "extras": []})
+    students = students_of(profile, 0.0, 10)
+    assert {s.method.name for s in students} == {"stingy_kd", "within_m_kd"}
+    assert max(s.method.k for s in students) <= profile.bank_top_k
+
+
 def test_groups_hold_every_method_of_the_grid():
-    profile = profile_from_dict(TOY)
+    profile = profile_from_table(TOY)
     clean = {s.label for s in students_of(profile, 0.0, 10)}
     assert clean == {"scratch", "kd-T4.0", "stingy-r0.2-T4.0", "stingy-r0.5-T4.0",
                      "stingy-r0.7-T4.0", "within-r0.5-T4.0", "reversed-T4.0",
@@ -159,24 +168,30 @@ def test_packaged_profiles_load(name):
 
 
 INVALID = [
-    ({"colour": 1}, "unknown profile key"),
-    ({"seeds": [0, 0]}, "seeds must be distinct"),
-    ({"ratios": [0.2, 1.0]}, "ratios must be in"),
+    ({"colour": 1}, "profile key 'colour' is unknown"),
+    ({"seeds": [0, 0]}, "seeds must be a list of at least 1 distinct"),
+    ({"ratios": [0.2, 1.0]}, "ratios must be"),
     ({"verdict_ratio": 0.3}, "verdict_ratio"),
     ({"verdict_ratio": 0.7, "within_ratios": [0.7]}, "strictly between"),
-    ({"noise": [0.2]}, "including 0"),
-    ({"student_models": ["vgg"]}, "is not one of"),
-    ({"extras": ["dafl"]}, "extras must be among"),
-    ({"student_epochs": 0}, "integers >= 1"),
-    ({"bank_top_k": 3}, "bank_top_k"),
+    ({"noise": [0.2]}, "noise must include 0"),
+    ({"student_models": ["vgg"]}, "student_models must be"),
+    ({"extras": ["dafl"]}, "extras must be"),
+    ({"student_epochs": 0}, "student_epochs must be an integer >= 1"),
+    ({"bank_top_k": 3}, "normal_kd, the reversed extra, the nasty extra cannot use"),
+    ({"bank_top_k": 3, "methods": ["stingy_kd"], "extras": []}, "smaller than the largest kept"),
+    ({"methods": ["nasty_teacher"]}, "methods must be"),
     ({"mode": "streams"}, "mode must be one of"),
+    ({"alpha": "abc"}, "alpha must be a finite number"),
+    ({"temperatures": [float("inf")]}, "temperatures must be"),
+    ({"student_lr": float("inf")}, "student_lr must be a finite number"),
+    ({"teacher_lr": 0}, "teacher_lr must be a finite number > 0"),
 ]
 
 
 @pytest.mark.parametrize("change, message", INVALID)
 def test_invalid_profiles_are_refused_by_name(change, message):
     with pytest.raises(ValueError, match=message):
-        profile_from_dict({**TOY, **change})
+        profile_from_table({**TOY, **change})
 
 
 def test_cli_refuses_an_unknown_profile_in_one_line(tmp_path, capsys):
@@ -205,7 +220,7 @@ def test_cli_plan_applies_set_overrides(tmp_path, capsys):
     assert (profile["student_epochs"], profile["mode"]) == (2, "vmap")
     assert main(["sweep", "plan", "--profile", "quick", "--set", "epochs",
                  "--out", str(tmp_path / "t")]) == 2
-    assert "--set must be KEY=VALUE" in capsys.readouterr().err
+    assert "--set must look like key=value" in capsys.readouterr().err
 
 
 def test_verdicts_of_a_sweep_missing_a_method_say_not_computed():
@@ -219,6 +234,6 @@ def test_verdicts_of_a_sweep_missing_a_method_say_not_computed():
                                            ("stingy_kd", "teacher", 0.2),
                                            ("stingy_kd", "teacher", 0.5),
                                            ("stingy_kd", "teacher", 0.7))]
-    verdicts = real_verdicts(rows, profile_from_dict({**TOY, "noise": [0.0]}))
+    verdicts = real_verdicts(rows, profile_from_table({**TOY, "noise": [0.0]}))
     assert verdicts == [{"model": "cnn", "temperature": 4.0, "verdict": "not computed",
                          "detail": "no rows for method='within_m_kd' ratio=0.5"}]
