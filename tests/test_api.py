@@ -115,12 +115,23 @@ def test_k_larger_than_the_number_of_classes_is_refused_at_the_call():
         StingyKDLoss(k=11, temperature=4.0, alpha=0.9)(student, teacher, labels)
 
 
-def test_convention_table_in_the_readme_maps_alpha_and_temperature():
-    """The README's table: this package's (alpha, T) against each project's loss, written
-    here from its formula (torchdistill KDLoss: alpha CE + beta T^2 KL(batchmean), beta =
-    1 - alpha; mdistiller KD: CE_WEIGHT CE + KD_WEIGHT T^2 KL summed over classes, mean over
-    the batch; RepDistiller: gamma CE + alpha DistillKL, DistillKL = T^2 KL(sum) / batch)."""
+def test_convention_table_in_docs_methods_maps_alpha_and_temperature():
+    """The table in docs/methods.md: this package's (alpha, T) against each project's loss,
+    written here from its formula (torchdistill KDLoss: alpha CE + beta T^2 KL(batchmean),
+    beta = 1 - alpha; mdistiller KD: CE_WEIGHT CE + KD_WEIGHT T^2 KL summed over classes, mean
+    over the batch; RepDistiller: gamma CE + alpha DistillKL, DistillKL = T^2 KL(sum) / batch),
+    at the settings of the table's last row (T = 4, alpha = 0.9)."""
+    from pathlib import Path
+
     import torch.nn.functional as F
+
+    table = (Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text()
+    paper_row = next(line for line in table.splitlines()
+                     if line.startswith("| the paper's CIFAR-10 KD (T=4, alpha=0.9) |"))
+    for theirs in ("`temperature=4, alpha=0.1, beta=0.9`",
+                   "`TEMPERATURE=4, CE_WEIGHT=0.1, KD_WEIGHT=0.9`",
+                   "`--kd_T 4 -r 0.1 -a 0.9 -b 0`"):
+        assert theirs in paper_row
 
     student, teacher, labels = _batch(seed=7, batch=8, classes=10)
     alpha, temperature = 0.9, 4.0
