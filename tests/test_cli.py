@@ -105,7 +105,7 @@ def test_bench_with_a_bad_thread_count_is_one_line_and_exit_2(capsys, tmp_path):
     (["pass", "fail"], True, 1), (["pass", "pass"], True, 0), (["pass", "fail"], False, 0)])
 def test_simulate_strict_exits_1_when_a_verdict_fails(verdicts, strict, code, monkeypatch,
                                                       capsys):
-    import stingy.simulations.cli as simulate_cli
+    from stingy.simulations import runner
 
     def fake_sweep(config, out, progress=True):
         return {"summary": [], "wall_time_s": 0.0, "runs": [], "verdicts": [
@@ -113,7 +113,7 @@ def test_simulate_strict_exits_1_when_a_verdict_fails(verdicts, strict, code, mo
              "statement": "s", "predicted": "p", "measured": 0.5, "ci95": [0.4, 0.6],
              "detail": "d"} for name, verdict in zip("ab", verdicts)]}
 
-    monkeypatch.setattr(simulate_cli, "run_sweep", fake_sweep)
+    monkeypatch.setattr(runner, "run_sweep", fake_sweep)
     assert main(["simulate", "--json", *(["--strict"] if strict else [])]) == code
     captured = capsys.readouterr()
     assert [v["verdict"] for v in json.loads(captured.out)] == verdicts
