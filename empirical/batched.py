@@ -33,7 +33,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from stingy.empirical.engine import RunControl
 from stingy.empirical.models import build_model
-from stingy.empirical.recipes import MODEL_NAMES
+from stingy.empirical.model_names import MODEL_NAMES
 from stingy.empirical.runs import Diverged
 from stingy.io import save_torch
 from stingy.methods import METHODS, MethodSettings, names

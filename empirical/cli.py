@@ -5,7 +5,7 @@
     stingy distill RECIPE --teacher TEACHER [--arch NAME] [same options]
     stingy teacher-theory --teacher MODEL_PT [--data PATH] [--out DIR] [--device cpu|cuda]
     stingy quick [--data PATH] [--out DIR] [--device cpu|cuda]
-    stingy gpu-check [--toy] [--data PATH] [--out DIR] [--budget-seconds S] ...
+    stingy gpu-check [--data PATH | --toy] [--out DIR] [--budget-seconds S] ...
 
 RECIPE is a packaged recipe name (a file stem in empirical/recipes) or a path to a TOML file.
 TEACHER is a model.pt written by `stingy train` (or its run directory), a plain state_dict
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 
-from stingy.empirical.models import MODEL_NAMES
-from stingy.empirical.recipes import load_recipe, packaged_recipes
+from stingy.empirical.model_names import MODEL_NAMES
+from stingy.empirical.recipes import packaged_recipes
 
 
-def _run_options(parser, teacher_required: bool) -> None:
+def _run_options(parser) -> None:
+    """The options `stingy train` and `stingy distill` share."""
     parser.add_argument("recipe", help="packaged recipe name (" + ", ".join(packaged_recipes())
                         + ") or a path to a .toml recipe")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -32,19 +33,15 @@ def _run_options(parser, teacher_required: bool) -> None:
     parser.add_argument("--out", default=f"runs/{parser.prog.split()[-1]}",
                         help="parent folder of run directories (default: runs/<command>)")
     parser.add_argument("--name", default=None, help="run directory name (default: "
-                        "<recipe>-<timestamp>)")
+                        "<recipe>-<timestamp>; required with --resume and under torchrun)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run --out/--name from its last checkpoint")
-    parser.add_argument("--teacher", required=teacher_required, default=None,
-                        help="the teacher: a model.pt of `stingy train` (or its run directory), "
-                        "a state_dict .pt with --arch, or logits .npy (one row per training "
-                        "image)")
-    parser.add_argument("--arch", default=None, help="the teacher's architecture when "
-                        "--teacher is a plain state_dict (" + ", ".join(MODEL_NAMES) + ")")
 
 
 def run_train(args) -> int:
+    from stingy.empirical.recipes import load_recipe
+
     recipe = load_recipe(args.recipe, args.overrides)
     if args.command == "train" and recipe.needs_teacher:
         raise ValueError(f"recipe {args.recipe!r} uses method {recipe.method.name!r}, "
@@ -101,17 +98,24 @@ def run_gpu_check(args) -> int:
 def register(subparsers, common) -> None:
     train = subparsers.add_parser("train", parents=[common],
                                   help="train a model from a recipe (from scratch)")
-    _run_options(train, teacher_required=False)
-    train.set_defaults(run=run_train)
+    _run_options(train)
+    train.set_defaults(run=run_train, teacher=None, arch=None)
 
     distill = subparsers.add_parser("distill", parents=[common], help="train a student from a teacher: normal, "
                                     "stingy, within-M, reversed, nasty-teacher or DAFL")
-    _run_options(distill, teacher_required=True)
+    _run_options(distill)
+    required = distill.add_argument_group("required arguments")
+    required.add_argument("--teacher", required=True, help="the teacher: a model.pt of `stingy "
+                          "train` (or its run directory), a state_dict .pt with --arch, or "
+                          "logits .npy (one row per training image)")
+    distill.add_argument("--arch", default=None, help="the teacher's architecture, required when "
+                         "--teacher is a plain state_dict (" + ", ".join(MODEL_NAMES) + ")")
     distill.set_defaults(run=run_train)
 
     theory = subparsers.add_parser("teacher-theory", parents=[common], help="T2 kept mass, T3 approximation "
                                    "error, T5 signal-to-drive of a trained teacher's test logits")
-    theory.add_argument("--teacher", required=True, help="the teacher's model.pt")
+    required = theory.add_argument_group("required arguments")
+    required.add_argument("--teacher", required=True, help="the teacher's model.pt")
     theory.add_argument("--data", default=None, help="dataset archive or folder")
     theory.add_argument("--out", default="runs/teacher-theory",
                         help="output folder (default: runs/teacher-theory)")
@@ -127,7 +131,10 @@ def register(subparsers, common) -> None:
 
     gpu = subparsers.add_parser("gpu-check", parents=[common], help="one-GPU check: a fast "
                                 "ResNet-18 teacher, then the reference's students in a budget")
-    gpu.add_argument("--data", default=None, help="CIFAR-10 archive or folder")
+    source = gpu.add_mutually_exclusive_group()
+    source.add_argument("--data", default=None, help="CIFAR-10 archive or folder")
+    source.add_argument("--toy", action="store_true",
+                        help="synthetic data, CNN models, 1 epoch each: checks the pipeline")
     gpu.add_argument("--out", default="runs/gpu-check",
                      help="a new or empty output folder (default: runs/gpu-check)")
     gpu.add_argument("--budget-seconds", type=float, default=540.0,
@@ -138,8 +145,6 @@ def register(subparsers, common) -> None:
                      help="override the teacher recipe's epochs (40)")
     gpu.add_argument("--student-epochs", type=int, default=15, help="student epochs (15)")
     gpu.add_argument("--compile", action="store_true", help="torch.compile the models")
-    gpu.add_argument("--toy", action="store_true",
-                     help="synthetic data, CNN models, 1 epoch each: checks the pipeline")
     gpu.set_defaults(run=run_gpu_check)
 
     from stingy.empirical import sweep_cli  # the sweep registers its own sub-commands

@@ -14,10 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from stingy.empirical.mobilenet import mobilenetv2
-from stingy.empirical.recipes import MODEL_NAMES
+from stingy.empirical.model_names import MODEL_NAMES
 from stingy.empirical.resnet import preresnet20, preresnet32, resnet18, resnet34
 from stingy.empirical.shufflenet import shufflenetv2
-
 
 
 class SmallCNN(nn.Module):

@@ -19,6 +19,7 @@ from pathlib import Path
 import tomllib
 
 from stingy import settings
+from stingy.empirical.model_names import MODEL_NAMES
 from stingy.methods import MethodSettings, names
 from stingy.settings import (
     BATCH_SIZE, EPOCHS, FRACTION, LEARNING_RATE, MOMENTUM, OPEN_FRACTION, SEED, SIZE, STEPS,
@@ -30,9 +31,6 @@ METHODS = names("cifar")  # stingy.methods.METHODS: the same names in every laye
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("multistep", "onecycle", "constant")
 DATASETS = ("cifar10", "cifar100")
-# the architectures of stingy.empirical.models, named here so that settings load without torch
-MODEL_NAMES = ("cnn", "preresnet20", "preresnet32", "resnet18", "resnet34", "mobilenetv2",
-               "shufflenetv2")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ from stingy import settings
 from stingy.empirical.batched import COMPILE_MODES, MODES, GroupSettings, Student, train_group
 from stingy.empirical.engine import DeviceData, RunControl, balanced_subset, drive_record
 from stingy.empirical.models import build_model
-from stingy.empirical.recipes import DATASETS, MODEL_NAMES
+from stingy.empirical.model_names import MODEL_NAMES
+from stingy.empirical.recipes import DATASETS
 from stingy.io import save_torch, write_csv, write_json
 from stingy.methods import METHODS, MethodSettings
 from stingy.settings import (

@@ -78,8 +78,9 @@ def register(subparsers, common) -> None:
     for name, run, text in (("plan", _plan, "write the job list"),
                             ("all", _all, "plan, run every job in order, collect")):
         parser = commands.add_parser(name, parents=[common], help=text)
-        parser.add_argument("--profile", required=True, help="gpu-10min, cpu-30min, quick or "
-                            "a .toml path")
+        required = parser.add_argument_group("required arguments")
+        required.add_argument("--profile", required=True, help="gpu-10min, cpu-30min, quick or "
+                              "a .toml path")
         parser.add_argument("--set", dest="overrides", action="append", default=[],
                             metavar="KEY=VALUE", help="override a profile key, e.g. mode=loop "
                             "(repeatable; the value is read as TOML)")
@@ -93,7 +94,8 @@ def register(subparsers, common) -> None:
     run_parser = commands.add_parser("run", parents=[common],
                                      help="run one job (idempotent, resumable)")
     run_parser.add_argument("--out", default=DEFAULT_OUT)
-    run_parser.add_argument("--index", type=int, required=True, help="job index in plan.json")
+    required = run_parser.add_argument_group("required arguments")
+    required.add_argument("--index", type=int, required=True, help="job index in plan.json")
     run_parser.set_defaults(run=_run)
     collect = commands.add_parser("collect", parents=[common],
                                   help="merge finished jobs; verdicts")

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stingy.figures.reproduce import REFERENCE_RUN, profile_names
+import tomllib
 
 
 def run_reproduce(args) -> int:
     from stingy.figures.reproduce import reproduce
 
-    reference = None if args.no_reference else args.reference
+    # neither --reference nor --no-reference: reproduce's default reference run
+    compare = {"reference": args.reference} if args.reference or args.no_reference else {}
     reproduce(profile=args.profile, out=args.out, data=args.data, force=args.force,
-              reference=reference,
-              log=lambda line: print(line, flush=True))
+              log=lambda line: print(line, flush=True), **compare)
     return 0
 
 
@@ -39,10 +39,12 @@ def run_lab(args) -> int:
 
 
 def register(subparsers, common) -> None:
+    with open(Path(__file__).with_name("profiles.toml"), "rb") as f:
+        profiles = list(tomllib.load(f))  # stingy.figures.reproduce's, read here: it loads torch
     reproduce = subparsers.add_parser(
         "reproduce", parents=[common], help="the main job: derivations, theory grid, "
         "simulations, CIFAR-10, figures and REPORT.md (with this run vs the reference run)")
-    reproduce.add_argument("--profile", default="quick", choices=profile_names(),
+    reproduce.add_argument("--profile", default="quick", choices=profiles,
                            help="quick: CPU laptop, <= 15 min (default); paper: the reference's "
                            "configurations (GPU); smoke: seconds, checks the pipeline only")
     reproduce.add_argument("--out", default="runs/reproduce",
@@ -52,16 +54,17 @@ def register(subparsers, common) -> None:
                            "$STINGY_DATA, the data cache, or a download)")
     reproduce.add_argument("--force", action="store_true",
                            help="redo every stage even if its finished result exists")
-    reproduce.add_argument("--reference", type=Path, default=REFERENCE_RUN,
-                           help="the reference run to compare with (default: the checkout's "
-                           "committed results/)")
-    reproduce.add_argument("--no-reference", action="store_true",
+    reference = reproduce.add_mutually_exclusive_group()
+    reference.add_argument("--reference", type=Path, help="the reference run to compare with "
+                           "(default: the checkout's committed results/)")
+    reference.add_argument("--no-reference", action="store_true",
                            help="no comparison with a reference run")
     reproduce.set_defaults(run=run_reproduce)
 
     figures = subparsers.add_parser("figures", parents=[common], help="redraw every figure "
                                     "whose inputs exist in a results folder")
-    figures.add_argument("--results", required=True, help="results folder (e.g. results)")
+    required = figures.add_argument_group("required arguments")
+    required.add_argument("--results", required=True, help="results folder (e.g. results)")
     figures.add_argument("--out", default="runs/figures",
                          help="figure folder (default: runs/figures)")
     figures.set_defaults(run=run_figures)

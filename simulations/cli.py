@@ -10,10 +10,6 @@ import json
 import sys
 from pathlib import Path
 
-from stingy.simulations.config import load_config
-from stingy.simulations.runner import failed_checks, format_verdicts, run_sweep
-from stingy.simulations.summary import format_table
-
 FLAGS = {"classes": "task.classes", "noise": "noise.rates", "noise_kind": "noise.kinds",
          "ratios": "distill.ratios", "temperature": "distill.temperature",
          "alpha": "distill.alpha", "seeds": "student.seeds", "steps": "student.steps",
@@ -67,6 +63,7 @@ def register(subparsers, common) -> None:
 
 def run_mechanism_command(args) -> int:
     from stingy.simulations.mechanism import run_mechanism, write_mechanism
+    from stingy.simulations.runner import format_verdicts
 
     result = run_mechanism(args.profile)
     write_mechanism(result, args.out)
@@ -77,6 +74,7 @@ def run_mechanism_command(args) -> int:
 
 
 def run_separation_command(args) -> int:
+    from stingy.simulations.runner import format_verdicts
     from stingy.simulations.separation import run_separation, write_separation
 
     if args.seeds < 2:
@@ -89,6 +87,10 @@ def run_separation_command(args) -> int:
 
 
 def main(args) -> int:
+    from stingy.simulations.config import load_config
+    from stingy.simulations.runner import failed_checks, format_verdicts, run_sweep
+    from stingy.simulations.summary import format_table
+
     flags = {FLAGS[name]: getattr(args, name) for name in FLAGS}
     config = load_config(args.config, flags)
     if Path(args.out).exists() and not Path(args.out).is_dir():

@@ -5,7 +5,12 @@ sub-commands (with ``parents=[common]``, the options every command shares) and
 ``set_defaults(run=callable)``; the callable takes the parsed arguments and returns an exit
 code (None means 0). CLI modules only parse and print: the work is a library function
 (``stingy.simulations.run_sweep``, ``stingy.theory.values.theory_report``,
-``stingy.figures.reproduce.reproduce``, ...).
+``stingy.figures.reproduce.reproduce``, ...), imported inside the callable, so that building the
+parser loads no torch and ``stingy --help`` answers at once. A flag that a command always needs
+is ``required=True`` in a "required arguments" group; one needed only in some mode says so in
+its help, and its absence is one line naming the flag.
+
+``stingy`` alone prints the commands, one line each, to stderr and exits with code 2.
 
 Every command writes under ``runs/<command>`` unless told otherwise (``--out``). Progress bars
 show only when stderr is a terminal, and never with ``--quiet`` (stingy.progress). Bad input
@@ -62,8 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_list(parser: argparse.ArgumentParser) -> str:
+    """Usage, then each command and its one-line summary, one line each."""
+    commands = parser._subparsers._group_actions[0]._choices_actions  # add_parser(help=...)
+    width = max(len(command.dest) for command in commands)
+    lines = [f"  {command.dest:<{width}}  {command.help}" for command in commands]
+    return "\n".join([parser.format_usage().strip(), "", "commands:", *lines, "",
+                      f"`{parser.prog} COMMAND --help` shows a command's options"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        print(command_list(parser), file=sys.stderr)
+        return 2
     try:
         args = parser.parse_args(argv)
         progress.QUIET = args.quiet

@@ -3,6 +3,7 @@ ends on a closed pipe, runs/<command> as the default output root, and the sub-co
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from stingy import __version__, progress
 from stingy.cli import build_parser, main
+from stingy.empirical.model_names import MODEL_NAMES
 from tests.simulations.tiny import TINY
 
 
@@ -49,19 +51,92 @@ def test_progress_bars_need_a_request_a_terminal_and_no_quiet(monkeypatch):
     assert progress.bar_disabled(True) is True
 
 
-def _leaf_commands(parser, prefix=""):
-    """(name, parser) of every command that runs something (nested ones like `sweep plan`)."""
+def _commands(parser, prefix=""):
+    """(name, parser) of every command, nested ones (`sweep`, `sweep plan`) included."""
     for action in parser._actions:
-        if action.option_strings or not hasattr(action, "choices") or not isinstance(
-                action.choices, dict):
-            continue
-        for name, sub in action.choices.items():
-            nested = [a for a in sub._actions if isinstance(getattr(a, "choices", None), dict)
-                      and not a.option_strings]
-            if nested:
-                yield from _leaf_commands(sub, f"{prefix}{name} ")
-            else:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
                 yield f"{prefix}{name}", sub
+                yield from _commands(sub, f"{prefix}{name} ")
+
+
+def _leaf_commands(parser):
+    """(name, parser) of every command that runs something (nested ones like `sweep plan`)."""
+    return [(name, sub) for name, sub in _commands(parser) if sub.get_default("run")]
+
+
+HELP_OF_EVERY_COMMAND = """
+import contextlib, io, json, sys
+from stingy.cli import main
+for command in json.loads(sys.argv[1]):
+    with contextlib.redirect_stdout(io.StringIO()) as shown:
+        try:
+            main([*command, "--help"])
+        except SystemExit as done:
+            assert done.code == 0 and shown.getvalue().startswith("usage: stingy"), command
+    loaded = [name for name in ("torch", "numpy", "scipy", "sympy", "matplotlib")
+              if name in sys.modules]
+    assert not loaded, (command, loaded)
+"""
+
+
+def test_help_of_every_command_loads_no_heavy_library():
+    commands = [[]] + [name.split() for name, _ in _commands(build_parser())]
+    result = subprocess.run([sys.executable, "-c", HELP_OF_EVERY_COMMAND, json.dumps(commands)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_bare_stingy_lists_the_commands_one_line_each_and_exits_2(capsys):
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    listed = [line.split()[0] for line in captured.err.splitlines() if line.startswith("  ")]
+    assert listed == [name for name, _ in _commands(build_parser()) if " " not in name]
+    assert captured.out == ""
+
+
+def test_help_shows_exactly_the_always_required_flags_as_required():
+    for name, sub in _commands(build_parser()):
+        for group in sub._action_groups:
+            for action in group._group_actions:
+                if action.option_strings:
+                    assert action.required == (group.title == "required arguments"), (
+                        name, action.dest)
+
+
+@pytest.mark.parametrize("command, flag", [
+    ("theory", "--classes"), ("theory", "--k"), ("train", "--name"), ("distill", "--name"),
+    ("distill", "--arch")])
+def test_a_flag_required_only_in_some_mode_says_so_in_its_help(command, flag):
+    sub = dict(_commands(build_parser()))[command]
+    action = next(action for action in sub._actions if flag in action.option_strings)
+    assert "required" in action.help and not action.required
+
+
+def test_the_model_names_in_the_help_are_the_models():
+    from stingy.empirical.models import BUILDERS
+
+    assert tuple(BUILDERS) == MODEL_NAMES
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["theory", "--temperature", "4"], "--classes"),
+    (["theory", "--classes", "10", "--temperature", "4"], "--k or --ratio"),
+    (["theory", "--classes", "10", "--k", "2"], "--temperature"),
+    (["theory", "--topk", "rows.npz", "--k", "2", "--temperature", "4"], "drop --k"),
+    (["train", "cifar10-cnn-scratch", "--teacher", "model.pt"], "--teacher"),
+    (["distill", "cifar10-cnn-kd"], "--teacher"),
+    (["teacher-theory"], "--teacher"),
+    (["gpu-check", "--toy", "--data", "cifar"], "--toy"),
+    (["sweep", "plan"], "--profile"),
+    (["sweep", "run"], "--index"),
+    (["figures"], "--results"),
+    (["reproduce", "--reference", "results", "--no-reference"], "--no-reference"),
+])
+def test_bad_command_lines_are_one_line_and_exit_2(argv, needle, capsys):
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and needle in error, error
 
 
 def test_quiet_is_accepted_by_every_command_and_sets_the_switch(capsys, monkeypatch):
@@ -105,7 +180,7 @@ def test_bench_with_a_bad_thread_count_is_one_line_and_exit_2(capsys, tmp_path):
     (["pass", "fail"], True, 1), (["pass", "pass"], True, 0), (["pass", "fail"], False, 0)])
 def test_simulate_strict_exits_1_when_a_verdict_fails(verdicts, strict, code, monkeypatch,
                                                       capsys):
-    import stingy.simulations.cli as simulate_cli
+    from stingy.simulations import runner
 
     def fake_sweep(config, out, progress=True):
         return {"summary": [], "wall_time_s": 0.0, "runs": [], "verdicts": [
@@ -113,7 +188,7 @@ def test_simulate_strict_exits_1_when_a_verdict_fails(verdicts, strict, code, mo
              "statement": "s", "predicted": "p", "measured": 0.5, "ci95": [0.4, 0.6],
              "detail": "d"} for name, verdict in zip("ab", verdicts)]}
 
-    monkeypatch.setattr(simulate_cli, "run_sweep", fake_sweep)
+    monkeypatch.setattr(runner, "run_sweep", fake_sweep)
     assert main(["simulate", "--json", *(["--strict"] if strict else [])]) == code
     captured = capsys.readouterr()
     assert [v["verdict"] for v in json.loads(captured.out)] == verdicts

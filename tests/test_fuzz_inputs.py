@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from stingy.cli import main
 from stingy.empirical.recipes import DEFAULTS, build_recipe
-from stingy.simulations import cli as simulations_cli
+from stingy.simulations import runner
 from stingy.simulations.config import DEFAULT_CONFIG, load_config, read_toml
 
 EXAMPLES = int(os.environ.get("STINGY_FUZZ_EXAMPLES", "40"))
@@ -182,7 +182,7 @@ def fake_sweep(config, out, progress=True):
 @FUZZ
 @given(command_lines())
 def test_command_lines_either_succeed_or_give_one_line_and_exit_2(monkeypatch, argv):
-    monkeypatch.setattr(simulations_cli, "run_sweep", fake_sweep)
+    monkeypatch.setattr(runner, "run_sweep", fake_sweep)
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         (root / "file").write_text("[task]\nclasses = 10\n")

@@ -10,6 +10,10 @@ stingy theory --classes K (--k k | --ratio r) --temperature T [--logits FILE.npy
     snake_case keys, per_row holding one value (or list) per row; inf (signal_to_drive at
     k = K) is written as null.
 
+stingy theory --topk FILE.npz --temperature T [--json]
+    The quantities of stored top-k teacher rows (stingy.theory.vocabulary.stored_rows_report),
+    with K and k taken from the file.
+
 stingy derive [--latex PATH]
     Runs every derivation of stingy.theory.derivations, prints "status  id  statement", optionally
     writes the LaTeX file, exits 1 if any derivation failed.
@@ -52,13 +56,17 @@ ROWS = [
 
 
 def register(subparsers, common) -> None:
-    theory = subparsers.add_parser("theory", parents=[common],
-                                   help="T1-T5 quantities for given or seeded logits")
-    theory.add_argument("--classes", type=int, help="number of classes K (not with --topk)")
+    theory = subparsers.add_parser(
+        "theory", parents=[common], help="T1-T5 quantities for given or seeded logits",
+        description="T1-T5 quantities for --classes K with --k or --ratio (teacher logits from "
+        "--logits or --seed), or for the stored top-k rows of --topk FILE.")
+    required = theory.add_argument_group("required arguments")
+    required.add_argument("--temperature", type=float, required=True, help="temperature T > 0")
+    theory.add_argument("--classes", type=int, help="number of classes K (required unless --topk)")
     keep = theory.add_mutually_exclusive_group()
-    keep.add_argument("--k", type=int, help="kept classes k in [1, K]")
+    keep.add_argument("--k", type=int, help="kept classes k in [1, K] (--k or --ratio is "
+                      "required unless --topk)")
     keep.add_argument("--ratio", type=float, help="sparse ratio r in (0, 1]; k = floor(r K)")
-    theory.add_argument("--temperature", type=float, required=True, help="temperature T > 0")
     source = theory.add_mutually_exclusive_group()
     source.add_argument("--logits", type=Path, help="teacher logits .npy, shape (K,) or (N, K)")
     source.add_argument("--seed", type=int, default=0, help="seed of random logits (default 0)")
