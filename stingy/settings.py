@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 # ----------------------------------------------------------------------------- rules
@@ -48,8 +51,8 @@ class Number:
         return kind + (" " + " and ".join(parts) if parts else "")
 
     def check(self, value, name: str) -> None:
-        kind = int if self.integer else (int, float)
-        ok = isinstance(value, kind) and not isinstance(value, bool)
+        kind = numbers.Integral if self.integer else numbers.Real
+        ok = isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
         ok = ok and (self.integer or math.isfinite(value))
         ok = ok and (value > self.low if self.open_low else value >= self.low)
         ok = ok and (value < self.high if self.open_high else value <= self.high)
@@ -151,7 +154,7 @@ class TableOf:
 
 
 # One rule per quantity, shared by every layer.
-TEMPERATURE = Number(0, 1000, open_low=True)        # the theory grid's top end is T = 1000
+TEMPERATURE = Number(0, 1e6, open_low=True)         # T^2 KL stays finite in float32
 ALPHA = Number(0, 1)                                # weight of the soft-target term
 RATIO = Number(0, 1, open_low=True)                 # sparse ratio r, k = keep_count(r, K)
 KEPT_COUNT = Number(1, integer=True)                # k, the kept classes

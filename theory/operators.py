@@ -330,7 +330,7 @@ def kd_loss(student_logits, teacher_logits, labels, temperature: float, alpha: f
     >>> kd_loss(student, teacher, labels, 0.0, 0.9)
     Traceback (most recent call last):
     ...
-    ValueError: temperature must be a finite number > 0, got 0.0
+    ValueError: temperature must be a finite number > 0 and <= 1e+06, got 0.0
     """
     if validate:
         student_logits = check_logits(as_tensor(student_logits, "student_logits"),

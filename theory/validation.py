@@ -6,11 +6,12 @@ that the CLI can print it as one line and exit with code 2.
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 import torch
+
+from stingy.settings import ALPHA, RATIO, TEMPERATURE
 
 
 def check_keep_count(k, num_classes: int, name: str = "k") -> int:
@@ -48,25 +49,20 @@ def check_reduction(reduction, name: str = "reduction") -> str:
 
 
 def check_temperature(temperature, name: str = "temperature") -> float:
-    """T must be a finite number > 0."""
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise ValueError(f"{name} must be a finite number > 0, got {temperature!r}")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {temperature}")
+    """T by the one temperature rule (stingy.settings.TEMPERATURE)."""
+    TEMPERATURE.check(temperature, name)
     return float(temperature)
 
 
 def check_alpha(alpha, name: str = "alpha") -> float:
-    """alpha must be a number in [0, 1]."""
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
-        raise ValueError(f"{name} must be a number in [0, 1], got {alpha!r}")
+    """alpha by the one rule (stingy.settings.ALPHA): a number in [0, 1]."""
+    ALPHA.check(alpha, name)
     return float(alpha)
 
 
 def check_ratio(ratio, name: str = "ratio") -> float:
-    """A sparse ratio r must be a number in (0, 1]."""
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 < ratio <= 1:
-        raise ValueError(f"{name} must be a number in (0, 1], got {ratio!r}")
+    """A sparse ratio r by the one rule (stingy.settings.RATIO): a number in (0, 1]."""
+    RATIO.check(ratio, name)
     return float(ratio)
 
 
