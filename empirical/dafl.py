@@ -159,7 +159,8 @@ def build_state(student: nn.Module, recipe, device: torch.device,
     optimizer_student = build_optimizer(student.parameters(), recipe.optim)
     milestones = [round(fraction * settings.steps) for fraction in settings.lr_milestone_fractions]
     return DaflState(
-        generator, student, torch.optim.Adam(generator.parameters(), lr=settings.generator_lr),
+        generator, student,
+        torch.optim.Adam(generator.parameters(), lr=settings.generator_lr, fused=True),
         optimizer_student,
         torch.optim.lr_scheduler.MultiStepLR(optimizer_student, milestones, settings.lr_gamma),
         torch.Generator(device=device).manual_seed(recipe.seed))
