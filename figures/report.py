@@ -478,7 +478,7 @@ def rewrite_report(results_dir, profile: str = "quick", log=print) -> Path:
     already in ``results_dir`` (no stage is run; the stage table is read from the finished
     stage markers, shown as reused)."""
     from stingy.figures.draw import draw_all
-    from stingy.figures.stages import MARKER_DIR
+    from stingy.stages import MARKER_DIR
 
     results_dir = Path(results_dir)
     markers = sorted((results_dir / MARKER_DIR).glob("*.json"),

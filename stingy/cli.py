@@ -5,7 +5,7 @@ sub-commands (with ``parents=[common]``, the options every command shares) and
 ``set_defaults(run=callable)``; the callable takes the parsed arguments and returns an exit
 code (None means 0). CLI modules only parse and print: the work is a library function
 (``stingy.simulations.run_sweep``, ``stingy.theory.values.theory_report``,
-``stingy.figures.reproduce.reproduce``, ...).
+``stingy.pipeline.reproduce``, ...).
 
 Every command writes under ``runs/<command>`` unless told otherwise (``--out``). Progress bars
 show only when stderr is a terminal, and never with ``--quiet`` (stingy.progress). Bad input
@@ -25,7 +25,7 @@ from stingy import __version__, progress
 from stingy.io import Diverged, LockHeld
 
 LAYERS = ["stingy.theory.cli", "stingy.simulations.cli", "stingy.empirical.cli",
-          "stingy.figures.cli", "stingy.benchmarks.cli"]
+          "stingy.pipeline_cli", "stingy.figures.cli", "stingy.benchmarks.cli"]
 
 
 class UsageError(Exception):

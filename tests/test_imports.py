@@ -97,7 +97,7 @@ def test_a_name_taken_from_a_running_parent_package_is_a_dependency(tmp_path):
 def test_the_import_graph_covers_every_layer():
     graph = import_graph()
     assert {"stingy.cli", "stingy.methods", "stingy.theory.values", "stingy.simulations.runner",
-            "stingy.figures.reproduce", "stingy.benchmarks.run"} <= set(graph)
+            "stingy.pipeline", "stingy.benchmarks.run"} <= set(graph)
     assert "stingy.methods" in graph["stingy.simulations.training"]
 
 
@@ -125,7 +125,7 @@ def test_fresh_interpreters_import_the_command_line_and_reproduce_apart():
     code = ("import sys, stingy.cli; "
             "assert not [m for m in sys.modules if m.startswith('stingy.figures')]; "
             "print('ok')")
-    other = ("import sys, stingy.figures.reproduce, stingy.simulations, stingy.theory; "
+    other = ("import sys, stingy.pipeline, stingy.simulations, stingy.theory; "
              "assert 'stingy.cli' not in sys.modules; print('ok')")
     for source in (code, other):
         result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
