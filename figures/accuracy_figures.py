@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from stingy.figures.captions import failing_text, simulation_settings
-from stingy.figures.inputs import is_missing, read_json, read_rows, source_name
+from stingy.figures.inputs import read_json, read_rows, source_name
 from stingy.figures.style import (
     BLACK,
     FULL_WIDTH,
@@ -29,6 +29,7 @@ from stingy.figures.style import (
     ratio_axis,
     save_figure,
 )
+from stingy.formatting import is_missing
 from stingy.methods import names
 from stingy.simulations.verdicts import paired, t_interval
 

@@ -6,7 +6,6 @@ beside the reference run (stingy.figures.comparison). Written atomically."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -23,9 +22,10 @@ from stingy.figures.draw import (
     THEORY_DIR,
     resolve,
 )
-from stingy.figures.inputs import group_mean, is_missing, read_rows
-from stingy.figures.machine import describe, machine_info
+from stingy.figures.inputs import group_mean, read_rows
+from stingy.formatting import fmt, is_missing, percent
 from stingy.io import write_text
+from stingy.machine import describe, machine_info
 
 PAPER_NUMBERS_FILE = Path(__file__).with_name("paper_numbers.toml")
 PASSING = ("pass", "passed", "confirmed", "true", "ok")
@@ -43,31 +43,6 @@ PAPER_CHECKS = ("a", "b")
 def load_paper_numbers() -> dict:
     with open(PAPER_NUMBERS_FILE, "rb") as f:
         return tomllib.load(f)
-
-
-def fmt(value, digits: int = 4) -> str:
-    """A number with up to ``digits`` decimals and no trailing zeros; '-' when missing."""
-    if is_missing(value) or value == "":
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        if isinstance(value, (list, tuple)):
-            return "[" + ", ".join(fmt(v, digits) for v in value) + "]"
-        return str(value).replace("|", "\\|").replace("\n", " ")
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if value != 0 and abs(value) < 10 ** -digits:
-        return f"{value:.2e}"
-    text = f"{value:.{digits}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text if text not in ("-0", "") else "0"
-
-
-def percent(value) -> str:
-    """An accuracy as percent with 2 decimals (values <= 1 are fractions)."""
-    if is_missing(value) or value == "":
-        return "-"
-    return f"{value * 100 if value <= 1 else value:.2f}"
 
 
 def verdict_text(verdict) -> str:

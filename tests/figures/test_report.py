@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import tomllib
 
-from stingy.figures.report import PAPER_NUMBERS_FILE, fmt, render_report, verdict_text, write_report
+from stingy.figures.report import PAPER_NUMBERS_FILE, render_report, verdict_text, write_report
+from stingy.formatting import fmt
 
 MACHINE = {"cpu": "Test CPU 9000", "cores": 3, "torch": "9.9.9", "python": "3.11",
            "platform": "testOS", "gpu": None, "torch_threads": 3, "date": "2031-02-03T04:05:06"}
