@@ -30,8 +30,8 @@ from stingy.figures.style import (
     save_figure,
 )
 from stingy.formatting import is_missing
+from stingy.intervals import paired, t_interval
 from stingy.methods import names
-from stingy.simulations.verdicts import paired, t_interval
 
 SIMULATION_SUMMARY = "simulation summary, written by `stingy simulate`"
 SIMULATION_RUNS = "simulation runs (one row per seed), written by `stingy simulate`"
