@@ -9,8 +9,7 @@ import json
 import os
 from pathlib import Path
 
-import tomllib
-
+from stingy.figures.accuracy_figures import cifar_rows
 from stingy.figures.draw import (
     CIFAR_SUMMARY,
     GPU_CHECK,
@@ -23,11 +22,11 @@ from stingy.figures.draw import (
     resolve,
 )
 from stingy.figures.inputs import group_mean, read_rows
+from stingy.figures.paper_numbers import load_paper_numbers
 from stingy.formatting import fmt, is_missing, percent
 from stingy.io import write_text
 from stingy.machine import describe, machine_info
 
-PAPER_NUMBERS_FILE = Path(__file__).with_name("paper_numbers.toml")
 PASSING = ("pass", "passed", "confirmed", "true", "ok")
 # Where verdicts are read from, in the order the summary lists them.
 VERDICT_SOURCES = (*((folder, f"CIFAR-10 sweep, {folder}") for folder in SWEEP_DIRS),
@@ -38,11 +37,6 @@ VERDICT_SOURCES = (*((folder, f"CIFAR-10 sweep, {folder}") for folder in SWEEP_D
 # The checks that test the paper's own claims (stingy below both baselines; the U shape over
 # r); every other check tests a prediction of ours and counts as new when it holds.
 PAPER_CHECKS = ("a", "b")
-
-
-def load_paper_numbers() -> dict:
-    with open(PAPER_NUMBERS_FILE, "rb") as f:
-        return tomllib.load(f)
 
 
 def verdict_text(verdict) -> str:
@@ -159,12 +153,10 @@ def _group_line(group: dict, side: str) -> str:
 def _cifar_lines(results_dir: Path) -> list[tuple[str, str]]:
     """('held' | 'failed', line) per student: its worst stingy student against scratch on
     clean labels, from the first CIFAR-10 summary found."""
-    from stingy.figures.accuracy_figures import _cifar_rows
-
     path = resolve(results_dir, CIFAR_SUMMARY)
     if path is None:
         return []
-    rows = [r for r in _cifar_rows(path) if is_missing(r.get("noise")) or r.get("noise") in (0, "")]
+    rows = [r for r in cifar_rows(path) if is_missing(r.get("noise")) or r.get("noise") in (0, "")]
     lines = []
     for student in sorted({str(r.get("student", "")) for r in rows}):
         chosen = [r for r in rows if str(r.get("student", "")) == student]
