@@ -13,6 +13,7 @@ status states the scope:
 
 The detail says how the proof or the check was done (the evidence). :func:`run_all` runs them
 all (a few seconds); :func:`write_latex` writes statements, statuses and details as LaTeX.
+The statuses and the sympy checks every derivation uses are in :mod:`stingy.theory.symbolic`.
 """
 
 from __future__ import annotations
