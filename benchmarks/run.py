@@ -25,9 +25,9 @@ from stingy.benchmarks import bench_kd_loss
 from stingy.benchmarks.bench_kd_loss_topk import bench_kd_loss_topk
 from stingy.benchmarks.bench_students import bench_students, students_markdown
 from stingy.benchmarks.bench_throughput import bench_cnn_throughput
-from stingy.figures.machine import describe, machine_info
-from stingy.figures.report import fmt, percent
+from stingy.formatting import fmt, percent
 from stingy.io import write_json
+from stingy.machine import describe, machine_info
 
 
 def bench_simulation_sweep(threads: int) -> dict:

@@ -496,7 +496,7 @@ def real_verdicts(rows: list[dict], profile: SweepProfile) -> list[dict]:
 
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean test accuracy with a 95% t interval over seeds per (noise, model, label)."""
-    from stingy.simulations.verdicts import t_interval
+    from stingy.intervals import t_interval
 
     grouped = defaultdict(list)
     for row in rows:
@@ -514,7 +514,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 def nasty_report(out: Path, rows: list[dict], profile: SweepProfile) -> dict | None:
     """KL(nasty || normal) of the tempered test outputs, both teachers' accuracy, and the harm
     (KD from the normal teacher minus KD from the nasty one, paired by seed) per student."""
-    from stingy.simulations.verdicts import paired, t_interval
+    from stingy.intervals import paired, t_interval
 
     nasty_dir, normal_dir = out / "jobs" / "nasty", out / "jobs" / teacher_id(0.0)
     if not (nasty_dir / RESULT).is_file():

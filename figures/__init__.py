@@ -1,6 +1,6 @@
-"""Figures, the report and the `stingy reproduce` main job.
+"""Figures and the report, drawn from result files only.
 
 Every figure is drawn by one function from result files (never by re-running an experiment);
-``stingy.figures.draw`` lists them, ``stingy.figures.report`` writes REPORT.md and ``stingy.figures.reproduce`` runs
-the whole pipeline stage by stage, reusing finished stages.
+``stingy.figures.draw`` lists them and ``stingy.figures.report`` writes REPORT.md. The whole
+study, stage by stage (`stingy reproduce`), is run by :mod:`stingy.pipeline`.
 """

@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from stingy.figures.captions import failing_text, simulation_settings
-from stingy.figures.inputs import is_missing, read_json, read_rows, source_name
+from stingy.figures.inputs import read_json, read_rows, source_name
+from stingy.figures.paper_numbers import load_paper_numbers
 from stingy.figures.style import (
     BLACK,
     FULL_WIDTH,
@@ -29,8 +30,9 @@ from stingy.figures.style import (
     ratio_axis,
     save_figure,
 )
+from stingy.formatting import is_missing
+from stingy.intervals import paired, t_interval
 from stingy.methods import names
-from stingy.simulations.verdicts import paired, t_interval
 
 SIMULATION_SUMMARY = "simulation summary, written by `stingy simulate`"
 SIMULATION_RUNS = "simulation runs (one row per seed), written by `stingy simulate`"
@@ -281,7 +283,7 @@ def cifar_method(row: dict) -> str:
     return canonical_method(row["method"])
 
 
-def _cifar_rows(summary_csv):
+def cifar_rows(summary_csv):
     rows = read_rows(summary_csv, CIFAR_SUMMARY, ("method",))
     rows = [{SWEEP_COLUMNS.get(key, key): value for key, value in row.items()} for row in rows]
     column = next((c for c in ("accuracy_mean", "test_accuracy") if c in rows[0]), None)
@@ -309,7 +311,7 @@ def draw_cifar_accuracy(summary_csv, out_stem, gpu_check_json=None, quick_json=N
     """F5: CIFAR-10 student accuracy. Several ratios (the sweep): curves over r with 95%
     intervals per student; one ratio (the quick profile): points per method, labelled with
     that ratio; the GPU check's students as a second panel when given."""
-    rows = _cifar_rows(summary_csv)
+    rows = cifar_rows(summary_csv)
     ratios = sorted({r["ratio"] for r in rows if not is_missing(r["ratio"])})
     students = sorted({(str(r.get("student", "")), _noise(r)) for r in rows})
     # the GPU check's single-ratio students are shown only when no sweep over r exists
@@ -405,8 +407,6 @@ def draw_paper_overlay(simulation_runs_csv, out_stem, paper_numbers=None, cifar_
     (three teacher -> student pairs, read off a plot, +-0.5), the simulations (each symmetric
     noise level, paired 95% intervals over seeds) and CIFAR-10 (the sweep's runs with
     intervals, else the quick profile's single seed)."""
-    from stingy.figures.report import load_paper_numbers
-
     paper = paper_numbers or load_paper_numbers()
     runs = read_rows(simulation_runs_csv, SIMULATION_RUNS,
                      ("noise", "method", "ratio", "seed", "accuracy"))
@@ -446,7 +446,7 @@ def draw_paper_overlay(simulation_runs_csv, out_stem, paper_numbers=None, cifar_
                             label=f"CIFAR-10 sweep, {student}")
         cifar_text = f"CIFAR-10 sweep ({source_name(cifar_runs_csv)}, paired 95% intervals)"
     elif cifar_summary_csv:
-        rows = _cifar_rows(cifar_summary_csv)
+        rows = cifar_rows(cifar_summary_csv)
         scratch = [r["accuracy_mean"] for r in rows if r["method"] == "scratch"]
         stingy = [r for r in rows if r["method"] == "stingy_kd"]
         if scratch and stingy:

@@ -22,7 +22,8 @@ import math
 from pathlib import Path
 
 from stingy.figures.draw import PAPER_DIR, QUICK_DIR, SIMULATION_DIR, THEORY_DIR
-from stingy.figures.inputs import is_missing, read_rows
+from stingy.figures.inputs import read_rows
+from stingy.formatting import is_missing
 
 SIMULATION_FLOOR = 0.005
 CIFAR_TOLERANCE = 0.02

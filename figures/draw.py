@@ -17,7 +17,7 @@ from stingy.figures.accuracy_figures import (
     draw_simulation_accuracy,
     draw_superclass_accuracy,
 )
-from stingy.figures.inputs import is_missing, read_rows
+from stingy.figures.inputs import read_rows
 from stingy.figures.logit_figures import (
     draw_cifar_t4_terms,
     draw_logit_gap,
@@ -27,6 +27,7 @@ from stingy.figures.logit_figures import (
 from stingy.figures.theory_figures import draw_approximation_error, draw_kept_mass, draw_signal_to_drive
 from stingy.figures.training_figures import cifar_runs, draw_training_curves
 from stingy.figures.style import canonical_method
+from stingy.formatting import is_missing
 
 # Where each stage of `stingy reproduce` writes, relative to the results folder.
 THEORY_DIR = "theory"

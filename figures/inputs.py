@@ -51,10 +51,6 @@ def read_json(path: str | Path, what: str):
         return json.load(f)
 
 
-def is_missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def group_mean(rows: list[dict], keys: tuple[str, ...], values: tuple[str, ...]) -> list[dict]:
     """Mean of ``values`` over rows sharing ``keys``, sorted by the keys (nan ignored)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)

@@ -147,7 +147,7 @@ def early_ratio(rows) -> float:
 
 def _seed_band(rows):
     """(steps, low, high): the 95% t-interval of the logit gap over seeds at each step."""
-    from stingy.simulations.verdicts import t_interval
+    from stingy.intervals import t_interval
 
     by_step = {}
     for row in rows:

@@ -6,12 +6,10 @@ beside the reference run (stingy.figures.comparison). Written atomically."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
-import tomllib
-
+from stingy.figures.accuracy_figures import cifar_rows
 from stingy.figures.draw import (
     CIFAR_SUMMARY,
     GPU_CHECK,
@@ -23,11 +21,12 @@ from stingy.figures.draw import (
     THEORY_DIR,
     resolve,
 )
-from stingy.figures.inputs import group_mean, is_missing, read_rows
-from stingy.figures.machine import describe, machine_info
+from stingy.figures.inputs import group_mean, read_rows
+from stingy.figures.paper_numbers import load_paper_numbers
+from stingy.formatting import fmt, is_missing, percent
 from stingy.io import write_text
+from stingy.machine import describe, machine_info
 
-PAPER_NUMBERS_FILE = Path(__file__).with_name("paper_numbers.toml")
 PASSING = ("pass", "passed", "confirmed", "true", "ok")
 # Where verdicts are read from, in the order the summary lists them.
 VERDICT_SOURCES = (*((folder, f"CIFAR-10 sweep, {folder}") for folder in SWEEP_DIRS),
@@ -38,36 +37,6 @@ VERDICT_SOURCES = (*((folder, f"CIFAR-10 sweep, {folder}") for folder in SWEEP_D
 # The checks that test the paper's own claims (stingy below both baselines; the U shape over
 # r); every other check tests a prediction of ours and counts as new when it holds.
 PAPER_CHECKS = ("a", "b")
-
-
-def load_paper_numbers() -> dict:
-    with open(PAPER_NUMBERS_FILE, "rb") as f:
-        return tomllib.load(f)
-
-
-def fmt(value, digits: int = 4) -> str:
-    """A number with up to ``digits`` decimals and no trailing zeros; '-' when missing."""
-    if is_missing(value) or value == "":
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        if isinstance(value, (list, tuple)):
-            return "[" + ", ".join(fmt(v, digits) for v in value) + "]"
-        return str(value).replace("|", "\\|").replace("\n", " ")
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if value != 0 and abs(value) < 10 ** -digits:
-        return f"{value:.2e}"
-    text = f"{value:.{digits}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text if text not in ("-0", "") else "0"
-
-
-def percent(value) -> str:
-    """An accuracy as percent with 2 decimals (values <= 1 are fractions)."""
-    if is_missing(value) or value == "":
-        return "-"
-    return f"{value * 100 if value <= 1 else value:.2f}"
 
 
 def verdict_text(verdict) -> str:
@@ -184,12 +153,10 @@ def _group_line(group: dict, side: str) -> str:
 def _cifar_lines(results_dir: Path) -> list[tuple[str, str]]:
     """('held' | 'failed', line) per student: its worst stingy student against scratch on
     clean labels, from the first CIFAR-10 summary found."""
-    from stingy.figures.accuracy_figures import _cifar_rows
-
     path = resolve(results_dir, CIFAR_SUMMARY)
     if path is None:
         return []
-    rows = [r for r in _cifar_rows(path) if is_missing(r.get("noise")) or r.get("noise") in (0, "")]
+    rows = [r for r in cifar_rows(path) if is_missing(r.get("noise")) or r.get("noise") in (0, "")]
     lines = []
     for student in sorted({str(r.get("student", "")) for r in rows}):
         chosen = [r for r in rows if str(r.get("student", "")) == student]
@@ -478,7 +445,7 @@ def rewrite_report(results_dir, profile: str = "quick", log=print) -> Path:
     already in ``results_dir`` (no stage is run; the stage table is read from the finished
     stage markers, shown as reused)."""
     from stingy.figures.draw import draw_all
-    from stingy.figures.stages import MARKER_DIR
+    from stingy.stages import MARKER_DIR
 
     results_dir = Path(results_dir)
     markers = sorted((results_dir / MARKER_DIR).glob("*.json"),

@@ -19,13 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 
 from stingy.io import atomic_write  # noqa: E402
-from stingy.methods import BLACK, BLUE, GREEN, GREY, ORANGE, PURPLE, SKY, VERMILLION  # noqa: E402
+from stingy.methods import BLACK, GREY, SKY, VERMILLION  # noqa: E402
 from stingy.methods import METHODS as REGISTRY  # noqa: E402
 
 FULL_WIDTH = 6.75  # inches, a two-column paper's text width
-COLUMN_WIDTH = 3.25
-
-SEQUENCE = [BLUE, VERMILLION, GREEN, PURPLE, ORANGE, SKY, BLACK, GREY]
 
 # name in the result files -> (legend label, colour): every method of the registry
 # (stingy.methods), then the series only figures draw (a variant; KD from the Nasty Teacher)

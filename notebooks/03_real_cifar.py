@@ -35,7 +35,7 @@ from stingy.theory import kept_mass, sparse_target, top_k_mask, tv_to_uniform, t
 
 RESULTS = Path("..") / "results"
 if os.environ.get("STINGY_NOTEBOOK_QUICK") == "1":
-    from stingy.figures.reproduce import reproduce
+    from stingy.pipeline import reproduce
 
     RESULTS = Path("..") / "runs" / "notebook-quick"
     reproduce(profile="quick", out=RESULTS)

@@ -31,7 +31,6 @@ else; the prediction and the measurement must change by the same factor.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from stingy.simulations.students import init_mlp, mlp_forward
@@ -128,8 +127,3 @@ def first_step_rates(setting: dict, config: dict, common: dict, generator: torch
                                  "ratio": ratio, "k": k, "alpha": alpha, "lr": lr,
                                  "kept_sets": kept_sets, "measured_rate": rate, **prediction})
     return rows
-
-
-def fit_log_slope(x, y) -> float:
-    """Least-squares slope of log y on log x (both positive)."""
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])

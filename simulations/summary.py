@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from stingy.simulations.verdicts import t_interval
+from stingy.intervals import t_interval
 
 MEAN_METRICS = ("log_loss", "excess_log_loss", "teacher_agreement", "accuracy_within_m",
                 "kept_mass", "signal_to_drive", "final_logit_gap")

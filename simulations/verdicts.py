@@ -19,17 +19,8 @@ from collections import defaultdict
 import numpy as np
 from scipy import stats
 
+from stingy.intervals import paired, t_interval
 from stingy.simulations.statistics import holm
-
-
-def t_interval(values) -> tuple[float, float, float]:
-    """Mean and two-sided 95% Student-t interval: mean +- t_{0.975, n-1} s / sqrt(n)."""
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
 
 
 def accuracy_by_seed(rows, method: str, ratio: float | None = None, key: str = "accuracy") -> dict:
@@ -44,12 +35,6 @@ def accuracy_by_seed(rows, method: str, ratio: float | None = None, key: str = "
     if not chosen:
         raise ValueError(f"no rows for method={method!r} ratio={ratio!r}")
     return chosen
-
-
-def paired(a: dict, b: dict) -> np.ndarray:
-    """a[seed] - b[seed] over the seeds both have."""
-    seeds = sorted(set(a) & set(b))
-    return np.array([a[s] - b[s] for s in seeds])
 
 
 def one_sided_p(values, threshold: float = 0.0, greater: bool = True) -> float:

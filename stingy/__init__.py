@@ -9,8 +9,9 @@ The public API, for use in your own training loop::
 (they live in :mod:`stingy.theory.operators` and are imported on first use, so that
 ``import stingy`` stays light). The design card's folders are installed under this one
 namespace: ``stingy.theory``, ``stingy.simulations``, ``stingy.empirical``,
-``stingy.figures`` and ``stingy.benchmarks``. The command line lives in :mod:`stingy.cli`;
-shared file helpers in :mod:`stingy.io`.
+``stingy.figures`` and ``stingy.benchmarks``. The command line lives in :mod:`stingy.cli`,
+the whole study (`stingy reproduce`) in :mod:`stingy.pipeline`; shared file helpers in
+:mod:`stingy.io`.
 """
 
 __version__ = "0.1.0"

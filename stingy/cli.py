@@ -5,7 +5,7 @@ sub-commands (with ``parents=[common]``, the options every command shares) and
 ``set_defaults(run=callable)``; the callable takes the parsed arguments and returns an exit
 code (None means 0). CLI modules only parse and print: the work is a library function
 (``stingy.simulations.run_sweep``, ``stingy.theory.values.theory_report``,
-``stingy.figures.reproduce.reproduce``, ...), imported inside the callable, so that building the
+``stingy.pipeline.reproduce``, ...), imported inside the callable, so that building the
 parser loads no torch and ``stingy --help`` answers at once. A flag that a command always needs
 is ``required=True`` in a "required arguments" group; one needed only in some mode says so in
 its help, and its absence is one line naming the flag.
@@ -30,7 +30,7 @@ from stingy import __version__, progress
 from stingy.io import Diverged, LockHeld
 
 LAYERS = ["stingy.theory.cli", "stingy.simulations.cli", "stingy.empirical.cli",
-          "stingy.figures.cli", "stingy.benchmarks.cli"]
+          "stingy.pipeline_cli", "stingy.figures.cli", "stingy.benchmarks.cli"]
 
 
 class UsageError(Exception):

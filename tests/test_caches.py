@@ -7,8 +7,8 @@ import os
 import time
 
 from stingy.empirical import data
-from stingy.figures import reproduce, stages
-from stingy.figures.stages import Stage, run_stage
+from stingy import pipeline, stages
+from stingy.stages import Stage, run_stage
 from stingy.simulations import config as sim_config
 from stingy.io import write_text
 from tests.empirical.test_data_formats import write_cifar10_python
@@ -20,7 +20,7 @@ def test_stage_key_covers_the_data_content_at_the_same_path(tmp_path, monkeypatc
     source = tmp_path / "src" / "cifar-10-batches-py"
 
     def quick_config():
-        built = reproduce.build_stages("quick", tmp_path / "results", str(source))
+        built = pipeline.build_stages("quick", tmp_path / "results", str(source))
         return next(stage.config for stage in built if stage.name == "cifar10_quick")
 
     before = quick_config()
@@ -34,7 +34,7 @@ def test_stage_key_covers_the_data_content_at_the_same_path(tmp_path, monkeypatc
 def test_stage_key_covers_the_code_of_every_package_it_runs(monkeypatch, tmp_path):
     seen = []
     monkeypatch.setattr(stages, "code_digest", lambda *packages: seen.append(packages) or "x")
-    reproduce.build_stages("quick", tmp_path, None)
+    pipeline.build_stages("quick", tmp_path, None)
     assert ("simulations", "theory") in seen and ("empirical", "theory") in seen
 
 
@@ -55,17 +55,17 @@ def test_force_deletes_a_stages_caches_before_it_runs(tmp_path):
 
 def test_reproduce_force_retrains_the_cifar_runs(tmp_path, monkeypatch):
     results = tmp_path / "results"
-    old_model = results / reproduce.QUICK_DIR / "runs" / "quick-teacher" / "model.pt"
+    old_model = results / pipeline.QUICK_DIR / "runs" / "quick-teacher" / "model.pt"
     write_text(old_model, "old")
     seen = []
 
     def fake_quick(results_dir, data):
         seen.append(old_model.exists())
-        write_text(results_dir / reproduce.QUICK_DIR / "summary.csv", "x\n")
+        write_text(results_dir / pipeline.QUICK_DIR / "summary.csv", "x\n")
         return {}
 
-    monkeypatch.setattr(reproduce, "run_cifar10_quick", fake_quick)
-    built = reproduce.build_stages("quick", results, None)
+    monkeypatch.setattr(pipeline, "run_cifar10_quick", fake_quick)
+    built = pipeline.build_stages("quick", results, None)
     quick = next(stage for stage in built if stage.name == "cifar10_quick")
     run_stage(quick, results, force=True, log=lambda line: None)
     assert seen == [False]

@@ -1,4 +1,8 @@
-"""No import cycle among stingy's modules, and the library never imports the command line."""
+"""No import cycle among stingy's modules, each room imports only what it may, and the library
+never imports the command line.
+
+Every import statement counts, at module level or inside a function: an import inside a
+function runs later, when called, but the two modules still need each other."""
 
 from __future__ import annotations
 
@@ -9,6 +13,11 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# {room: the stingy packages none of its modules may import}
+FORBIDDEN = {
+    "stingy.figures": ("stingy.empirical", "stingy.simulations", "stingy.pipeline"),
+    "stingy.benchmarks": ("stingy.figures",),
+}
 
 
 def module_files() -> dict[str, Path]:
@@ -23,20 +32,26 @@ def module_files() -> dict[str, Path]:
     return modules
 
 
-def load_time_imports(path: Path, name: str, known: set[str]) -> set[str]:
-    """stingy modules that must run when ``path`` loads: module-level imports only (an import
-    inside a function runs later, when called). Importing ``a.b.c`` runs ``a`` and ``a.b``
-    first, except the importer's own parent packages, which are already running; taking a
-    name (not a submodule) from a package needs that package to have run, parent or not."""
+def import_statements(path: Path) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement in the file, at any depth (functions, classes, if blocks)."""
+    return [node for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.Import, ast.ImportFrom))]
+
+
+def imports(path: Path, name: str, known: set[str]) -> set[str]:
+    """The ``known`` modules that module ``name`` (file ``path``) imports, in any import
+    statement. Importing ``a.b.c`` runs ``a`` and ``a.b`` first, except the importer's own
+    parent packages, which are already running; taking a name (not a submodule) from a
+    package needs that package to have run, parent or not."""
     package = name if path.stem == "__init__" else name.rpartition(".")[0]
     own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
     if path.stem == "__init__":
         own.add(name)
     found = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in import_statements(path):
         if isinstance(node, ast.Import):
             targets, named = [alias.name for alias in node.names], []
-        elif isinstance(node, ast.ImportFrom):
+        else:
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
@@ -44,8 +59,6 @@ def load_time_imports(path: Path, name: str, known: set[str]) -> set[str]:
             submodules = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known]
             targets = submodules or [base]
             named = [base] if len(submodules) < len(node.names) else []
-        else:
-            continue
         for target in targets:
             parts = target.split(".")
             found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)
@@ -55,12 +68,14 @@ def load_time_imports(path: Path, name: str, known: set[str]) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    files = module_files()
-    return {name: load_time_imports(path, name, set(files)) for name, path in files.items()}
+def import_graph(files: dict[str, Path] | None = None) -> dict[str, set[str]]:
+    """{module: the modules it imports} over ``files`` (default: all of stingy's)."""
+    files = module_files() if files is None else files
+    return {name: imports(path, name, set(files)) for name, path in files.items()}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle as [a, b, ..., a], or None."""
     state, stack = {}, []
 
     def visit(node):
@@ -81,43 +96,74 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
 def test_the_cycle_finder_finds_a_planted_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def test_imports_inside_functions_make_a_cycle(tmp_path):
+    (tmp_path / "__init__.py").write_text("")
+    (tmp_path / "a.py").write_text("def f():\n    from p.b import g\n    return g()\n")
+    (tmp_path / "b.py").write_text("def g():\n    from p import a\n    return a\n")
+    files = {"p": tmp_path / "__init__.py", "p.a": tmp_path / "a.py", "p.b": tmp_path / "b.py"}
+    assert import_graph(files) == {"p": set(), "p.a": {"p.b"}, "p.b": {"p.a"}}
+    assert find_cycle(import_graph(files)) == ["p.a", "p.b", "p.a"]
+
+
 def test_a_name_taken_from_a_running_parent_package_is_a_dependency(tmp_path):
     known = {"p", "p.a", "p.b"}
     (tmp_path / "a.py").write_text("from p.b import f\nfrom p import g\n")
-    assert load_time_imports(tmp_path / "a.py", "p.a", known) == {"p.b", "p"}
+    assert imports(tmp_path / "a.py", "p.a", known) == {"p.b", "p"}
     (tmp_path / "a.py").write_text("from p.b import f\nimport os\n")
-    assert load_time_imports(tmp_path / "a.py", "p.a", known) == {"p.b"}
+    assert imports(tmp_path / "a.py", "p.a", known) == {"p.b"}
 
 
 def test_the_import_graph_covers_every_layer():
     graph = import_graph()
     assert {"stingy.cli", "stingy.methods", "stingy.theory.values", "stingy.simulations.runner",
-            "stingy.figures.reproduce", "stingy.benchmarks.run"} <= set(graph)
+            "stingy.pipeline", "stingy.benchmarks.run"} <= set(graph)
     assert "stingy.methods" in graph["stingy.simulations.training"]
+    assert "stingy.empirical.data" in graph["stingy.pipeline"]  # inside a function
 
 
-def test_no_module_level_import_cycle():
-    assert find_cycle(import_graph()) is None
+def test_no_import_cycle():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_each_room_imports_only_what_it_may():
+    """Figures read result files and draw: they import neither the layers that make the
+    results nor the pipeline that runs them; benchmarks do not import figures."""
+    offenders = [f"{module} imports {target}"
+                 for module, targets in sorted(import_graph().items())
+                 for room, forbidden in FORBIDDEN.items() if within(module, room)
+                 for target in sorted(targets) if any(within(target, f) for f in forbidden)]
+    assert offenders == []
+
+
+def test_the_theory_never_imports_matplotlib():
+    offenders = []
+    for name, path in module_files().items():
+        if not within(name, "stingy.theory"):
+            continue
+        for node in import_statements(path):
+            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""])
+            offenders += [f"{name} imports {m}" for m in modules if within(m, "matplotlib")]
+    assert offenders == []
 
 
 def test_only_the_command_line_imports_command_line_modules():
-    """Library modules never import stingy.cli or a layer's cli module, at any depth."""
-    files = module_files()
-    cli = {name for name in files if name == "stingy.cli" or name.endswith(".cli")}
-    offenders = []
-    for name, path in files.items():
-        if name in cli or name == "stingy.__main__":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module in cli:
-                offenders.append(f"{name} imports {node.module}")
-            if isinstance(node, ast.Import):
-                offenders += [f"{name} imports {a.name}" for a in node.names if a.name in cli]
+    """Library modules never import stingy.cli or a command-line module, at any depth."""
+    graph = import_graph()
+    cli = {name for name in graph if name.rpartition(".")[2].endswith("cli")}
+    offenders = [f"{name} imports {target}" for name, targets in sorted(graph.items())
+                 if name not in cli and name != "stingy.__main__"
+                 for target in sorted(targets & cli)]
     assert offenders == []
 
 
@@ -125,7 +171,7 @@ def test_fresh_interpreters_import_the_command_line_and_reproduce_apart():
     code = ("import sys, stingy.cli; "
             "assert not [m for m in sys.modules if m.startswith('stingy.figures')]; "
             "print('ok')")
-    other = ("import sys, stingy.figures.reproduce, stingy.simulations, stingy.theory; "
+    other = ("import sys, stingy.pipeline, stingy.simulations, stingy.theory; "
              "assert 'stingy.cli' not in sys.modules; print('ok')")
     for source in (code, other):
         result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,

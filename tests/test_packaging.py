@@ -57,7 +57,7 @@ def test_the_wheel_holds_only_the_stingy_package_and_its_data(tmp_path):
         expected = {f"stingy/{package}/{path.name}" for path in (ROOT / package).glob("*.py")}
         assert expected and expected <= set(names), package
     assert {"stingy/methods.py", "stingy/cli.py", "stingy/simulations/default.toml",
-            "stingy/figures/profiles.toml", "stingy/figures/paper_numbers.toml"} <= set(names)
+            "stingy/profiles.toml", "stingy/figures/paper_numbers.toml"} <= set(names)
     recipes = {f"stingy/empirical/recipes/{p.name}" for p in (ROOT / "empirical/recipes").glob(
         "*.toml")}
     assert recipes and recipes <= set(names)
@@ -68,9 +68,9 @@ def test_the_wheel_holds_only_the_stingy_package_and_its_data(tmp_path):
 def test_reproduce_with_stand_in_stages_writes_only_under_runs(tmp_path, monkeypatch, capsys):
     """The default tier's version of the next test: this checkout's code, a fresh clone as the
     working folder, stand-in stages and no figures (seconds, not minutes)."""
-    import stingy.figures.reproduce as reproduce_module
+    from stingy import pipeline
     from stingy.cli import main
-    from stingy.figures.stages import Stage
+    from stingy.stages import Stage
     from stingy.io import write_json
 
     clone = fresh_clone(tmp_path)
@@ -80,8 +80,8 @@ def test_reproduce_with_stand_in_stages_writes_only_under_runs(tmp_path, monkeyp
         return [Stage("derivations", {"profile": profile}, lambda: write_json(
             results_dir / "theory" / "derivations.json", []) and {}, ("theory/derivations.json",))]
 
-    monkeypatch.setattr(reproduce_module, "build_stages", stand_in)
-    monkeypatch.setattr(reproduce_module, "draw_all", lambda results_dir, log: ([], []))
+    monkeypatch.setattr(pipeline, "build_stages", stand_in)
+    monkeypatch.setattr(pipeline, "draw_all", lambda results_dir, log: ([], []))
     assert main(["reproduce", "--profile", "smoke", "--reference", str(clone / "results")]) == 0
     report = (clone / "runs" / "reproduce" / "REPORT.md").read_text()
     assert "derivations failed | 0 | 0 | equal | agrees" in report

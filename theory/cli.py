@@ -147,7 +147,8 @@ def _print_theory_table(report: dict) -> None:
 
 
 def run_derive(args) -> int:
-    from stingy.theory.derivations import FAILED, run_all, write_latex  # sympy loads slowly
+    from stingy.theory.derivations import run_all, write_latex  # sympy loads slowly
+    from stingy.theory.symbolic import FAILED
 
     records = run_all()
     for record in records:

@@ -13,6 +13,7 @@ status states the scope:
 
 The detail says how the proof or the check was done (the evidence). :func:`run_all` runs them
 all (a few seconds); :func:`write_latex` writes statements, statuses and details as LaTeX.
+The statuses and the sympy checks every derivation uses are in :mod:`stingy.theory.symbolic`.
 """
 
 from __future__ import annotations
@@ -24,16 +25,8 @@ import sympy as sp
 import torch
 
 from stingy.io import write_text
+from stingy.theory.symbolic import CHECKED, FAILED, PROVED, is_zero, taylor_coefficients
 from stingy.theory.tail_bucket import derive_tail_bucket_expansion
-
-PROVED = "proved for all K, k"
-CHECKED = "checked numerically"
-FAILED = "failed"
-
-
-def proved_instance(num_classes: int, k: int) -> str:
-    """The status of an identity sympy reduced only for K = num_classes, k = k."""
-    return f"proved for the instance K={num_classes}, k={k}"
 
 
 def _record(statement_id, statement, ok, detail, latex, status_if_ok=PROVED):
@@ -41,21 +34,9 @@ def _record(statement_id, statement, ok, detail, latex, status_if_ok=PROVED):
             "detail": detail, "latex": latex}
 
 
-def _is_zero(expr) -> bool:
-    """True when sympy reduces ``expr`` to 0 (rational cancellation first, then simplify)."""
-    return (sp.cancel(sp.together(expr)) == 0 or sp.expand(expr) == 0
-            or sp.simplify(expr) == 0)
-
-
 def _random_logits(rows, num_classes, scale=3.0, seed=0):
     generator = torch.Generator().manual_seed(seed)
     return scale * torch.randn(rows, num_classes, generator=generator, dtype=torch.float64)
-
-
-def _taylor_coefficients(expression, eps, order: int) -> list:
-    """The first ``order`` Taylor coefficients of ``expression`` in ``eps`` at 0."""
-    series = sp.series(expression, eps, 0, order).removeO()
-    return [sp.expand(series.coeff(eps, n)) for n in range(order)]
 
 
 # Generic finite sets: a sum over M (k terms), Mc or all K classes, with a symbolic size.
@@ -112,7 +93,7 @@ def derive_t1_sparse_target():
     p = weight / (kept_sum + dropped_sum)
     m = kept_sum / (kept_sum + dropped_sum)
     sparse = weight / kept_sum
-    ok = _is_zero(sparse - p / m) and _is_zero(sparse - p - p * (1 / m - 1))
+    ok = is_zero(sparse - p / m) and is_zero(sparse - p - p * (1 / m - 1))
     return _record("T1a", "p~(i) = p(i)/m on M and 0 off M; delta(i) = p(i)(1/m - 1) on M, "
                    "-p(i) off M", ok,
                    "With w = e^{z(i)/T}, S_M = sum_M e^{z/T} and S_Mc = sum_Mc e^{z/T} as positive "
@@ -148,7 +129,7 @@ def derive_t2_upper_bound_attained():
     m_two_level = k * sp.exp(logit_range / temperature) / (
         k * sp.exp(logit_range / temperature) + (num_classes - k))
     bound = 1 / (1 + (num_classes - k) / k * sp.exp(-logit_range / temperature))
-    ok = _is_zero(m_two_level - bound)
+    ok = is_zero(m_two_level - bound)
     return _record("T2a", "the upper bound m <= 1/(1 + ((K-k)/k) e^{-D/T}) is attained: two-level "
                    "logits (kept at max z, dropped at min z) give exactly that m", ok,
                    "Upper: m = 1/(1 + S_Mc/S_M), S_Mc/S_M >= (K-k)e^{min z/T}/(k e^{max z/T}); "
@@ -195,7 +176,7 @@ def derive_t2_beta_derivative():
     sums = {term: sp.Symbol(f"Sigma{n}", positive=True)
             for n, term in enumerate(sorted((derivative - m * (1 - m) * (mean_kept - mean_dropped))
                                             .atoms(sp.Sum), key=str))}
-    ok = _is_zero((derivative - m * (1 - m) * (mean_kept - mean_dropped)).xreplace(sums))
+    ok = is_zero((derivative - m * (1 - m) * (mean_kept - mean_dropped)).xreplace(sums))
     return _record("T2c", "m is non-increasing in T: dm/dbeta = m(1-m)(E_p[z|M] - E_p[z|Mc]) >= 0",
                    ok, "sympy differentiates m = S_M/(S_M + S_Mc) under the sums S_M = "
                    "sum_{i=1}^k e^{beta z_i}, S_Mc = sum_{i=1}^{K-k} e^{beta y_i} (k, K symbolic); "
@@ -211,9 +192,9 @@ def derive_t2_expansion():
     kept, every = Moments("M", 3, joint=False), Moments("K", 3, joint=False)
     # m = sum_M e^{eps z} / sum_K e^{eps z} = r mean_M e^{eps z} / mean_K e^{eps z}
     m = ratio * kept.mgf(0, eps) / every.mgf(0, eps)
-    coefficients = _taylor_coefficients(m, eps, 2)
-    ok = _is_zero(coefficients[0] - ratio)
-    ok &= _is_zero(coefficients[1] - ratio * (kept.mu[0, 1] - every.mu[0, 1]))
+    coefficients = taylor_coefficients(m, eps, 2)
+    ok = is_zero(coefficients[0] - ratio)
+    ok &= is_zero(coefficients[1] - ratio * (kept.mu[0, 1] - every.mu[0, 1]))
     return _record("T2d", "m -> r as T -> inf, m = r(1 + (zbar_M - zbar)/T) + O(1/T^2)", ok,
                    "m = r mean_M e^{z/T} / mean_K e^{z/T} with r = k/K; with the moments of z "
                    "over M and over all K classes as symbols (any K, k) the Taylor coefficients "
@@ -229,13 +210,13 @@ def derive_t3_exact_worst_case():
     share = top / (top + rest)
     inside = sp.diff(share.subs(top, top + w_i), w_i).subs(w_i, 0)  # i in A
     outside = sp.diff(share.subs(rest, rest + w_i), w_i).subs(w_i, 0)  # i not in A
-    ok = _is_zero(inside - rest / (top + rest) ** 2) and _is_zero(outside + top / (top + rest) ** 2)
+    ok = is_zero(inside - rest / (top + rest) ** 2) and is_zero(outside + top / (top + rest) ** 2)
     value = j * sp.exp(d) / (j * sp.exp(d) + k - j) - j / k
     two = sp.simplify(value.subs({j: 1, k: 2}))
-    ok &= _is_zero((two - sp.tanh(d / 2) / 2).rewrite(sp.exp))
+    ok &= is_zero((two - sp.tanh(d / 2) / 2).rewrite(sp.exp))
     t = sp.tanh(d / 4)
-    ok &= _is_zero(sp.simplify((sp.tanh(d / 2) / 2 - t / (1 + t**2)).rewrite(sp.exp)))
-    ok &= _is_zero(t - t / (1 + t**2) - t**3 / (1 + t**2))
+    ok &= is_zero(sp.simplify((sp.tanh(d / 2) / 2 - t / (1 + t**2)).rewrite(sp.exp)))
+    ok &= is_zero(t - t / (1 + t**2) - t**3 / (1 + t**2))
     return _record("T3a", "max TV(p~, U_M) over kept logits of range D_M is W_k = max_{j=1..k-1} "
                    "[j e^d/(j e^d + k - j) - j/k], d = D_M/T; k = 2: W_2 = tanh(D_M/2T)/2 < "
                    "tanh(D_M/4T) for D_M > 0", ok,
@@ -255,13 +236,13 @@ def derive_t3_two_level_tv():
     c = sp.exp(d) - 1
     top_mass = j * sp.exp(d) / (j * sp.exp(d) + (k - j))
     tv_two_level = top_mass - j / k
-    ok = _is_zero((tv_two_level - x * (1 - x) * c / (1 + c * x)).subs(j, x * k))
+    ok = is_zero((tv_two_level - x * (1 - x) * c / (1 + c * x)).subs(j, x * k))
     f = x * (1 - x) * c / (1 + c * x)
     best = 1 / (1 + sp.exp(d / 2))
-    ok &= _is_zero(sp.together(sp.diff(f, x).subs(x, best)))
-    ok &= _is_zero(sp.simplify(f.subs(x, best) - sp.tanh(d / 4)).rewrite(sp.exp))
+    ok &= is_zero(sp.together(sp.diff(f, x).subs(x, best)))
+    ok &= is_zero(sp.simplify(f.subs(x, best) - sp.tanh(d / 4)).rewrite(sp.exp))
     second = sp.diff(f, x, 2)  # strictly concave: -2c(1+c)/(1+cx)^3 < 0
-    ok &= _is_zero(second + 2 * c * (1 + c) / (1 + c * x) ** 3)
+    ok &= is_zero(second + 2 * c * (1 + c) / (1 + c * x) ** 3)
     return _record("T3b", "TV(p~, U_M) <= tanh(D_M/(4T)), attained only at the isolated ranges "
                    "where k/(1+e^{D_M/(2T)}) is an integer", ok,
                    "With j, k, d symbolic: the two-level TV is f(x) = x(1-x)c/(1+cx), x = j/k, "
@@ -316,7 +297,7 @@ def derive_t3_mass_shift_identity():
     """delta(i) - (1-r)/k = (p~(i) - 1/k)(1 - m) + (r - m)/k (all K, k)."""
     target, m, r, k = sp.symbols("ptilde m r k", positive=True)
     delta = target * (1 - m)  # p~ - p with p = m p~ on M (T1)
-    ok = _is_zero(delta - (1 - r) / k - ((target - 1 / k) * (1 - m) + (r - m) / k))
+    ok = is_zero(delta - (1 - r) / k - ((target - 1 / k) * (1 - m) + (r - m) / k))
     return _record("T3d", "delta(i) - (1-r)/k = (p~(i) - 1/k)(1-m) + (r-m)/k, so "
                    "max_M |delta(i) - (1-r)/k| <= (1-r) e_M + (m_upper - r)/k", ok,
                    "Identity with p~, m, r, k symbolic (delta = p~(1 - m) on M by T1); the bound "
@@ -375,7 +356,7 @@ def _kl_is_the_cumulant_form() -> bool:
                      - log_mgf.subs(at) - eps * sp.diff(log_mgf, b).subs(at)
                      + sp.log(every_sum / num_classes))
     difference = sp.expand_log(sp.simplify(kl - cumulant_form), force=True)
-    return _is_zero(difference)
+    return is_zero(difference)
 
 
 def derive_t4_expansion():
@@ -383,7 +364,7 @@ def derive_t4_expansion():
     eps = sp.symbols("epsilon", positive=True)
     ok = _kl_is_the_cumulant_form()
     kl, kept, every = _kl_from_cumulants(eps)
-    coefficients = _taylor_coefficients(kl, eps, 4)
+    coefficients = taylor_coefficients(kl, eps, 4)
     sbar_m, sbar = kept.mu[0, 1], every.mu[0, 1]
     expected = [
         0,
@@ -393,9 +374,9 @@ def derive_t4_expansion():
         (_central(kept, lambda z, s: z**3) / 3 - _central(kept, lambda z, s: z**2 * s) / 2
          + _central(every, lambda z, s: s**3) / 6),
     ]
-    ok &= all(_is_zero(c - e) for c, e in zip(coefficients, expected))
+    ok &= all(is_zero(c - e) for c, e in zip(coefficients, expected))
     ratio, sbar_dropped = sp.symbols("r sbar_Mc", real=True)
-    ok &= _is_zero((ratio * sbar_m + (1 - ratio) * sbar_dropped - sbar_m)
+    ok &= is_zero((ratio * sbar_m + (1 - ratio) * sbar_dropped - sbar_m)
                    + (1 - ratio) * (sbar_m - sbar_dropped))
     return _record("T4a", "T^2 KL(p~||q) = T^2 log(K/k) - T(1-r)(sbar_M - sbar_Mc) + "
                    "(1/2)[Var_M(z) - 2Cov_M(z,s) + Var_K(s)] + (1/T)[k3_M(z)/3 - k_M(z,z,s)/2 + "
@@ -446,7 +427,7 @@ def derive_t4_special_cases():
     hinton = (_central(every, lambda z, s: z**2) / 2 - _central(every, lambda z, s: z * s)
               + _central(every, lambda z, s: s**2) / 2
               - _central(every, lambda z, s: (z - s) ** 2) / 2)
-    ok = _is_zero(hinton)
+    ok = is_zero(hinton)
     # k = 1: M = {top}, a one-point set: every central moment over M is 0; the T4 series must
     # equal the series of -log q(top) = -eps s_top + log K + L_K(eps) term by term.
     eps = sp.symbols("epsilon", positive=True)
@@ -454,8 +435,8 @@ def derive_t4_special_cases():
     s_top, z_top = sp.symbols("s_top z_top", real=True)
     one_point = {mu: z_top**i * s_top**j for (i, j), mu in kept.mu.items() if (i, j) != (0, 0)}
     cross_entropy = -eps * s_top + sp.log(all_s.mgf(0, eps))
-    ok &= all(_is_zero(a - b) for a, b in zip(_taylor_coefficients(kl.xreplace(one_point), eps, 4),
-                                              _taylor_coefficients(cross_entropy, eps, 4)))
+    ok &= all(is_zero(a - b) for a, b in zip(taylor_coefficients(kl.xreplace(one_point), eps, 4),
+                                              taylor_coefficients(cross_entropy, eps, 4)))
     return _record("T4c", "k = K: order-1 term = (1/2)Var_K(z - s) (Hinton), no drive; k = 1: "
                    "the T4 series is that of T^2(-log q(top)) through order 1/T", ok,
                    "Moment symbols (any K): Var(z)/2 - Cov(z,s) + Var(s)/2 - Var(z-s)/2 reduces "
@@ -473,9 +454,9 @@ def derive_t4_paper_last_line():
     kept, every = Moments("M", 3), Moments("K", 3, joint=False)
     # log q(i) = eps s(i) - log K - L_K(eps); mean over M of s is mu^M_01
     paper = -(eps * kept.mu[0, 1] - sp.log(every.mgf(0, eps)))
-    coefficients = _taylor_coefficients(paper, eps, 3)
+    coefficients = taylor_coefficients(paper, eps, 3)
     expected = [0, every.mu[0, 1] - kept.mu[0, 1], _central(every, lambda z, s: s**2) / 2]
-    ok = all(_is_zero(c - e) for c, e in zip(coefficients, expected))
+    ok = all(is_zero(c - e) for c, e in zip(coefficients, expected))
     ok &= not any(sym.name.startswith("muM_") and sym.name != "muM_01"
                   for c in coefficients for sym in sp.sympify(c).free_symbols)
     return _record("T4d", "the paper's last line keeps the order-T drive and the student spread "
@@ -496,19 +477,19 @@ def derive_t5_decomposition():
     drive_kept, drive_dropped = 1 / num_classes - 1 / k, 1 / num_classes
     # <drive, signal> = sum_M (1/K - 1/k)(1/k - p~(i)) = (1/K - 1/k)(k/k - P)
     inner = drive_kept * (k / k - kept_target_sum)
-    ok = _is_zero(inner.subs(kept_target_sum, 1))
+    ok = is_zero(inner.subs(kept_target_sum, 1))
     squared = k * drive_kept**2 + (num_classes - k) * drive_dropped**2
-    ok &= _is_zero(temperature**2 * squared - temperature**2 * (1 / k - 1 / num_classes))
-    ok &= _is_zero(drive_kept + (1 - k / num_classes) / k)
+    ok &= is_zero(temperature**2 * squared - temperature**2 * (1 / k - 1 / num_classes))
+    ok &= is_zero(drive_kept + (1 - k / num_classes) / k)
     # grad_s of KL: class j against the rest R of sum_K e^{eps s} (R free of s_j), and the
     # target's weight P_j on class j (0 off M) against the rest of sum_M p~ = 1
     eps, s_j, rest, target_j = sp.symbols("epsilon s_j R ptilde_j", positive=True)
     lse = sp.log(sp.exp(eps * s_j) + rest)
     q_j = sp.exp(eps * s_j) / (sp.exp(eps * s_j) + rest)
-    ok &= _is_zero(sp.diff(lse, s_j) - eps * q_j)
+    ok &= is_zero(sp.diff(lse, s_j) - eps * q_j)
     # KL = sum_M p~ log p~ - eps sum_M p~ s + LSE (sum_M p~ = 1); d/ds_j times T^2 = T(q_j - p~_j)
     kl_part = -eps * target_j * s_j + lse
-    ok &= _is_zero(sp.diff(kl_part, s_j) / eps**2 - (q_j - target_j) / eps)
+    ok &= is_zero(sp.diff(kl_part, s_j) / eps**2 - (q_j - target_j) / eps)
     return _record("T5a", "grad_s T^2 KL = T(q - U_K) + T(U_K - U_M) + T(U_M - p~): student part, "
                    "drive and teacher signal; drive and signal are orthogonal at every s; "
                    "|drive| = T sqrt(1/k - 1/K)", ok,
@@ -529,16 +510,16 @@ def derive_t5_exact_ratio():
     power_sums = {2: second, 1: first, 0: k}
     squared_distance = sum(c * power_sums[n] for (n,), c in per_term.terms())
     closed = (k * second / first**2 - 1) / k  # (M(2eps)/M(eps)^2 - 1)/k, M = mean_M e^{eps z}
-    ok = _is_zero(squared_distance - closed)
+    ok = is_zero(squared_distance - closed)
     eps = sp.symbols("epsilon", positive=True)
     kept = Moments("M", 4, joint=False)
     growth = kept.mgf(0, 2 * eps) / kept.mgf(0, eps) ** 2 - 1
-    coefficients = _taylor_coefficients(growth, eps, 4)
-    ok &= _is_zero(coefficients[0]) and _is_zero(coefficients[1])
-    ok &= _is_zero(coefficients[2] - _central(kept, lambda z, s: s**2))
-    ok &= _is_zero(coefficients[3] - _central(kept, lambda z, s: s**3))
+    coefficients = taylor_coefficients(growth, eps, 4)
+    ok &= is_zero(coefficients[0]) and is_zero(coefficients[1])
+    ok &= is_zero(coefficients[2] - _central(kept, lambda z, s: s**2))
+    ok &= is_zero(coefficients[3] - _central(kept, lambda z, s: s**3))
     ratio_squared = closed / (1 / k - 1 / num_classes)
-    ok &= _is_zero(ratio_squared - (k * second / first**2 - 1) / (1 - k / num_classes))
+    ok &= is_zero(ratio_squared - (k * second / first**2 - 1) / (1 - k / num_classes))
     return _record("T5b", "signal/drive = ||p~ - U_M||_2 / sqrt(1/k - 1/K), independent of s; "
                    "squared = (exp(L(2/T) - 2L(1/T)) - 1)/(1-r) = Var_M(z)/(T^2(1-r)) + "
                    "k3_M(z)/(T^3(1-r)) + O(T^-4)", ok,
@@ -598,11 +579,11 @@ def derive_t5_sharp_variance():
     first, second, value = sp.symbols("P_1 P_2 v", real=True)
     # Var = P_2/k - (P_1/k)^2 with P_n = sum z^n; one coordinate v enters P_1 and P_2
     variance = (second + value**2) / k - ((first + value) / k) ** 2
-    ok = _is_zero(sp.diff(variance, value, 2) - 2 * (k - 1) / k**2)  # convex in each value
+    ok = is_zero(sp.diff(variance, value, 2) - 2 * (k - 1) / k**2)  # convex in each value
     two_level = j * (k - j) / k**2  # variance / D^2 with j points at D and k - j at 0
-    ok &= _is_zero(sp.diff(two_level, j, 2) + 2 / k**2)  # concave in j, symmetric about k/2
-    ok &= _is_zero(two_level.subs(j, (k - 1) / 2) - (k**2 - 1) / (4 * k**2))
-    ok &= _is_zero(two_level.subs(j, k / 2) - sp.Rational(1, 4))
+    ok &= is_zero(sp.diff(two_level, j, 2) + 2 / k**2)  # concave in j, symmetric about k/2
+    ok &= is_zero(two_level.subs(j, (k - 1) / 2) - (k**2 - 1) / (4 * k**2))
+    ok &= is_zero(two_level.subs(j, k / 2) - sp.Rational(1, 4))
     return _record("T5d", "the 1/T asymptote of signal/drive is <= D_M/(2T sqrt(1-r)) "
                    "(Popoviciu); for odd k <= D_M sqrt((k^2-1)/(4k^2))/(T sqrt(1-r))", ok,
                    "k symbolic: d^2 Var/dz(i)^2 = 2(k-1)/k^2 >= 0, so Var (convex in each value) "

@@ -127,8 +127,7 @@ def derive_tail_bucket_expansion(num_classes: int = 4, k: int = 2) -> dict:
     """
     import sympy as sp
 
-    from stingy.theory.derivations import (FAILED, _is_zero, _taylor_coefficients,
-                                           proved_instance)
+    from stingy.theory.symbolic import FAILED, is_zero, proved_instance, taylor_coefficients
 
     z = sp.symbols(f"z1:{num_classes + 1}", real=True)
     s = sp.symbols(f"s1:{num_classes + 1}", real=True)
@@ -139,14 +138,14 @@ def derive_tail_bucket_expansion(num_classes: int = 4, k: int = 2) -> dict:
     q = [w / sum(q_weights) for w in q_weights]
     tail_p, tail_q = sum(p[k:]), sum(q[k:])
     bucket = sum(p[i] * sp.log(p[i] / q[i]) for i in range(k)) + tail_p * sp.log(tail_p / tail_q)
-    coefficients = _taylor_coefficients(bucket, eps, 3)
+    coefficients = taylor_coefficients(bucket, eps, 3)
     u = [a - b for a, b in zip(z, s)]
     tail_mean = sum(u[k:]) / (num_classes - k)
     projected = list(u[:k]) + [tail_mean] * (num_classes - k)
     centre = sum(projected) / num_classes
     half_var = sum((v - centre) ** 2 for v in projected) / (2 * num_classes)
-    ok = _is_zero(coefficients[0]) and _is_zero(coefficients[1])
-    ok = ok and _is_zero(sp.expand(coefficients[2] - half_var))
+    ok = is_zero(coefficients[0]) and is_zero(coefficients[1])
+    ok = ok and is_zero(sp.expand(coefficients[2] - half_var))
     # chain rule, with the weights as positive symbols (rational algebra, any eps)
     a = sp.symbols(f"a1:{num_classes + 1}", positive=True)
     c = sp.symbols(f"c1:{num_classes + 1}", positive=True)
@@ -156,7 +155,7 @@ def derive_tail_bucket_expansion(num_classes: int = 4, k: int = 2) -> dict:
     coarse = sum(pa[i] * sp.log(pa[i] / qc[i]) for i in range(k)) + ta * sp.log(ta / tc)
     inner = sum((pa[i] / ta) * sp.log((pa[i] / ta) / (qc[i] / tc)) for i in range(k, num_classes))
     chain = sp.expand_log(full - coarse - ta * inner, force=True)
-    chain_ok = _is_zero(chain)
+    chain_ok = is_zero(chain)
     # numerical check of the general-K statement: remainder * T bounded as T grows
     teacher = 3 * torch.randn(3, 40, generator=torch.Generator().manual_seed(0),
                               dtype=torch.float64)

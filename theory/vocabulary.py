@@ -38,8 +38,6 @@ from stingy.theory.topk import TopKTeacher, load_topk_teacher, topk_teacher
 from stingy.theory.validation import check_temperature
 from stingy.theory.values import finite_or_none
 
-SYNTHETIC_MODEL = "z = 2 * Gumbel(0, 1), i.i.d. per class"
-
 
 def heavy_tailed_logits(rows: int, num_classes: int, seed: int, scale: float = 2.0,
                         dtype=torch.float64) -> torch.Tensor:
@@ -118,53 +116,4 @@ def vocabulary_table(class_counts=(32768, 131072), keep_counts=(1, 8, 64, 1024),
                 table.append({"model": "synthetic", "num_classes": num_classes, "k": k,
                               "temperature": temperature, "rows": rows,
                               **{key: float(v.mean()) for key, v in values.items()}})
-    return table
-
-
-def draw_vocabulary_figure(table: list[dict], path) -> None:
-    """Kept mass m and the bias KL(p~ || p) = -log m against k, per (K, T), labelled synthetic."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from stingy.io import atomic_write
-
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for num_classes in sorted({row["num_classes"] for row in table}):
-        for temperature in sorted({row["temperature"] for row in table}):
-            chosen = [row for row in table if row["num_classes"] == num_classes
-                      and row["temperature"] == temperature]
-            label = f"K={num_classes // 1024}k, T={temperature:g}"
-            style = "-" if temperature == 1.0 else "--"
-            ks = [row["k"] for row in chosen]
-            axes[0].plot(ks, [row["kept_mass"] for row in chosen], style, marker="o", label=label)
-            axes[1].plot(ks, [row["bias_kl"] for row in chosen], style, marker="o", label=label)
-    for axis, name in zip(axes, ("kept mass m", "bias KL(p~ || p) = -log m (nats)")):
-        axis.set_xscale("log", base=2)
-        axis.set_xlabel("kept classes k")
-        axis.set_ylabel(name)
-    axes[0].legend(fontsize=7)
-    figure.suptitle(f"SYNTHETIC heavy-tailed logit model: {SYNTHETIC_MODEL}", fontsize=8)
-    figure.tight_layout()
-    atomic_write(path, lambda f: figure.savefig(f, format=str(path).rsplit(".", 1)[-1], dpi=150),
-                 binary=True)
-    plt.close(figure)
-
-
-def write_vocabulary_results(out, rows: int = 32, seed: int = 0) -> list[dict]:
-    """:func:`vocabulary_table` at K in {32k, 128k}, k in {1, 8, 64, 1024}, T in {1, 2},
-    written (atomically) to out/vocabulary_table.csv and .json, and its figure to
-    out/vocabulary.png and .pdf."""
-    from pathlib import Path
-
-    from stingy.io import write_csv, write_json
-
-    out = Path(out)
-    table = vocabulary_table(rows=rows, seed=seed)
-    write_csv(out / "vocabulary_table.csv", table)
-    write_json(out / "vocabulary_table.json", {"model": SYNTHETIC_MODEL, "rows": rows,
-                                               "seed": seed, "table": table})
-    for suffix in ("png", "pdf"):
-        draw_vocabulary_figure(table, out / f"vocabulary.{suffix}")
     return table

@@ -28,7 +28,7 @@ mkdir -p "$SWEEP_OUT"
 "$PYTHON" - "$SWEEP_OUT" "$DEVICE" "$BENCH_IMAGES" <<'PY'
 import sys
 from stingy.benchmarks.bench_students import bench_students, students_markdown
-from stingy.figures.machine import machine_info
+from stingy.machine import machine_info
 from stingy.io import write_json
 out, device, images = sys.argv[1], sys.argv[2], int(sys.argv[3])
 result = {"machine": machine_info()}

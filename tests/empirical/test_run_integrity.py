@@ -172,7 +172,7 @@ def test_resume_keeps_only_metrics_up_to_the_checkpoint(tmp_path):
 
 
 def test_reproduce_reruns_a_paper_run_killed_before_its_first_checkpoint(tmp_path):
-    from stingy.figures.reproduce import PAPER_DIR, run_recipe
+    from stingy.pipeline import PAPER_DIR, run_recipe
 
     folder = write_image_folder(tmp_path / "images")
     killed = tmp_path / "results" / PAPER_DIR / "runs" / "teacher"

@@ -10,7 +10,7 @@ import figures_synthetic as synthetic
 import pytest
 
 from stingy.figures.comparison import CIFAR_TOLERANCE, SIMULATION_FLOOR, compare, headline_numbers
-from stingy.figures.reproduce import REFERENCE_RUN, check_out
+from stingy.pipeline import REFERENCE_RUN, check_out
 
 
 def _edit_csv(path, change):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import tomllib
 
-from stingy.figures.report import PAPER_NUMBERS_FILE, fmt, render_report, verdict_text, write_report
+from stingy.figures.paper_numbers import PAPER_NUMBERS_FILE, load_paper_numbers
+from stingy.figures.report import render_report, verdict_text, write_report
+from stingy.formatting import fmt
 
 MACHINE = {"cpu": "Test CPU 9000", "cores": 3, "torch": "9.9.9", "python": "3.11",
            "platform": "testOS", "gpu": None, "torch_threads": 3, "date": "2031-02-03T04:05:06"}
@@ -117,7 +119,7 @@ def test_rewrite_report_redraws_from_the_files_and_lists_finished_stages(tmp_pat
 
 
 def test_the_paper_column_takes_the_same_students_number_and_kd_from_a_nasty_teacher():
-    from stingy.figures.report import load_paper_numbers, paper_student_number
+    from stingy.figures.report import paper_student_number
 
     table = load_paper_numbers()["cifar10_nasty_teacher"]
     assert paper_student_number(table, {"method": "normal_kd", "student": "preresnet20",

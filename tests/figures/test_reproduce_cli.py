@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import figures_synthetic as synthetic
 
-from stingy.figures.reproduce import build_stages, profile_names
+from stingy.pipeline import build_stages, profile_names
 from stingy.cli import main
 
 
@@ -38,8 +38,8 @@ def test_profiles_define_quick_and_paper_with_distinct_stages(tmp_path):
 
 
 def test_reproduce_runs_fake_stages_then_reuses_them_and_writes_the_report(tmp_path, monkeypatch):
-    import stingy.figures.reproduce as reproduce_module
-    from stingy.figures.stages import Stage, StageUnavailable
+    from stingy import pipeline
+    from stingy.stages import Stage, StageUnavailable
 
     calls = []
 
@@ -55,22 +55,22 @@ def test_reproduce_runs_fake_stages_then_reuses_them_and_writes_the_report(tmp_p
         return [Stage("simulations", {"seeds": 2}, simulate, ("simulations/summary.csv",)),
                 Stage("cifar10_quick", {"data": data}, no_data, ("cifar10_quick/summary.csv",))]
 
-    monkeypatch.setattr(reproduce_module, "build_stages", fake_stages)
+    monkeypatch.setattr(pipeline, "build_stages", fake_stages)
     lines = []
     out = tmp_path / "results"
-    first = reproduce_module.reproduce("quick", out, reference=None, log=lines.append)
+    first = pipeline.reproduce("quick", out, reference=None, log=lines.append)
     assert [r["status"] for r in first] == ["done", "unavailable"]
     report = (out / "REPORT.md").read_text()
     assert "unavailable" in report and "CIFAR-10 data not found" in report
     assert "F4_simulation_accuracy.png" in report and "Not drawn: its input" in report
-    second = reproduce_module.reproduce("quick", out, reference=None, log=lines.append)
+    second = pipeline.reproduce("quick", out, reference=None, log=lines.append)
     assert [r["status"] for r in second] == ["reused", "unavailable"]
     assert calls == ["simulations", "cifar10_quick", "cifar10_quick"]
     assert sum("CIFAR-10 data not found" in line for line in lines) == 2
 
 
 def test_paper_runs_are_summarised_in_the_quick_summary_columns(tmp_path):
-    from stingy.figures.reproduce import PAPER_DIR, summarise_paper_runs
+    from stingy.pipeline import PAPER_DIR, summarise_paper_runs
     from stingy.io import write_json
 
     runs = [{"name": "scratch", "recipe": "cifar10-scratch"},
@@ -90,7 +90,7 @@ def test_paper_runs_are_summarised_in_the_quick_summary_columns(tmp_path):
 
 
 def test_cifar_stage_with_a_missing_data_path_prints_one_line_on_providing_data(tmp_path):
-    from stingy.figures.stages import run_stage
+    from stingy.stages import run_stage
 
     stage = next(s for s in build_stages("quick", tmp_path, str(tmp_path / "absent.tar.gz"))
                  if s.name == "cifar10_quick")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from stingy.figures.stages import Stage, StageUnavailable, marker_path, run_stage
+from stingy.stages import Stage, StageUnavailable, marker_path, run_stage
 from stingy.io import write_text
 
 
@@ -72,7 +72,7 @@ def test_an_unavailable_stage_prints_one_line_and_is_tried_again_next_time(tmp_p
 
 
 def test_source_digest_changes_with_the_code_and_is_stable_otherwise():
-    from stingy.figures.stages import source_digest
+    from stingy.stages import source_digest
 
     assert source_digest("figures") == source_digest("figures")
     assert source_digest("figures") != source_digest("theory")

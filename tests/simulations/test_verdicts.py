@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from stingy.intervals import t_interval
 from stingy.simulations import verdicts
 from stingy.simulations.summary import summarize
 
@@ -167,7 +168,7 @@ def test_all_verdicts_adds_holm_to_every_check():
 
 def test_t_interval_matches_scipy():
     values = [0.1, 0.3, 0.2, 0.5]
-    mean, low, high = verdicts.t_interval(values)
+    mean, low, high = t_interval(values)
     from scipy import stats
     expected = stats.t.interval(0.95, 3, loc=np.mean(values), scale=stats.sem(values))
     assert (low, high) == pytest.approx(expected)

@@ -34,8 +34,8 @@ from stingy.figures.draw import (
     THEORY_GRID,
     draw_all,
 )
-from stingy.figures.stages import Stage, StageUnavailable, data_identity, run_stage, source_digest
 from stingy.io import write_csv, write_json, write_text
+from stingy.stages import Stage, StageUnavailable, run_stage, source_digest
 
 PROFILES_FILE = Path(__file__).with_name("profiles.toml")
 # The committed results of a source checkout: the reference run (absent from an installed wheel).
@@ -108,6 +108,19 @@ def run_simulations(results_dir: Path, overrides: dict) -> dict:
     result = run_sweep(load_config(None, overrides), results_dir / SIMULATION_DIR)
     outcome = [str(v.get("verdict")) for v in result["verdicts"]]
     return {verdict: outcome.count(verdict) for verdict in sorted(set(outcome))}
+
+
+def data_identity(data, name: str = "cifar10") -> str:
+    """What the CIFAR stages read, as a key: the resolved source's identity (the decoded
+    cache's key: path, and the name, size and mtime of every file), "none" when no source is
+    found, or "missing:<path>" for a path that does not exist."""
+    from stingy.empirical.data import find_data, source_key
+
+    try:
+        source = find_data(name, data)
+    except (FileNotFoundError, ValueError):
+        return f"missing:{data}"
+    return "none" if source is None else source_key(source)
 
 
 def _data_missing(err: Exception) -> bool:

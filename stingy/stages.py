@@ -6,9 +6,9 @@ atomically and returns a small JSON-able summary. After it succeeds, a completio
 outputs, the time taken and the summary. Next time, a stage whose marker has the same config
 digest and whose outputs all exist is skipped with a printed line; a changed config, a missing
 output or ``force`` runs it again. A stage's config holds everything its result depends on:
-the code (:func:`source_digest`), the data's identity (:func:`data_identity`) and its
-settings. ``force`` also deletes the stage's own caches (``Stage.caches``: per-setting results,
-finished runs), so the stage recomputes everything. A stage that cannot run here
+the code (:func:`source_digest`), the data's identity (:func:`stingy.pipeline.data_identity`)
+and its settings. ``force`` also deletes the stage's own caches (``Stage.caches``: per-setting
+results, finished runs), so the stage recomputes everything. A stage that cannot run here
 (``StageUnavailable``, e.g. no data) prints one line and writes no marker, so a later run
 tries again.
 """
@@ -53,19 +53,6 @@ def source_digest(*packages: str) -> str:
     """sha256 of the .py and .toml files of the named stingy sub-packages (the code a stage
     runs), so that a stage reruns when its layer's code or packaged config changes."""
     return code_digest(*packages)
-
-
-def data_identity(data, name: str = "cifar10") -> str:
-    """What the CIFAR stages read, as a key: the resolved source's identity (the decoded
-    cache's key: path, and the name, size and mtime of every file), "none" when no source is
-    found, or "missing:<path>" for a path that does not exist."""
-    from stingy.empirical.data import find_data, source_key
-
-    try:
-        source = find_data(name, data)
-    except (FileNotFoundError, ValueError):
-        return f"missing:{data}"
-    return "none" if source is None else source_key(source)
 
 
 def marker_path(results_dir: Path, name: str) -> Path:
