@@ -149,7 +149,8 @@ def run_recipe(results_dir: Path, run: dict, data: str | None) -> dict:
     teacher = out / run["teacher"] / "model.pt" if run.get("teacher") else None
     resume = (out / run["name"]).is_dir()  # resumes, or starts over a run killed early
     try:
-        summary = train_recipe(load_recipe(run["recipe"], run.get("set", [])), data=data, out=out,
+        summary = train_recipe(load_recipe(run["recipe"], run.get("set", [])), dataset=data,
+                               out=out,
                                name=run["name"], resume=resume, teacher=teacher,
                                restart_changed=True)
     except Exception as err:  # noqa: BLE001
