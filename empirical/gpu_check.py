@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -173,19 +174,13 @@ def run_gpu_check(out: str | Path, *, data: str | None = None, budget_seconds: f
     path = out / "gpu_check.json"
     write_json(path, report)
 
-    def progress(label):
-        def show(record):
-            log(f"[{time.monotonic() - began:6.0f} s] {label} epoch {record['epoch']}: "
-                  f"loss {record['train_loss']:.4f} test_accuracy {record['test_accuracy']:.4f} "
-                  f"({record['seconds']:.1f} s)")
-        return show
-
     teacher_overrides = common + ([f"schedule.epochs={teacher_epochs}"] if teacher_epochs else [])
     teacher_recipe = load_recipe(TEACHER_RECIPE, teacher_overrides)
     teacher_flops = forward_flops(build_model(teacher_recipe.model.name, 10))
     summary = train_recipe(teacher_recipe, dataset=dataset, out=out / "runs", name="teacher",
                            device=device,
-                           control=RunControl(deadline=deadline, on_epoch=progress("teacher")))
+                           control=RunControl(deadline=deadline,
+                                              on_epoch=epoch_logger("teacher", began, log)))
     history = _metrics(summary)
     report["teacher"] = {
         **run_entry(summary, history, model=teacher_recipe.model.name, method="scratch",
@@ -199,39 +194,69 @@ def run_gpu_check(out: str | Path, *, data: str | None = None, budget_seconds: f
         write_json(path, report)
         log("teacher did not finish in the budget; no students")
         return report
+    run = StudentRuns(out, dataset, device, teacher_path, teacher_flops, began, deadline, log)
     for model, method in students:
-        if time.monotonic() > deadline - 5:
-            report["skipped"].append(f"{model}-{method}: budget spent")
-            write_json(path, report)
-            continue
-        overrides = STUDENT_FAST + common + [f"model.name={model}",
-                                             f"schedule.epochs={student_epochs}"]
-        recipe = load_recipe(METHOD_RECIPES[method], overrides)
-        student_flops = forward_flops(build_model(recipe.model.name, 10))
-        distils = method_entry(method).needs_teacher
-        flops = 3 * student_flops + (teacher_flops if distils else 0)
-        try:
-            summary = train_recipe(recipe, dataset=dataset, out=out / "runs",
-                                   name=f"{model}-{method}", device=device,
-                                   teacher=teacher_path if distils else None,
-                                   control=RunControl(deadline=deadline,
-                                                      on_epoch=progress(f"{model}-{method}")))
-        except Exception as err:  # noqa: BLE001 - record it and go on to the next student
-            report["students"].append({"model": model, "method": method,
-                                       "error": f"{type(err).__name__}: {err}"})
-            write_json(path, report)
-            log(f"{model}-{method} failed: {type(err).__name__}: {err}")
-            continue
-        report["students"].append(run_entry(summary, _metrics(summary), model=model,
-                                            method=method, flops_per_image=flops))
-        report["wall_seconds"] = time.monotonic() - began
-        write_json(path, report)
-        log(f"{model}-{method}: test_accuracy {summary['test_accuracy']} "
-            f"finished {summary['finished']}")
+        run.train(report, path, model, method,
+                  STUDENT_FAST + common + [f"model.name={model}",
+                                           f"schedule.epochs={student_epochs}"])
     report["wall_seconds"] = time.monotonic() - began
     write_json(path, report)
     log(f"wrote {path}")
     return report
+
+
+def epoch_logger(label: str, began: float, log):
+    """A RunControl.on_epoch that logs one line per epoch."""
+    def show(record):
+        log(f"[{time.monotonic() - began:6.0f} s] {label} epoch {record['epoch']}: "
+            f"loss {record['train_loss']:.4f} test_accuracy {record['test_accuracy']:.4f} "
+            f"({record['seconds']:.1f} s)")
+    return show
+
+
+@dataclass(frozen=True)
+class StudentRuns:
+    """What every student run of the check shares: data, device, teacher, clock and log."""
+
+    out: Path
+    dataset: object
+    device: torch.device
+    teacher_path: Path
+    teacher_flops: int
+    began: float
+    deadline: float
+    log: object
+
+    def train(self, report: dict, path: Path, model: str, method: str,
+              overrides: list[str]) -> None:
+        """Train one student (or record why not) into ``report``, written to ``path``."""
+        if time.monotonic() > self.deadline - 5:
+            report["skipped"].append(f"{model}-{method}: budget spent")
+            write_json(path, report)
+            return
+        recipe = load_recipe(METHOD_RECIPES[method], overrides)
+        distils = method_entry(method).needs_teacher
+        flops = (3 * forward_flops(build_model(recipe.model.name, 10))
+                 + (self.teacher_flops if distils else 0))
+        control = RunControl(deadline=self.deadline,
+                             on_epoch=epoch_logger(f"{model}-{method}", self.began, self.log))
+        try:
+            summary = train_recipe(recipe, dataset=self.dataset, out=self.out / "runs",
+                                   name=f"{model}-{method}", device=self.device,
+                                   teacher=self.teacher_path if distils else None,
+                                   control=control)
+        except Exception as err:  # noqa: BLE001 - record it and go on to the next student
+            report["students"].append({"model": model, "method": method,
+                                       "error": f"{type(err).__name__}: {err}"})
+            write_json(path, report)
+            self.log(f"{model}-{method} failed: {type(err).__name__}: {err}")
+            return
+        report["students"].append(run_entry(summary, _metrics(summary), model=model,
+                                            method=method, flops_per_image=flops))
+        report["wall_seconds"] = time.monotonic() - self.began
+        write_json(path, report)
+        self.log(f"{model}-{method}: test_accuracy {summary['test_accuracy']} "
+                 f"finished {summary['finished']}")
 
 
 def _metrics(summary: dict) -> list[dict]:

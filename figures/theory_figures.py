@@ -210,35 +210,7 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
         legend.append((":", 1, "exact worst case (T3, given D_M)"))
     note = ""
     if has_terms:
-        k = ks[len(ks) // 2]
-        d_m = kept_range(table, k)
-        term_rows = group_mean([row for row in rows if row["k"] == k], ("temperature",), terms)
-        temperature = np.array([row["temperature"] for row in term_rows])
-        styles = {"exact": ("-", None, r"$T^2\,$KL (exact)"),
-                  "order_t2": ("--", None, r"$T^2 \log(K/k)$"),
-                  "order_t": ("-.", None, r"order $T$: drive"),
-                  "order_1": (":", None, "order 1"),
-                  "remainder": ("none", "o", "remainder")}
-        for name in terms:
-            values = np.abs([row[name] for row in term_rows])
-            style, marker, label = styles[name]
-            shown = values if name == "exact" else masked_below(temperature, values, d_m)
-            plot_finite(axes[2], temperature, np.where(shown > 0, shown, np.nan),
-                         color=ratio_colour(k / num_classes), ls=style, marker=marker, ms=2.5,
-                         label=label)
-        if not math.isnan(d_m):
-            axes[2].axvspan(temperature.min(), d_m, color=GREY, alpha=0.12, lw=0)
-        axes[2].set_xscale("log")
-        axes[2].set_yscale("log")
-        axes[2].set_xlabel("temperature T (log scale)")
-        axes[2].set_ylabel("|term| (log scale)")
-        axes[2].set_title(f"(c) T4 terms, {ratio_label(k / num_classes, k)}")
-        axes[2].legend(loc="upper left", handlelength=1.8)
-        mark_temperatures(axes[2], PAPER_TEMPERATURES)
-        students = student_label or "the grid's student logits"
-        note = (f" (c): absolute values of the T4 terms of T^2 KL(p~||q) for k={k:g}, one "
-                f"colour (its ratio), one line style per term; student logits: {students}. The "
-                f"expansion terms are drawn only at T >= D_M = {d_m:.3g} (grey band: T < D_M).")
+        note = _draw_t4_terms(axes[2], rows, table, ks[len(ks) // 2], num_classes, student_label)
     fig.legend(handles=[Line2D([], [], color=GREY, ls=s, lw=w, label=label)
                         for s, w, label in legend], loc="outside lower center", ncol=len(legend))
     missing = ""
@@ -257,6 +229,66 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
                       if "tv_to_uniform_worst_case" in rows[0] else "")
         + "; (b) the mass-shift error with its T3b bound (dashed)." + missing + note)
     return record
+
+
+def _draw_t4_terms(ax, rows, table, k, num_classes, student_label) -> str:
+    """Panel (c) of F2: |T4 terms| of k against T, masked at T < D_M; returns its caption."""
+    terms = ("exact", "order_t2", "order_t", "order_1", "remainder")
+    d_m = kept_range(table, k)
+    term_rows = group_mean([row for row in rows if row["k"] == k], ("temperature",), terms)
+    temperature = np.array([row["temperature"] for row in term_rows])
+    styles = {"exact": ("-", None, r"$T^2\,$KL (exact)"),
+              "order_t2": ("--", None, r"$T^2 \log(K/k)$"),
+              "order_t": ("-.", None, r"order $T$: drive"),
+              "order_1": (":", None, "order 1"),
+              "remainder": ("none", "o", "remainder")}
+    for name in terms:
+        values = np.abs([row[name] for row in term_rows])
+        style, marker, label = styles[name]
+        shown = values if name == "exact" else masked_below(temperature, values, d_m)
+        plot_finite(ax, temperature, np.where(shown > 0, shown, np.nan),
+                    color=ratio_colour(k / num_classes), ls=style, marker=marker, ms=2.5,
+                    label=label)
+    if not math.isnan(d_m):
+        ax.axvspan(temperature.min(), d_m, color=GREY, alpha=0.12, lw=0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("temperature T (log scale)")
+    ax.set_ylabel("|term| (log scale)")
+    ax.set_title(f"(c) T4 terms, {ratio_label(k / num_classes, k)}")
+    ax.legend(loc="upper left", handlelength=1.8)
+    mark_temperatures(ax, PAPER_TEMPERATURES)
+    students = student_label or "the grid's student logits"
+    return (f" (c): absolute values of the T4 terms of T^2 KL(p~||q) for k={k:g}, one "
+            f"colour (its ratio), one line style per term; student logits: {students}. The "
+            f"expansion terms are drawn only at T >= D_M = {d_m:.3g} (grey band: T < D_M).")
+
+
+def _draw_ratio_against_r(ax, table, drawn, ranges, exact, num_classes, value):
+    """Panel (b) of F3: the ratio against r at the grid temperatures nearest the paper's;
+    returns (those temperatures, the ones drawn)."""
+    temperatures = sorted({row["temperature"] for row in table})
+    nearest = [_nearest(temperatures, t) for t in PAPER_TEMPERATURES]
+    shown = []
+    for temperature, style, marker in zip(nearest, ("-", "--"), ("o", "s")):
+        chosen = sorted((row for row in table if row["temperature"] == temperature
+                         and row["k"] in drawn and (exact or temperature >= ranges[row["k"]])),
+                        key=lambda row: row["k"])
+        if not chosen:
+            continue
+        shown.append(temperature)
+        left_ratio = [row["k"] / num_classes for row in chosen]
+        ax.plot(left_ratio, [row[value] for row in chosen], color=BLACK, ls=style, lw=1,
+                   label=f"T={temperature:.3g}")
+        ax.scatter(left_ratio, [row[value] for row in chosen], marker=marker, s=18,
+                      c=[ratio_colour(r) for r in left_ratio], zorder=3, edgecolors=BLACK,
+                      linewidths=0.5)
+    ratio_axis(ax, [k / num_classes for k in drawn])
+    ax.set_yscale("log")
+    ax.set_ylabel("signal / drive (log scale)")
+    ax.set_title("(b) against r near the paper's T")
+    ax.legend(loc="best")
+    return nearest, shown
 
 
 def _nearest(values, target):
@@ -304,27 +336,8 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
     left.set_title("(a) against T")
     left.legend(loc="lower left", title="sparse ratio")
     mark_temperatures(left, PAPER_TEMPERATURES)
-    temperatures = sorted({row["temperature"] for row in table})
-    nearest = [_nearest(temperatures, t) for t in PAPER_TEMPERATURES]
-    shown = []
-    for temperature, style, marker in zip(nearest, ("-", "--"), ("o", "s")):
-        chosen = sorted((row for row in table if row["temperature"] == temperature
-                         and row["k"] in drawn and (exact or temperature >= ranges[row["k"]])),
-                        key=lambda row: row["k"])
-        if not chosen:
-            continue
-        shown.append(temperature)
-        left_ratio = [row["k"] / num_classes for row in chosen]
-        right.plot(left_ratio, [row[value] for row in chosen], color=BLACK, ls=style, lw=1,
-                   label=f"T={temperature:.3g}")
-        right.scatter(left_ratio, [row[value] for row in chosen], marker=marker, s=18,
-                      c=[ratio_colour(r) for r in left_ratio], zorder=3, edgecolors=BLACK,
-                      linewidths=0.5)
-    ratio_axis(right, [k / num_classes for k in drawn])
-    right.set_yscale("log")
-    right.set_ylabel("signal / drive (log scale)")
-    right.set_title("(b) against r near the paper's T")
-    right.legend(loc="best")
+    nearest, shown = _draw_ratio_against_r(right, table, drawn, ranges, exact, num_classes,
+                                           value)
     record = save_figure(fig, out_stem)
     quantity = ("the exact ratio ||p~ - U_M|| / sqrt(1/k - 1/K); dashed: its 1/T asymptote, "
                 "drawn only at T >= D_M" if exact else
