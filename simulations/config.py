@@ -8,6 +8,7 @@ files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -159,6 +160,15 @@ def load_config(path: str | Path | None = None, flags: dict | None = None) -> Si
     config = settings.from_table(SimulationConfig, _normalised(table, explicit_ratios),
                                  what="config")
     return config
+
+
+def flag_keys() -> dict[str, str]:
+    """{"--flag": "section.key"} of every setting a command-line flag sets (the fields'
+    ``flag=``)."""
+    return {field.metadata["flag"]: f"{section.name}.{field.name}"
+            for section in dataclasses.fields(SimulationConfig)
+            for field in dataclasses.fields(section.metadata["section"])
+            if field.metadata.get("flag")}
 
 
 def _normalised(table: dict, explicit_ratios: bool) -> dict:
