@@ -53,12 +53,12 @@ def run_sweep(config: SimulationConfig, out: str | Path = "runs/simulate",
     terminal only, stingy.progress)."""
     out = Path(out)
     start = time.time()
-    settings = [(rate, kind) for kind in config.noise.kinds for rate in config.noise.rates]
+    noise_settings = [(rate, kind) for kind in config.noise.kinds for rate in config.noise.rates]
     steps = config.student.steps  # the progress bar counts training steps
     runs, trajectory, rates, hashes = [], [], [], {}
-    bar = tqdm(total=len(settings) * steps, desc="simulate", unit="step",
+    bar = tqdm(total=len(noise_settings) * steps, desc="simulate", unit="step",
                disable=bar_disabled(progress))
-    for rate, kind in settings:
+    for rate, kind in noise_settings:
         key = setting_hash(config, rate, kind)
         hashes[f"{kind}:{rate}"] = key
         path = out / "settings" / f"{key}.json"

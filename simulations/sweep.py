@@ -128,7 +128,8 @@ def kept_masks(teacher: torch.Tensor, specs) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(params, specs, setting: dict, chunk: int = 1000) -> dict:
-    """Per-model test metrics (module docstring of stingy.simulations.runner lists them), arrays [n]."""
+    """Per-model test metrics (module docstring of stingy.simulations.runner lists them),
+    arrays [n]."""
     test_x, test_y, teacher = setting["test_x"], setting["test_y"], setting["test_teacher"]
     totals = {key: torch.zeros(len(specs), dtype=torch.float64) for key in
               ("correct", "log_loss", "agree", "within_correct", "within_count", "gap")}

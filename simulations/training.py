@@ -37,6 +37,7 @@ comparisons are paired by seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,7 +70,7 @@ class ModelSpecs:
         return len(self.method)
 
 
-def build_specs(methods: list[str], ratios: list[float], temperatures: list[float],
+def build_specs(methods: Sequence[str], ratios: Sequence[float], temperatures: Sequence[float],
                 alpha: float, num_seeds: int, num_classes: int) -> ModelSpecs:
     """The (method x ratio x temperature x seed) grid; sparse methods get every ratio. Label
     smoothing runs at T = 1 and scratch with alpha = 0 (labels only)."""
