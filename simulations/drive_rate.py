@@ -2,10 +2,10 @@
 
 Measurement. For each seed (the unit of replication; with ``task.draw_per_seed`` each seed is
 also its own task draw), each temperature T and sparse ratio r, a fresh student (the sweep's MLP
-at its initialisation) takes one plain SGD step of size ``lr`` on the stingy KD loss of one
-batch of B training examples, and the rate is (change of the mean probe gap) / lr, where the
-gap is sbar_M(x') - sbar_Mc(x') on P test inputs x' with the teacher's kept set M(x'). One step
-at a small lr is the derivative at step 0: no acceleration enters.
+at its initialisation) takes one plain SGD step of size ``lr`` on the stingy KD objective
+(stingy.methods) of one batch of B training examples, and the rate is (change of the mean probe
+gap) / lr, where the gap is sbar_M(x') - sbar_Mc(x') on P test inputs x' with the teacher's
+kept set M(x'). One step at a small lr is the derivative at step 0: no acceleration enters.
 
 Prediction (linearised student, empirical NTK). One SGD step moves the student's logits by
 Delta s_c(x') = -lr sum_x sum_c' Theta_cc'(x', x) dL/ds_c'(x), Theta the eNTK at initialisation.
