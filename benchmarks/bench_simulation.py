@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from stingy.simulations.runner import run_sweep
-from stingy.simulations.config import load_config
-from stingy.simulations.training import build_specs
 from stingy.io import write_json
+from stingy.simulations.config import load_config
+from stingy.simulations.runner import run_sweep
+from stingy.simulations.sweep import student_specs
 
 
 def main() -> None:
@@ -43,16 +43,14 @@ def main() -> None:
         run_sweep(config, out, progress=True)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     load_end = os.getloadavg()
-    settings = len(config["noise"]["rates"]) * len(config["noise"]["kinds"])
-    students = settings * len(build_specs(
-        config["distill"]["methods"], config["distill"]["ratios"],
-        [config["distill"]["temperature"]], config["distill"]["alpha"],
-        config["student"]["seeds"], config["task"]["classes"]))
+    settings = len(config.noise.rates) * len(config.noise.kinds)
+    students = settings * len(student_specs(config))
+    steps = config.student.steps
     result = {
         "benchmark": "default simulate sweep", "wall_time_s": wall, "cpu_time_s": cpu,
         "target_s": 120.0,
-        "settings": settings, "students": students, "steps": config["student"]["steps"],
-        "student_steps_per_s": students * config["student"]["steps"] / wall,
+        "settings": settings, "students": students, "steps": steps,
+        "student_steps_per_s": students * steps / wall,
         "seconds_per_setting": wall / settings, "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "load_average_start": load_start,
         "load_average_end": load_end, "machine": platform.processor() or platform.machine(),

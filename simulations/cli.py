@@ -10,10 +10,6 @@ import json
 import sys
 from pathlib import Path
 
-FLAGS = {"classes": "task.classes", "noise": "noise.rates", "noise_kind": "noise.kinds",
-         "ratios": "distill.ratios", "temperature": "distill.temperature",
-         "alpha": "distill.alpha", "seeds": "student.seeds", "steps": "student.steps",
-         "teacher": "teacher.kind", "teacher_logit_range": "teacher.logit_range"}
 
 
 def register(subparsers, common) -> None:
@@ -87,11 +83,12 @@ def run_separation_command(args) -> int:
 
 
 def main(args) -> int:
-    from stingy.simulations.config import load_config
+    from stingy.simulations.config import flag_keys, load_config
     from stingy.simulations.runner import failed_checks, format_verdicts, run_sweep
     from stingy.simulations.summary import format_table
 
-    flags = {FLAGS[name]: getattr(args, name) for name in FLAGS}
+    flags = {key: getattr(args, flag.lstrip("-").replace("-", "_"))
+             for flag, key in flag_keys().items()}
     config = load_config(args.config, flags)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out must be a folder, got the file {args.out}")

@@ -8,6 +8,7 @@ files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -156,9 +157,17 @@ def load_config(path: str | Path | None = None, flags: dict | None = None) -> Si
         section_name, key = dotted.split(".")
         table = settings.overlay(table, {section_name: {key: value}})
         explicit_ratios |= dotted == "distill.ratios"
-    config = settings.from_table(SimulationConfig, _normalised(table, explicit_ratios),
-                                 what="config")
-    return config
+    return settings.from_table(SimulationConfig, _normalised(table, explicit_ratios),
+                               what="config")
+
+
+def flag_keys() -> dict[str, str]:
+    """{"--flag": "section.key"} of every setting a command-line flag sets (the fields'
+    ``flag=``)."""
+    return {field.metadata["flag"]: f"{section.name}.{field.name}"
+            for section in dataclasses.fields(SimulationConfig)
+            for field in dataclasses.fields(section.metadata["section"])
+            if field.metadata.get("flag")}
 
 
 def _normalised(table: dict, explicit_ratios: bool) -> dict:
@@ -169,8 +178,9 @@ def _normalised(table: dict, explicit_ratios: bool) -> dict:
         return table
     ratios = distill.get("ratios")
     by_classes = distill.get("ratios_by_classes")
-    if not explicit_ratios and isinstance(by_classes, dict) and str(task.get("classes")) in by_classes:
-        ratios = by_classes[str(task.get("classes"))]
+    classes = str(task.get("classes"))
+    if not explicit_ratios and isinstance(by_classes, dict) and classes in by_classes:
+        ratios = by_classes[classes]
     if isinstance(ratios, list) and all(isinstance(r, (int, float)) and not isinstance(r, bool)
                                         for r in ratios):
         ratios = sorted({float(r) for r in ratios})

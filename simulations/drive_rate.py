@@ -2,10 +2,10 @@
 
 Measurement. For each seed (the unit of replication; with ``task.draw_per_seed`` each seed is
 also its own task draw), each temperature T and sparse ratio r, a fresh student (the sweep's MLP
-at its initialisation) takes one plain SGD step of size ``lr`` on the stingy KD loss of one
-batch of B training examples, and the rate is (change of the mean probe gap) / lr, where the
-gap is sbar_M(x') - sbar_Mc(x') on P test inputs x' with the teacher's kept set M(x'). One step
-at a small lr is the derivative at step 0: no acceleration enters.
+at its initialisation) takes one plain SGD step of size ``lr`` on the stingy KD objective
+(stingy.methods) of one batch of B training examples, and the rate is (change of the mean probe
+gap) / lr, where the gap is sbar_M(x') - sbar_Mc(x') on P test inputs x' with the teacher's
+kept set M(x'). One step at a small lr is the derivative at step 0: no acceleration enters.
 
 Prediction (linearised student, empirical NTK). One SGD step moves the student's logits by
 Delta s_c(x') = -lr sum_x sum_c' Theta_cc'(x', x) dL/ds_c'(x), Theta the eNTK at initialisation.
@@ -33,6 +33,9 @@ from __future__ import annotations
 
 import torch
 
+from stingy.methods import METHODS, MethodSettings
+from stingy.objective import Objective
+from stingy.simulations.config import SimulationConfig
 from stingy.simulations.students import init_mlp, mlp_forward
 from stingy.theory.operators import keep_count, top_k_mask
 
@@ -73,18 +76,12 @@ def _gap(params, probe, probe_kept) -> torch.Tensor:
     return (kept_mean - dropped_mean).mean()
 
 
-def measured_rate(params, batch, labels, teacher, probe, probe_kept, k: int, alpha: float,
-                  temperature: float, lr: float) -> float:
-    """(gap after one SGD step - gap before) / lr on the stingy KD loss of the batch."""
+def measured_rate(params, batch, labels, teacher, probe, probe_kept, objective: Objective,
+                  lr: float) -> float:
+    """(gap after one SGD step - gap before) / lr on ``objective`` (stingy KD) of the batch."""
     params = [p.detach().clone().requires_grad_() for p in params]
     logits = mlp_forward(params, batch[None])[0]
-    kept = top_k_mask(teacher, k)
-    target = torch.softmax(teacher.masked_fill(~kept, float("-inf")) / temperature, dim=-1)
-    log_q = torch.log_softmax(logits / temperature, dim=-1)
-    distill = (torch.special.xlogy(target, target) - target * log_q).sum(-1).mean()
-    hard = torch.nn.functional.cross_entropy(logits, labels)
-    loss = (1 - alpha) * hard + alpha * temperature**2 * distill
-    gradients = torch.autograd.grad(loss, params)
+    gradients = torch.autograd.grad(objective(logits, teacher, labels), params)
     with torch.no_grad():
         before = _gap(params, probe, probe_kept)
         stepped = [p - lr * g for p, g in zip(params, gradients)]
@@ -92,19 +89,25 @@ def measured_rate(params, batch, labels, teacher, probe, probe_kept, k: int, alp
     return float((after - before) / lr)
 
 
-def first_step_rates(setting: dict, config: dict, common: dict, generator: torch.Generator,
-                     lr: float = 1e-3) -> list[dict]:
-    """One row per (seed, T, r, kept sets true/shuffled): measured and predicted rates."""
-    probe_cfg, distill = config["probe"], config["distill"]
-    batch_size, classes = config["student"]["batch_size"], config["task"]["classes"]
-    alpha, hidden = distill["alpha"], config["student"]["hidden"]
-    if hidden == 0:
+def stingy_objective(k: int, alpha: float, temperature: float, num_classes: int) -> Objective:
+    """The stingy KD objective (stingy.methods) at k, alpha and T."""
+    settings = MethodSettings(name="stingy_kd", temperature=temperature, alpha=alpha, k=k)
+    return METHODS["stingy_kd"].objective(settings, num_classes)
+
+
+def first_step_rates(setting: dict, config: SimulationConfig, common: dict,
+                     generator: torch.Generator) -> list[dict]:
+    """One row per (seed, T, r, kept sets true/shuffled): measured and predicted rates, for
+    ``config.distill``'s ratios and alpha at ``config.probe``'s temperatures and lr."""
+    batch_size, classes = config.student.batch_size, config.task.classes
+    alpha, lr, probe_size = config.distill.alpha, config.probe.lr, config.log.probe_examples
+    if config.student.hidden == 0:
         raise ValueError("the eNTK drive prediction needs an MLP student (student.hidden > 0)")
-    probe_size = config["log"]["probe_examples"]
     rows = []
     for seed in range(setting["inputs"].shape[0]):
         params = [p.detach().double() for p in init_mlp(1, setting["inputs"].shape[-1],
-                                                         hidden, classes, generator)]
+                                                         config.student.hidden, classes,
+                                                         generator)]
         batch = setting["inputs"][seed, :batch_size].double()
         labels = setting["noisy"][seed, :batch_size]
         teacher = setting["train_teacher"][seed, :batch_size].double()
@@ -112,17 +115,18 @@ def first_step_rates(setting: dict, config: dict, common: dict, generator: torch
         probe = setting["test_x"][seed, :probe_size].double()
         probe_teacher = setting["test_teacher"][seed, :probe_size].double()
         kappa = diagonal_ntk(params, probe, batch)
-        for ratio in distill["ratios"]:
+        for ratio in config.distill.ratios:
             k = keep_count(ratio, classes)
             if k == classes:
                 continue
             probe_kept = top_k_mask(probe_teacher, k)
-            for temperature in probe_cfg["temperatures"]:
+            for temperature in config.probe.temperatures:
+                objective = stingy_objective(k, alpha, temperature, classes)
                 for kept_sets, logits in (("true", teacher), ("shuffled", shuffled)):
                     prediction = overlap_prediction(kappa, probe_kept, top_k_mask(logits, k),
                                                     alpha, temperature)
-                    rate = measured_rate(params, batch, labels, logits, probe, probe_kept, k,
-                                         alpha, temperature, lr)
+                    rate = measured_rate(params, batch, labels, logits, probe, probe_kept,
+                                         objective, lr)
                     rows.append({**common, "seed": seed, "temperature": float(temperature),
                                  "ratio": ratio, "k": k, "alpha": alpha, "lr": lr,
                                  "kept_sets": kept_sets, "measured_rate": rate, **prediction})

@@ -30,14 +30,14 @@ returns rows and verdicts; nothing here prints.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from stingy.simulations.config import load_config
+from stingy.simulations.config import SimulationConfig, load_config
 from stingy.simulations.statistics import holm, nested_interval, write_run
 from stingy.simulations.students import predict
 from stingy.simulations.sweep import _generator, make_setting_data
@@ -87,10 +87,10 @@ def _concat(first: ModelSpecs, second: ModelSpecs) -> ModelSpecs:
                       torch.cat([first.alpha, second.alpha]), first.ratio + second.ratio)
 
 
-def _specs(config: dict) -> ModelSpecs:
+def _specs(config: SimulationConfig) -> ModelSpecs:
     """normal KD and stingy KD at the configured alpha, and stingy KD at alpha = 1."""
-    seeds, classes = config["student"]["seeds"], config["task"]["classes"]
-    temperature, alpha = config["distill"]["temperature"], config["distill"]["alpha"]
+    seeds, classes = config.student.seeds, config.task.classes
+    temperature, alpha = config.distill.temperature, config.distill.alpha
     base = build_specs(["normal_kd", "stingy_kd"], [RATIO], [temperature], alpha, seeds, classes)
     no_labels = build_specs(["stingy_kd"], [RATIO], [temperature], 1.0, seeds, classes)
     return _concat(base, no_labels)
@@ -135,24 +135,20 @@ def train_case(profile: Profile, task_seed: int, case: str) -> list[dict]:
     if train_size is not None:
         overrides["task.train_size"] = train_size
     config = load_config(None, overrides)
+    classes = config.task.classes
     setting = make_setting_data(config, NOISE, "symmetric")
     specs = _specs(config)
-    student = dict(config["student"], schedule="cosine")
     params, _ = train_students(specs, setting["inputs"], setting["noisy"],
-                               setting["train_teacher"], student, setting["test_x"][:, :1][
-                                   specs.seed_index],
-                               torch.ones(len(specs), 1, config["task"]["classes"],
-                                          dtype=torch.bool), set(),
-                               _generator(task_seed, 4))
+                               setting["train_teacher"], config.student, _generator(task_seed, 4))
     logits = predict(params, setting["test_x"][0])  # task_seed fixed: one task per call
     teacher = setting["test_teacher"][0]
+    k = round(RATIO * classes)
     rows = []
     for m in range(len(specs)):
         name = specs.method[m] + ("_alpha1" if float(specs.alpha[m]) == 1.0 else "")
-        k = round(RATIO * config["task"]["classes"])
         rows.append({"case": case, "task_seed": task_seed, "seed": int(specs.seed_index[m]),
                      "method": name, "steps": steps, "hidden": hidden,
-                     "train_size": config["task"]["train_size"], "k": k,
+                     "train_size": config.task.train_size, "k": k,
                      "alpha": float(specs.alpha[m]),
                      **student_metrics(logits[m], teacher, setting["test_y"][0], k)})
     return rows
@@ -233,7 +229,7 @@ def run_mechanism(profile_name: str = "full", progress=None) -> dict:
                 progress(f"task {task_seed} case {case} done at {time.time() - start:.0f} s")
     k = round(RATIO * profile.classes)
     return {"rows": rows, "verdicts": predictions(rows, k),
-            "profile": {"name": profile_name, **copy.deepcopy(profile.__dict__),
+            "profile": {"name": profile_name, **dataclasses.asdict(profile),
                         "noise": NOISE, "ratio": RATIO},
             "wall_s": time.time() - start, "torch_threads": torch.get_num_threads()}
 

@@ -38,37 +38,33 @@ from tqdm import tqdm
 
 from stingy.io import write_csv, write_json
 from stingy.progress import bar_disabled
-from stingy.simulations.config import intermediate_ratio, read_setting, setting_hash
+from stingy.simulations.config import SimulationConfig, read_setting, setting_hash
 from stingy.simulations.summary import summarize
-from stingy.simulations.sweep import run_setting
-from stingy.simulations.training import SPARSE_METHODS, build_specs
+from stingy.simulations.sweep import run_setting, student_specs
+from stingy.simulations.training import SPARSE_METHODS
 from stingy.simulations.verdicts import all_verdicts
 
 
-def progress_total(config: dict) -> int:
-    """Training steps of one setting (the first-step rate check trains no probe)."""
-    return config["student"]["steps"]
-
-
-def run_sweep(config: dict, out: str | Path = "runs/simulate", progress: bool = True) -> dict:
+def run_sweep(config: SimulationConfig, out: str | Path = "runs/simulate",
+              progress: bool = True) -> dict:
     """Run (or reuse) every noise setting of ``config`` (from
     :func:`stingy.simulations.config.load_config`), write all files into ``out`` and return
     {"runs", "summary", "verdicts", "wall_time_s"}. ``progress``: a progress bar (on a
     terminal only, stingy.progress)."""
     out = Path(out)
     start = time.time()
-    settings = [(rate, kind) for kind in config["noise"]["kinds"]
-                for rate in config["noise"]["rates"]]
+    noise_settings = [(rate, kind) for kind in config.noise.kinds for rate in config.noise.rates]
+    steps = config.student.steps  # the progress bar counts training steps
     runs, trajectory, rates, hashes = [], [], [], {}
-    bar = tqdm(total=len(settings) * progress_total(config), desc="simulate", unit="step",
+    bar = tqdm(total=len(noise_settings) * steps, desc="simulate", unit="step",
                disable=bar_disabled(progress))
-    for rate, kind in settings:
+    for rate, kind in noise_settings:
         key = setting_hash(config, rate, kind)
         hashes[f"{kind}:{rate}"] = key
         path = out / "settings" / f"{key}.json"
         result = read_setting(path)
         if result is not None:
-            bar.update(progress_total(config))
+            bar.update(steps)
         else:
             bar.set_postfix_str(f"noise {rate} {kind}")
             result = run_setting(config, rate, kind, bar)
@@ -77,9 +73,9 @@ def run_sweep(config: dict, out: str | Path = "runs/simulate", progress: bool = 
         trajectory += result["gap_trajectory"]
         rates += result["drive_rates"]
     bar.close()
-    ratio = intermediate_ratio(config)
-    verdicts = all_verdicts(runs, rates, ratio, config["checks"]["recovery_fraction"],
-                            config["checks"]["no_deficit_tolerance"])
+    ratio = config.intermediate_ratio
+    verdicts = all_verdicts(runs, rates, ratio, config.checks.recovery_fraction,
+                            config.checks.no_deficit_tolerance)
     summary = summarize(runs)
     write_csv(out / "runs.csv", runs)
     write_json(out / "runs.json", runs)
@@ -87,12 +83,9 @@ def run_sweep(config: dict, out: str | Path = "runs/simulate", progress: bool = 
     write_csv(out / "gap_trajectory.csv", trajectory)
     write_csv(out / "drive_rates.csv", rates)
     write_json(out / "verdicts.json", verdicts)
-    students = len(build_specs(config["distill"]["methods"], config["distill"]["ratios"],
-                               [config["distill"]["temperature"]], config["distill"]["alpha"],
-                               config["student"]["seeds"], config["task"]["classes"]))
     write_json(out / "config.json", {
-        "config": config, "setting_hashes": hashes, "intermediate_ratio": ratio,
-        "students_per_setting": students, "wall_time_s": time.time() - start,
+        "config": config.to_table(), "setting_hashes": hashes, "intermediate_ratio": ratio,
+        "students_per_setting": len(student_specs(config)), "wall_time_s": time.time() - start,
         "torch_threads": torch.get_num_threads(),
         "sparse_methods": list(SPARSE_METHODS)})
     return {"runs": runs, "summary": summary, "verdicts": verdicts,

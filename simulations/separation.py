@@ -15,12 +15,11 @@ seed, and Holm corrects the family. :func:`run_separation` returns rows and verd
 
 from __future__ import annotations
 
-import copy
 import time
 
 import torch
 
-from stingy.simulations.config import load_config
+from stingy.simulations.config import SimulationConfig, load_config
 from stingy.simulations.statistics import holm, write_run
 from stingy.simulations.sweep import make_setting_data, run_setting
 from stingy.simulations.verdicts import check_e
@@ -56,7 +55,8 @@ def logit_range_for_mass(test_teacher: torch.Tensor, target: float, k: int,
     return (low * high) ** 0.5
 
 
-def separation_config(seeds: int = 5) -> dict:
+def separation_config(seeds: int = 5) -> SimulationConfig:
+    """The default config with scratch, normal KD and stingy KD at the checked ratio only."""
     return load_config(None, {"distill.methods": ["scratch", "normal_kd", "stingy_kd"],
                               "distill.ratios": [RATIO], "student.seeds": seeds})
 
@@ -65,15 +65,14 @@ def run_separation(seeds: int = 5, progress=None) -> dict:
     """Every (noise, target mass) setting; {"runs", "verdicts", "settings", "wall_s"}."""
     start = time.time()
     base = separation_config(seeds)
-    k = keep_count(RATIO, base["task"]["classes"])
-    temperature = base["distill"]["temperature"]
+    k = keep_count(RATIO, base.task.classes)
+    temperature = base.distill.temperature
     runs, settings = [], []
     for noise in NOISES:
         exact = make_setting_data(base, noise, "symmetric")
         for mass in MASSES:
             logit_range = logit_range_for_mass(exact["test_teacher"], mass, k, temperature)
-            config = copy.deepcopy(base)
-            config["teacher"]["logit_range"] = logit_range
+            config = base.replace(teacher=base.teacher.replace(logit_range=logit_range))
             runs += run_setting(config, noise, "symmetric")["runs"]
             settings.append({"noise": noise, "target_mass": mass, "logit_range": logit_range})
             if progress is not None:

@@ -22,9 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from stingy.simulations import data, teachers
+from stingy.simulations.config import SimulationConfig, TaskSettings, TeacherSettings
 from stingy.simulations.drive_rate import first_step_rates
 from stingy.simulations.students import mlp_forward
-from stingy.simulations.training import (SPARSE_METHODS, build_specs, early_rate, train_students)
+from stingy.simulations.training import (SPARSE_METHODS, GapProbe, ModelSpecs, build_specs,
+                                         early_rate, train_students)
 from stingy.theory.expansion import logit_gap
 from stingy.theory.operators import kept_mass, top_k_mask
 from stingy.theory.signal import signal_to_drive_exact
@@ -34,69 +36,86 @@ def _generator(*parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence(parts).generate_state(1)[0]))
 
 
-def task_seed_of(config: dict, seed: int) -> int:
+def task_seed_of(task: TaskSettings, seed: int) -> int:
     """The task draw of one seed: ``task.task_seed`` itself, or with ``task.draw_per_seed`` a
     draw of its own from (task_seed, seed), so that the task is a random factor."""
-    task_seed = config["task"]["task_seed"]
-    if not config["task"].get("draw_per_seed", False):
-        return task_seed
-    return int(np.random.SeedSequence((task_seed, seed, 7)).generate_state(1)[0])
+    if not task.draw_per_seed:
+        return task.task_seed
+    return int(np.random.SeedSequence((task.task_seed, seed, 7)).generate_state(1)[0])
 
 
-def make_setting_data(config: dict, rate: float, kind: str) -> dict:
+def make_setting_data(config: SimulationConfig, rate: float, kind: str) -> dict:
     """Per-seed task draw (or one shared task), training data with noisy labels, test set and
     teacher logits. Test arrays are per seed: test_x [S, N, D], test_y [S, N],
     test_log_posterior [S, N, C], test_teacher [S, N, C]."""
-    task_cfg, seeds = config["task"], config["student"]["seeds"]
-    classes = task_cfg["classes"]
-    inputs, clean, noisy, test_x, test_y, test_log_posterior = [], [], [], [], [], []
-    train_posterior, transitions = [], []
-    for seed in range(seeds):
-        draw = task_seed_of(config, seed)
-        task = data.make_task(classes, classes // task_cfg["superclass_size"],
-                              task_cfg["latent_dim"], task_cfg["input_dim"],
-                              task_cfg["superclass_spread"], task_cfg["member_spread"], draw)
-        transition = data.noise_transition(task, rate, kind)
-        x, y = data.sample(task, task_cfg["train_size"], _generator(task_cfg["task_seed"], seed, 1))
-        label_gen = _generator(task_cfg["task_seed"], seed, 2, int(round(rate * 1e6)),
-                               data.NOISE_KINDS.index(kind))
-        inputs.append(x)
-        clean.append(y)
-        noisy.append(data.noisy_labels(y, transition, label_gen))
-        train_posterior.append(data.clean_log_posterior(task, x))
-        transitions.append(transition)
-        seed_test_x, seed_test_y = data.sample(task, task_cfg["test_size"],
-                                               _generator(draw, 10**6))
-        test_x.append(seed_test_x)
-        test_y.append(seed_test_y)
-        test_log_posterior.append(data.clean_log_posterior(task, seed_test_x))
-    inputs, test_x = torch.stack(inputs), torch.stack(test_x)
-    teacher_cfg = config["teacher"]
-    if teacher_cfg["kind"] == "oracle":
-        scale = teacher_cfg["logit_range"] or None
-        train_teacher = torch.stack([teachers.oracle_logits(posterior, transition, scale)
-                                     for posterior, transition in
-                                     zip(train_posterior, transitions)])
-        test_teacher = torch.stack([teachers.oracle_logits(posterior, transition, scale)
-                                    for posterior, transition in
-                                    zip(test_log_posterior, transitions)])
+    seeds = [_seed_data(config.task, seed, rate, kind) for seed in range(config.student.seeds)]
+    stacked = {key: torch.stack([seed[key] for seed in seeds]) for key in seeds[0]
+               if key != "transition"}
+    transitions = [seed["transition"] for seed in seeds]
+    if config.teacher.kind == "oracle":
+        train_teacher, test_teacher = _oracle_teacher(config.teacher, stacked, transitions)
     else:
-        params = teachers.train_teacher(inputs.float(), torch.stack(noisy), teacher_cfg["hidden"],
-                                        teacher_cfg["epochs"], config["student"]["batch_size"],
-                                        teacher_cfg["lr"], 0.0,
-                                        _generator(task_cfg["task_seed"], 3))
-        train_teacher = teachers.trained_teacher_logits(params, inputs.float())
-        test_teacher = teachers.trained_teacher_logits(params, test_x.float())
-        if teacher_cfg["logit_range"]:
-            factor = teacher_cfg["logit_range"] / teachers.mean_logit_range(train_teacher)
-            train_teacher, test_teacher = train_teacher * factor, test_teacher * factor
+        train_teacher, test_teacher = _trained_teacher(config, stacked)
+    noisy, clean = stacked["noisy"], stacked["clean"]
     return {
-        "inputs": inputs.float(), "noisy": torch.stack(noisy), "clean": torch.stack(clean),
-        "test_x": test_x.float(), "test_y": torch.stack(test_y),
-        "test_log_posterior": torch.stack(test_log_posterior),
+        "inputs": stacked["inputs"].float(), "noisy": noisy, "clean": clean,
+        "test_x": stacked["test_x"].float(), "test_y": stacked["test_y"],
+        "test_log_posterior": stacked["test_log_posterior"],
         "train_teacher": train_teacher.float(), "test_teacher": test_teacher.float(),
-        "noise_rate_realised": float((torch.stack(noisy) != torch.stack(clean)).double().mean()),
+        "noise_rate_realised": float((noisy != clean).double().mean()),
     }
+
+
+def _seed_data(task_settings: TaskSettings, seed: int, rate: float, kind: str) -> dict:
+    """One seed's task draw: training inputs with clean and noisy labels, the exact clean
+    posterior on them, the noise transition and the clean test set."""
+    classes, task_seed = task_settings.classes, task_settings.task_seed
+    draw = task_seed_of(task_settings, seed)
+    task = data.make_task(classes, classes // task_settings.superclass_size,
+                          task_settings.latent_dim, task_settings.input_dim,
+                          task_settings.superclass_spread, task_settings.member_spread, draw)
+    transition = data.noise_transition(task, rate, kind)
+    x, y = data.sample(task, task_settings.train_size, _generator(task_seed, seed, 1))
+    label_gen = _generator(task_seed, seed, 2, int(round(rate * 1e6)),
+                           data.NOISE_KINDS.index(kind))
+    test_x, test_y = data.sample(task, task_settings.test_size, _generator(draw, 10**6))
+    return {"inputs": x, "clean": y, "noisy": data.noisy_labels(y, transition, label_gen),
+            "train_posterior": data.clean_log_posterior(task, x), "transition": transition,
+            "test_x": test_x, "test_y": test_y,
+            "test_log_posterior": data.clean_log_posterior(task, test_x)}
+
+
+def _oracle_teacher(teacher: TeacherSettings, stacked: dict, transitions: list) -> tuple:
+    """The exact noisy-label posterior's logits on the training and test inputs, per seed
+    (rescaled to ``teacher.logit_range`` when it is set)."""
+    scale = teacher.logit_range or None
+    return tuple(torch.stack([teachers.oracle_logits(posterior, transition, scale)
+                              for posterior, transition in zip(stacked[key], transitions)])
+                 for key in ("train_posterior", "test_log_posterior"))
+
+
+def _trained_teacher(config: SimulationConfig, stacked: dict) -> tuple:
+    """A wide MLP per seed trained on the noisy labels: its logits on the training and test
+    inputs (rescaled to ``teacher.logit_range`` when it is set)."""
+    teacher = config.teacher
+    inputs, test_x = stacked["inputs"].float(), stacked["test_x"].float()
+    params = teachers.train_teacher(inputs, stacked["noisy"], teacher.hidden, teacher.epochs,
+                                    config.student.batch_size, teacher.lr, 0.0,
+                                    _generator(config.task.task_seed, 3))
+    train_teacher = teachers.trained_teacher_logits(params, inputs)
+    test_teacher = teachers.trained_teacher_logits(params, test_x)
+    if teacher.logit_range:
+        factor = teacher.logit_range / teachers.mean_logit_range(train_teacher)
+        train_teacher, test_teacher = train_teacher * factor, test_teacher * factor
+    return train_teacher, test_teacher
+
+
+def student_specs(config: SimulationConfig) -> ModelSpecs:
+    """The students of one noise setting: every configured method (sparse ones at every
+    ratio) and seed, at the configured temperature and alpha."""
+    distill = config.distill
+    return build_specs(distill.methods, distill.ratios, [distill.temperature], distill.alpha,
+                       config.student.seeds, config.task.classes)
 
 
 def kept_masks(teacher: torch.Tensor, specs) -> torch.Tensor:
@@ -109,7 +128,8 @@ def kept_masks(teacher: torch.Tensor, specs) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(params, specs, setting: dict, chunk: int = 1000) -> dict:
-    """Per-model test metrics (module docstring of stingy.simulations.runner lists them), arrays [n]."""
+    """Per-model test metrics (module docstring of stingy.simulations.runner lists them),
+    arrays [n]."""
     test_x, test_y, teacher = setting["test_x"], setting["test_y"], setting["test_teacher"]
     totals = {key: torch.zeros(len(specs), dtype=torch.float64) for key in
               ("correct", "log_loss", "agree", "within_correct", "within_count", "gap")}
@@ -182,60 +202,68 @@ def gap_rows(specs, gaps: dict, common: dict, phase: str, lr: float, early_steps
     return rows, rates, kappa
 
 
-def run_setting(config: dict, rate: float, kind: str, progress=None) -> dict:
+def run_setting(config: SimulationConfig, rate: float, kind: str, progress=None) -> dict:
     """Train and measure every student of one (noise rate, kind); plain rows back."""
     setting = make_setting_data(config, rate, kind)
-    seeds, classes = config["student"]["seeds"], config["task"]["classes"]
-    distill, log = config["distill"], config["log"]
-    common = {"classes": classes, "noise": rate, "noise_kind": kind,
-              "teacher_logit_range": float(config["teacher"]["logit_range"])}
-    probe_x = setting["test_x"][:, :log["probe_examples"]]
-    probe_teacher = setting["test_teacher"][:, :log["probe_examples"]]
+    log, steps = config.log, config.student.steps
+    common = {"classes": config.task.classes, "noise": rate, "noise_kind": kind,
+              "teacher_logit_range": float(config.teacher.logit_range)}
+    probe_x = setting["test_x"][:, :log.probe_examples]
+    probe_teacher = setting["test_teacher"][:, :log.probe_examples]
 
-    specs = build_specs(distill["methods"], distill["ratios"], [distill["temperature"]],
-                        distill["alpha"], seeds, classes)
-    student = dict(config["student"], schedule="cosine")
-    log_steps = set(range(log["early_steps"] + 1)) | set(
-        range(0, student["steps"] + 1, log["gap_every"])) | {student["steps"]}
+    specs = student_specs(config)
+    probe = GapProbe(probe_x[specs.seed_index], kept_masks(probe_teacher, specs), frozenset(
+        set(range(log.early_steps + 1)) | set(range(0, steps + 1, log.gap_every)) | {steps}))
     params, gaps = train_students(specs, setting["inputs"], setting["noisy"],
-                                  setting["train_teacher"], student, probe_x[specs.seed_index],
-                                  kept_masks(probe_teacher, specs), log_steps,
-                                  _generator(config["task"]["task_seed"], 4), progress)
+                                  setting["train_teacher"], config.student,
+                                  _generator(config.task.task_seed, 4), probe, progress)
+    trajectory, _, _ = gap_rows(specs, gaps, common, "train", config.student.lr,
+                                log.early_steps)
+    baselines = seed_baselines(setting)
+    drive_rates = first_step_rates(setting, config, common,
+                                   _generator(config.task.task_seed, 5))
+    return {"runs": run_rows(config, specs, params, setting, common, baselines),
+            "gap_trajectory": trajectory, "drive_rates": drive_rates,
+            "bayes_accuracy": float(baselines["bayes_accuracy"].mean()),
+            "teacher_accuracy": float(baselines["teacher_accuracy"].mean())}
+
+
+def seed_baselines(setting: dict) -> dict:
+    """Per seed [S]: the Bayes rule's accuracy and log-loss and the teacher's accuracy on the
+    clean test set."""
+    log_posterior, test_y = setting["test_log_posterior"], setting["test_y"]
+    return {
+        "bayes_accuracy": (log_posterior.argmax(-1) == test_y).double().mean(1),
+        "bayes_log_loss": -log_posterior.gather(-1, test_y[..., None]).squeeze(-1).mean(1),
+        "teacher_accuracy": (setting["test_teacher"].argmax(-1) == test_y).double().mean(1),
+    }
+
+
+def run_rows(config: SimulationConfig, specs: ModelSpecs, params, setting: dict, common: dict,
+             baselines: dict) -> list[dict]:
+    """One runs.csv row per trained student (columns: stingy.simulations.runner)."""
     metrics = evaluate(params, specs, setting)
     mass, signal = teacher_statistics(setting, specs)
-    log_posterior, test_y = setting["test_log_posterior"], setting["test_y"]
-    bayes_accuracy_by_seed = (log_posterior.argmax(-1) == test_y).double().mean(1)
-    bayes_log_loss_by_seed = -log_posterior.gather(-1, test_y[..., None]).squeeze(-1).mean(1)
-    teacher_accuracy_by_seed = (setting["test_teacher"].argmax(-1) == test_y).double().mean(1)
-    bayes_accuracy = float(bayes_accuracy_by_seed.mean())
-    teacher_accuracy = float(teacher_accuracy_by_seed.mean())
-    trajectory, _, _ = gap_rows(specs, gaps, common, "train", student["lr"], log["early_steps"])
-
-    runs = []
+    nan = float("nan")
+    rows = []
     for m in range(len(specs)):
         sparse = specs.method[m] in SPARSE_METHODS
-        nan = float("nan")
         seed = int(specs.seed_index[m])
-        runs.append({
+        rows.append({
             **common, "temperature": float(specs.temperature[m]), "alpha": float(specs.alpha[m]),
             "method": specs.method[m], "ratio": specs.ratio[m],
-            "k": int(specs.k[m]), "seed": int(specs.seed_index[m]),
+            "k": int(specs.k[m]), "seed": seed,
             "accuracy": float(metrics["accuracy"][m]), "log_loss": float(metrics["log_loss"][m]),
-            "excess_log_loss": float(metrics["log_loss"][m] - bayes_log_loss_by_seed[seed]),
+            "excess_log_loss": float(metrics["log_loss"][m] - baselines["bayes_log_loss"][seed]),
             "teacher_agreement": float(metrics["teacher_agreement"][m]),
             "accuracy_within_m": float(metrics["accuracy_within_m"][m]) if sparse else nan,
             "kept_mass": float(mass[m]) if sparse else nan,
             "signal_to_drive": float(signal[m]) if sparse else nan,
             "final_logit_gap": float(metrics["final_logit_gap"][m]) if sparse else nan,
-            "bayes_accuracy": float(bayes_accuracy_by_seed[seed]),
-            "bayes_log_loss": float(bayes_log_loss_by_seed[seed]),
-            "teacher_accuracy": float(teacher_accuracy_by_seed[seed]),
-            "task_draw": task_seed_of(config, seed), "teacher": config["teacher"]["kind"],
+            "bayes_accuracy": float(baselines["bayes_accuracy"][seed]),
+            "bayes_log_loss": float(baselines["bayes_log_loss"][seed]),
+            "teacher_accuracy": float(baselines["teacher_accuracy"][seed]),
+            "task_draw": task_seed_of(config.task, seed), "teacher": config.teacher.kind,
             "noise_rate_realised": setting["noise_rate_realised"],
         })
-
-    drive_rates = first_step_rates(setting, config, common,
-                                   _generator(config["task"]["task_seed"], 5),
-                                   config["probe"]["lr"])
-    return {"runs": runs, "gap_trajectory": trajectory, "drive_rates": drive_rates,
-            "bayes_accuracy": bayes_accuracy, "teacher_accuracy": teacher_accuracy}
+    return rows

@@ -1,6 +1,7 @@
 """Train many students at once, each with its own method, seed, k and temperature.
 
-Every model m minimises the KD loss of :func:`stingy.theory.operators.kd_loss`, written per model:
+Every model m minimises its method's loss, the objective of
+``stingy.methods.METHODS[method].objective(...)`` (:mod:`stingy.objective`), written per model:
 
     L_m = (1 - a_m) CE(s, y~) + a_m T_m^2 KL(target_m || softmax(s_M / T_m))
 
@@ -25,16 +26,18 @@ with the target built from the teacher's logits z of model m's seed:
                       (stingy.theory.tail_bucket, kd_loss_topk(..., tail="bucket"));
 ``label_smoothing``   target uniform at T = 1: (1-a) CE(s, y) + a KL(u || softmax(s)), i.e.
                       label smoothing with epsilon = a (up to a constant).
-Each method's target and loss come from its entry in :data:`stingy.methods.METHODS`.
-The KL is :func:`stingy.theory.operators.distillation_kl` (in the form of
-:func:`per_model_losses`); all models step together (one optimizer on
-stacked parameters); models of the same seed share the data, initial weights and batch order,
-so method comparisons are paired by seed.
+
+:class:`TargetBank` and :func:`per_model_losses` are a vectorised form of those objectives for
+hundreds of models at once (tests/simulations/test_objective_equivalence.py holds them equal,
+model by model, for every method). All models step together (one optimizer on stacked
+parameters); models of the same seed share the data, initial weights and batch order, so method
+comparisons are paired by seed.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,9 +46,10 @@ import torch.nn.functional as F
 
 from stingy.methods import METHODS as REGISTRY
 from stingy.methods import names
+from stingy.simulations.config import StudentSettings
 from stingy.simulations.students import init_mlp, make_optimizer, mlp_forward
 from stingy.theory.expansion import logit_gap
-from stingy.theory.operators import reverse_logits, top_k_mask
+from stingy.theory.operators import keep_count, reverse_logits, top_k_mask
 
 METHODS = names("simulations")
 SPARSE_METHODS = names("simulations", sparse_target=True)
@@ -66,11 +70,10 @@ class ModelSpecs:
         return len(self.method)
 
 
-def build_specs(methods: list[str], ratios: list[float], temperatures: list[float],
+def build_specs(methods: Sequence[str], ratios: Sequence[float], temperatures: Sequence[float],
                 alpha: float, num_seeds: int, num_classes: int) -> ModelSpecs:
-    """The (method x ratio x temperature x seed) grid; sparse methods get every ratio."""
-    from stingy.theory.operators import keep_count
-
+    """The (method x ratio x temperature x seed) grid; sparse methods get every ratio. Label
+    smoothing runs at T = 1 and scratch with alpha = 0 (labels only)."""
     rows = []
     for method in methods:
         if method not in METHODS:
@@ -153,9 +156,9 @@ def per_model_losses(student_logits: torch.Tensor, labels: torch.Tensor, targets
                      alpha: torch.Tensor, bucket_index: torch.Tensor | None = None) -> dict:
     """Each model's KD loss (module docstring), shape [n], batch means.
 
-    Each method's target and loss come from its entry in :data:`stingy.methods.METHODS`.
-The KL is :func:`stingy.theory.operators.distillation_kl` written so that the constant and the
-    student-dependent parts separate (one log-sum-exp, no mask of the target per step):
+    Each model's value is its method's objective (module docstring), with the KL written so
+    that the constant and the student-dependent parts separate (one log-sum-exp, no mask of
+    the target per step):
 
         KL(p || softmax(s_S / T)) = sum_i p(i) log p(i) + logsumexp_{i in S}(s(i) / T)
                                     - sum_i p(i) s(i) / T,
@@ -185,32 +188,41 @@ The KL is :func:`stingy.theory.operators.distillation_kl` written so that the co
     return {"total": total, "hard": hard, "distill": distill}
 
 
-def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor,
-                   teacher_logits: torch.Tensor, settings: dict, probe_inputs: torch.Tensor,
-                   probe_kept: torch.Tensor, log_steps: set[int], generator: torch.Generator,
-                   progress=None):
-    """Train every model; return (params, gap log {step: gap [n, probe] mean -> [n]}).
+@dataclass(frozen=True)
+class GapProbe:
+    """Where and when :func:`train_students` logs each model's logit gap: the probe inputs
+    [n, P, D] and the teacher's kept sets M on them [n, P, C] of each model, and the steps."""
 
-    inputs [S, N, D], noisy labels [S, N], teacher_logits [S, N, C] are per seed;
-    probe_inputs [P, D] is shared and probe_kept [n, P, C] is each model's M on it.
-    settings: hidden, optimizer, lr, momentum, weight_decay, batch_size, steps, schedule
-    ("cosine": lr decays from ``lr`` to 0; "constant").
+    inputs: torch.Tensor
+    kept: torch.Tensor
+    steps: frozenset[int]
+
+
+def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor,
+                   teacher_logits: torch.Tensor, student: StudentSettings,
+                   generator: torch.Generator, probe: GapProbe | None = None, progress=None):
+    """Train every model; return (params, gap log {step: gap [n, probe] mean -> [n]}, empty
+    without a ``probe``).
+
+    inputs [S, N, D], noisy labels [S, N], teacher_logits [S, N, C] are per seed.
+    ``student``: the MLP's width, the optimizer, batch size and steps; the learning rate
+    decays from ``student.lr`` to 0 on a cosine. ``progress``: a tqdm bar, one update a step.
     """
     num_seeds, num_examples, input_dim = inputs.shape
     num_classes = teacher_logits.shape[-1]
-    seed_params = init_mlp(num_seeds, input_dim, settings["hidden"], num_classes, generator)
+    seed_params = init_mlp(num_seeds, input_dim, student.hidden, num_classes, generator)
     params = [p.detach()[specs.seed_index].clone().requires_grad_() for p in seed_params]
-    optimizer = make_optimizer(params, settings["optimizer"], settings["lr"],
-                               settings["momentum"], settings["weight_decay"])
+    optimizer = make_optimizer(params, student.optimizer, student.lr, student.momentum,
+                               student.weight_decay)
     bank = TargetBank(teacher_logits, specs)
-    batch_size, steps = settings["batch_size"], settings["steps"]
+    batch_size, steps = student.batch_size, student.steps
     per_epoch = num_examples // batch_size
     gaps = {}
     order = None
     for step in range(steps + 1):
-        if step in log_steps:
+        if probe is not None and step in probe.steps:
             with torch.no_grad():
-                gaps[step] = logit_gap(mlp_forward(params, probe_inputs), probe_kept).mean(1)
+                gaps[step] = logit_gap(mlp_forward(params, probe.inputs), probe.kept).mean(1)
         if step == steps:
             break
         if step % per_epoch == 0:
@@ -224,9 +236,8 @@ def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor
                                   bank.bucket_index)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].sum().backward()
-        if settings.get("schedule", "cosine") == "cosine":
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(settings["lr"], step, steps)
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(student.lr, step, steps)
         optimizer.step()
         if progress is not None:
             progress.update(1)

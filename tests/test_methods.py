@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_layer_takes_its_method_names_from_the_registry():
     assert set(SIMULATION_METHODS) | set(RECIPE_METHODS) == set(METHODS)
     assert SPARSE_METHODS == ("stingy_kd", "tail_bucket_kd", "within_m_kd")
-    simulated = load_config(None, {})["distill"]["methods"]
+    simulated = load_config(None, {}).distill.methods
     assert set(simulated) <= set(METHODS)
     used = {load_recipe(name)["method"]["name"] for name in packaged_recipes()}
     assert used <= set(METHODS)

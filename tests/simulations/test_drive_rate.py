@@ -10,6 +10,7 @@ from stingy.simulations.drive_rate import (
     diagonal_ntk,
     measured_rate,
     overlap_prediction,
+    stingy_objective,
 )
 from stingy.simulations.students import init_mlp, mlp_forward
 from stingy.theory.operators import top_k_mask
@@ -71,7 +72,8 @@ def test_measured_rate_is_the_first_order_directional_derivative():
     teacher = 3 * torch.randn(8, 6, generator=generator, dtype=torch.float64)
     probe = torch.randn(5, 5, generator=generator, dtype=torch.float64)
     probe_kept = top_k_mask(3 * torch.randn(5, 6, generator=generator, dtype=torch.float64), 2)
-    rates = [measured_rate(params, batch, labels, teacher, probe, probe_kept, 2, 0.9, 4.0, lr)
+    objective = stingy_objective(k=2, alpha=0.9, temperature=4.0, num_classes=6)
+    rates = [measured_rate(params, batch, labels, teacher, probe, probe_kept, objective, lr)
              for lr in (1e-3, 1e-5)]
     assert rates[0] == pytest.approx(rates[1], rel=1e-2)  # linear in lr: a derivative
     assert abs(rates[1]) > 1e-3

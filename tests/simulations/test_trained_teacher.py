@@ -12,15 +12,13 @@ from stingy.simulations.teachers import mean_logit_range
 
 EASY = {"task.classes": 10, "task.superclass_size": 5, "task.train_size": 400,
         "task.test_size": 300, "student.seeds": 2, "student.batch_size": 50,
-        "teacher.kind": "trained"}
+        "task.superclass_spread": 3.0, "task.member_spread": 2.0,  # well separated: learnable
+        "teacher.kind": "trained", "teacher.hidden": 32, "teacher.epochs": 15,
+        "teacher.lr": 0.01}
 
 
 def easy_config(**flags):
-    config = load_config(None, {**EASY, **flags})
-    config["task"]["superclass_spread"] = 3.0  # well separated classes: a learnable task
-    config["task"]["member_spread"] = 2.0
-    config["teacher"].update(hidden=32, epochs=15, lr=0.01)
-    return config
+    return load_config(None, {**EASY, **flags})
 
 
 def test_trained_teacher_logits_are_per_seed_finite_and_learn_the_task():

@@ -12,7 +12,6 @@ batch_size = 50
 hidden = 8
 [probe]
 temperatures = [5.0, 20.0]
-steps = 3
 [log]
 probe_examples = 20
 """
