@@ -1,13 +1,11 @@
 """The training objectives trace into one graph: ``torch._dynamo.explain`` finds no graph
 break (no data-dependent Python branch, no host-device sync such as a validation check)."""
 
-import functools
-
 import pytest
 import torch
 
-from stingy.empirical.objectives import method_losses
-from stingy.methods import names
+from stingy.methods import METHODS, MethodSettings, names
+from stingy.objective import TopKRows
 from stingy.simulations.training import TargetBank, build_specs, per_model_losses
 from stingy.theory.operators import kd_loss, kd_loss_unchecked
 
@@ -18,15 +16,27 @@ def graph_breaks(function, *args) -> list[str]:
     return [str(reason.reason) for reason in explanation.break_reasons]
 
 
-@pytest.mark.parametrize("name", names("cifar", data_free=False))
-def test_every_cifar_method_loss_has_no_graph_break(name):
+def inputs():
     generator = torch.Generator().manual_seed(0)
-    student = torch.randn(8, 10, generator=generator, requires_grad=True)
-    teacher = torch.randn(8, 10, generator=generator)
-    labels = torch.randint(0, 10, (8,), generator=generator)
-    method = {"name": name, "temperature": 4.0, "alpha": 0.9, "k": 2, "ratio": 0.2,
-              "nasty_weight": 0.04}
-    assert graph_breaks(functools.partial(method_losses, method), student, teacher, labels) == []
+    return (torch.randn(8, 10, generator=generator, requires_grad=True),
+            torch.randn(8, 10, generator=generator),
+            torch.randint(0, 10, (8,), generator=generator))
+
+
+@pytest.mark.parametrize("name", names())
+def test_every_methods_objective_has_no_graph_break(name):
+    student, teacher, labels = inputs()
+    objective = METHODS[name].objective(MethodSettings(name, alpha=1.0, k=2), 10)
+    assert graph_breaks(objective, student, teacher, labels) == []
+
+
+@pytest.mark.parametrize("name", ["stingy_kd", "within_m_kd"])
+def test_objectives_from_stored_rows_have_no_graph_break(name):
+    student, teacher, labels = inputs()
+    values, indices = teacher.sort(dim=-1, descending=True, stable=True)
+    objective = METHODS[name].objective(MethodSettings(name, k=2), 10)
+    assert graph_breaks(objective, student, TopKRows(indices[:, :3], values[:, :3]),
+                        labels) == []
 
 
 def test_simulation_per_model_losses_have_no_graph_break():

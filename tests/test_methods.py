@@ -25,7 +25,7 @@ def test_every_layer_takes_its_method_names_from_the_registry():
     assert SPARSE_METHODS == ("stingy_kd", "tail_bucket_kd", "within_m_kd")
     simulated = load_config(None, {}).distill.methods
     assert set(simulated) <= set(METHODS)
-    used = {load_recipe(name)["method"]["name"] for name in packaged_recipes()}
+    used = {load_recipe(name).method.name for name in packaged_recipes()}
     assert used <= set(METHODS)
     from stingy.empirical.batched import TARGET_METHODS
     from stingy.empirical.sweep import VERDICT_METHODS

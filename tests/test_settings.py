@@ -1,20 +1,37 @@
-"""One schema for every number: recipes and simulation configs share the merger and the
-checks of stingy.settings; every bad value is one line and exit 2, naming the key."""
+"""One schema for every number: recipes, simulation configs and sweep profiles are frozen
+dataclasses built by stingy.settings; every bad value is one line and exit 2, naming the key."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
 from stingy import settings
 from stingy.cli import main
-from stingy.empirical.recipes import DEFAULTS, _schema, build_recipe, load_recipe
+from stingy.empirical.batched import GroupSettings
+from stingy.empirical.recipes import Recipe, build_recipe, load_recipe
+from stingy.empirical.sweep import SweepProfile
+from stingy.methods import MethodSettings
 from stingy.simulations.config import DEFAULT_CONFIG, SimulationConfig, load_config
 
-# The one table of invalid arguments: (command line, text the error line must hold).
+# The one table of invalid settings of every loader, through the command line: (command line,
+# text the error line must hold). Recipes (--set), simulation configs (a --config file) and
+# sweep profiles (--set).
 RECIPE = ["train", "quick-teacher", "--out", "{out}"]
+PROFILE = ["sweep", "plan", "--profile", "quick", "--out", "{out}"]
 INVALID = [
+    ([*RECIPE, "--set", "method.temperature=inf"], "method.temperature"),
+    ([*RECIPE, "--set", "method.name=stingy_kd"], "method.k >= 1 or method.ratio"),
+    ([*RECIPE, "--set", "dafl.options={lr_milestones=\"ab\"}"], "dafl.options"),
+    ([*RECIPE, "--set", "dafl.lr_milestone_fractions=\"ab\""], "dafl.lr_milestone_fractions"),
+    ([*RECIPE, "--set", "recipe=x"], "--set recipe"),
+    ([*PROFILE, "--set", "alpha=\"abc\""], "alpha"),
+    ([*PROFILE, "--set", "temperatures=[inf]"], "temperatures"),
+    ([*PROFILE, "--set", "student_lr=inf"], "student_lr"),
+    ([*PROFILE, "--set", "bank_top_k=5"], "bank_top_k = 5"),
+    ([*PROFILE, "--set", "colour=1"], "colour"),
     ([*RECIPE, "--set", "optim.lr=inf"], "optim.lr"),
     ([*RECIPE, "--set", "optim.lr=nan"], "optim.lr"),
     ([*RECIPE, "--set", "schedule.final_lr_fraction=-5"], "schedule.final_lr_fraction"),
@@ -49,7 +66,7 @@ INVALID = [
     (["simulate", "--set-config", "probe={temperatures = [nan]}"], "probe.temperatures"),
     (["simulate", "--out", "{file}"], "--out"),
     (["train", "quick-teacher", "--out", "{file}"], "Not a directory"),
-    (["theory", "--classes", "10", "--k", "2", "--temperature", "1e160"], "too large"),
+    (["theory", "--classes", "10", "--k", "2", "--temperature", "1e160"], "--temperature"),
     (["theory", "--classes", "3", "--k", "1", "--temperature", "2", "--logits", "{out}"],
      "directory"),
 ]
@@ -78,9 +95,27 @@ def test_every_invalid_value_is_one_line_exit_2_naming_the_key(argv, key, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
-def test_every_default_key_has_exactly_one_schema_rule():
-    recipe_keys = settings.leaf_keys(DEFAULTS, opaque=("options",))
-    assert sorted(recipe_keys) == sorted(_schema())
+SETTINGS_CLASSES = [Recipe, SimulationConfig, SweepProfile, GroupSettings, MethodSettings]
+
+
+@pytest.mark.parametrize("cls", SETTINGS_CLASSES, ids=lambda cls: cls.__name__)
+def test_every_setting_is_a_frozen_field_with_a_rule_or_a_section(cls):
+    assert cls.__dataclass_params__.frozen
+    for field in dataclasses.fields(cls):
+        nested = field.metadata.get("section")
+        if nested is not None:
+            assert nested in SETTINGS_CLASSES or issubclass(nested, settings.Settings)
+            test_every_setting_is_a_frozen_field_with_a_rule_or_a_section(nested)
+        else:
+            assert field.metadata.get("rule") is not None, f"{cls.__name__}.{field.name}"
+
+
+def test_building_a_settings_object_directly_checks_it_too():
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+        Recipe().optim.replace(lr=math.inf)
+    with pytest.raises(ValueError, match="nesterov = true needs"):
+        Recipe().optim.replace(momentum=0.0, nesterov=True)
+    assert Recipe().optim.replace(lr=0.5).lr == 0.5
 
 
 def test_every_default_config_key_is_a_setting_and_every_setting_has_a_default():
@@ -112,7 +147,7 @@ def test_extends_resolves_relative_to_the_recipe_file(tmp_path, monkeypatch):
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     recipe = load_recipe(folder / "child.toml")
-    assert recipe["optim"]["lr"] == 0.5 and recipe["method"]["temperature"] == 3.0
+    assert recipe.optim.lr == 0.5 and recipe.method.temperature == 3.0
 
 
 @pytest.mark.parametrize("rule, bad, good", [
