@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from stingy.empirical.objectives import method_losses
 from stingy.empirical.recipes import METHODS as RECIPE_METHODS
 from stingy.empirical.recipes import load_recipe, packaged_recipes
 from stingy.figures.style import method_colour, method_label
-from stingy.methods import METHODS, Method, method, names
+from stingy.methods import METHODS, Method, MethodSettings, method, names
 from stingy.simulations.config import load_config
 from stingy.simulations.training import METHODS as SIMULATION_METHODS
-from stingy.simulations.training import SPARSE_METHODS, TargetBank, build_specs
+from stingy.simulations.training import SPARSE_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,36 +66,9 @@ def test_names_filter_by_layer_and_fields():
     assert names(needs_teacher=False) == ("scratch", "label_smoothing")
 
 
-def _cifar_loss(name, student, teacher, labels, **settings):
-    spec = {"name": name, "temperature": 4.0, "alpha": 0.9, "ratio": 0.0, "k": 2,
-            "nasty_weight": 0.04, **settings}
-    return method_losses(spec, student, teacher, labels)["loss"]
-
-
-def _simulation_loss(name, student, teacher, labels, k, temperature=4.0, alpha=0.9):
-    """The simulation layer's loss of one model of ``name`` (one seed), batch mean."""
-    from stingy.simulations.training import per_model_losses
-
-    specs = build_specs([name], [k / student.shape[-1]], [temperature], alpha, 1,
-                        student.shape[-1])
-    bank = TargetBank(teacher[None].float(), specs)
-    batch = torch.arange(len(labels))[None].expand(len(specs), -1)
-    losses = per_model_losses(student[None].float().expand(len(specs), -1, -1),
-                              labels[None].expand(len(specs), -1), bank.targets(batch),
-                              bank.within_index, specs.temperature, specs.alpha,
-                              bucket_index=bank.bucket_index)
-    return losses["total"][0]
-
-
-@pytest.mark.parametrize("name", names("simulations"))
-def test_simulations_and_cifar_runs_build_the_same_loss_for_each_shared_method(name):
-    generator = torch.Generator().manual_seed(0)
-    student = torch.randn(6, 10, generator=generator, dtype=torch.float64) * 2
-    teacher = torch.randn(6, 10, generator=generator, dtype=torch.float64) * 3
-    labels = torch.randint(0, 10, (6,), generator=generator)
-    ours = _cifar_loss(name, student, teacher, labels, k=2, ratio=0.0)
-    simulated = _simulation_loss(name, student, teacher, labels, k=2)
-    assert math.isclose(float(ours), float(simulated), rel_tol=1e-5, abs_tol=1e-5), name
+def _cifar_loss(name, student, teacher, labels, **numbers):
+    settings = MethodSettings(name, **{"temperature": 4.0, "alpha": 0.9, "k": 2, **numbers})
+    return METHODS[name].objective(settings, student.shape[-1])(student, teacher, labels)
 
 
 def test_the_nasty_teacher_trains_away_from_the_teacher():
