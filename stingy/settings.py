@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 # ----------------------------------------------------------------------------- rules
 
@@ -52,7 +50,7 @@ class Number:
 
     def check(self, value, name: str) -> None:
         kind = numbers.Integral if self.integer else numbers.Real
-        ok = isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+        ok = isinstance(value, kind) and not isinstance(value, bool)  # numpy's bool is no Real
         ok = ok and (self.integer or math.isfinite(value))
         ok = ok and (value > self.low if self.open_low else value >= self.low)
         ok = ok and (value < self.high if self.open_high else value <= self.high)
