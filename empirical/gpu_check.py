@@ -30,7 +30,6 @@ activations, pooling and the optimizer are not counted). For the teacher also th
 from __future__ import annotations
 
 import datetime
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from stingy.empirical.recipes import load_recipe
 from stingy.empirical.runs import MODEL
 from stingy.empirical.train import resolve_device, train_recipe
 from stingy.io import write_json
+from stingy.machine import git_commit
 from stingy.methods import method as method_entry
 
 TEACHER_RECIPE = "cifar10-teacher-fast"
@@ -98,15 +98,6 @@ def toy_dataset(train: int = 64, test: int = 32, seed: int = 0):
         return images, labels.astype(np.int64)
 
     return ImageDataset("cifar10", [f"class{i}" for i in range(10)], *split(train), *split(test))
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, cwd=Path(__file__).resolve().parent,
-                              check=True).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def run_entry(summary: dict, history: list[dict], *, model: str, method: str,

@@ -7,23 +7,33 @@ whole sweep. :func:`plan_jobs` turns it into jobs:
   wrong label uniform among the other K - 1 classes, the simulations' definition; a fixed
   ``noise_seed``, so the students see the same noisy labels);
 * ``nasty``: a Nasty Teacher trained against ``teacher-n0.0`` (when "nasty" is in extras);
-* ``students-<model>-s<seed>-n<noise>``: one group (empirical.batched) holding scratch, normal
-  KD per T, stingy and within-M KD per (ratio, T), and at noise 0 the extras (reversed logits,
+* ``students-<model>-s<seed>-n<noise>``: one group (empirical.batched) holding the profile's
+  methods at the paper's settings (normal KD at T = 4, stingy, within-M and tail-bucket KD at
+  T = 20, alpha = 0.9), its temperature ablation (normal KD at the other temperatures, stingy KD
+  at the verdict ratio at the other temperatures), and at noise 0 the extras (reversed logits,
   KD from the Nasty Teacher), all initialised alike and reading one logit bank per teacher.
+
+Before any student trains, ``prediction.json`` records the predicted order of the stingy
+students' harm over the (k, T) cells, from the exact T5 signal-to-drive ratio and the kept mass
+on the teacher's training logits; ``collect`` reports the rank correlation of predicted and
+measured harm with a bootstrap interval over seeds (``prediction_check.json``).
 
 ``plan`` writes ``plan.json`` (profile, data, device, jobs); ``run --index I`` runs job I
 (its teacher first, if not done, under a lock, so any order of indices works); a job whose
 ``result.json`` exists is skipped, an interrupted one resumes from its checkpoint, so the
 command is idempotent. ``collect`` merges every ``result.json`` into ``rows.csv``,
-``summary.csv`` (mean and 95% t interval over seeds), ``verdicts.json`` (checks a, b, d, e of
-stingy.simulations.verdicts on these rows, per student model) and ``nasty.json``.
+``summary.csv`` (mean and 95% t interval over seeds), ``verdicts.json`` (checks kd, a, b, d, f,
+e and the Nasty Teacher's harm, Holm-corrected, per student model; stingy.simulations.verdicts),
+``nasty.json``, ``ablation.json`` and ``prediction_check.json``.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -31,14 +41,22 @@ from pathlib import Path
 
 import torch
 
-from stingy.empirical.bank import AugmentStream, LogitBank
 from stingy import settings
+from stingy.empirical.bank import AugmentStream, LogitBank
 from stingy.empirical.batched import COMPILE_MODES, MODES, GroupSettings, Student, train_group
 from stingy.empirical.engine import DeviceData, RunControl, balanced_subset, drive_record
 from stingy.empirical.models import build_model
 from stingy.empirical.model_names import MODEL_NAMES
+from stingy.empirical.prediction import (
+    PREDICTION,
+    prediction_check,
+    stingy_cells,
+    write_prediction,
+)
 from stingy.empirical.recipes import DATASETS
+from stingy.intervals import paired, t_interval
 from stingy.io import save_torch, write_csv, write_json
+from stingy.machine import git_commit, load_average, machine_info
 from stingy.methods import METHODS, MethodSettings
 from stingy.settings import (
     ALPHA, BATCH_SIZE, COUNT, EPOCHS, LEARNING_RATE, NOISE_RATE, RATIO, SEED, SIZE, SUBSET,
@@ -48,11 +66,13 @@ from stingy.theory.sweep import theory_grid
 
 PROFILE_DIR = Path(__file__).resolve().parent / "sweeps"
 EXTRAS = ("reversed", "nasty")
-VERDICT_METHODS = ("scratch", "normal_kd", "stingy_kd", "within_m_kd")
+VERDICT_METHODS = ("scratch", "normal_kd", "stingy_kd", "within_m_kd", "tail_bucket_kd")
 PLAN, RESULT, MODEL_FILE, TEST_LOGITS = "plan.json", "result.json", "model.pt", "test_logits.pt"
 
 
-STUDENT_METHODS = ("scratch", "normal_kd", "stingy_kd", "within_m_kd")
+STUDENT_METHODS = ("scratch", "normal_kd", "stingy_kd", "within_m_kd", "tail_bucket_kd")
+LABELS = {"normal_kd": "kd", "stingy_kd": "stingy", "within_m_kd": "within",
+          "tail_bucket_kd": "bucket", "reversed_kd": "reversed"}
 DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
 
 
@@ -60,27 +80,33 @@ DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
 class SweepProfile(Settings):
     """Every setting of a sweep (a profile TOML's top-level keys), checked when built.
 
-    ``methods`` are the students of every group (stingy and within-M KD once per ratio and
-    temperature; within-M only at ``within_ratios``, () = every ratio). ``bank_top_k`` > 0
-    stores only the teacher's top-k logits per image: then every method must read its target
-    from them (k <= bank_top_k), so normal KD and the reversed and nasty extras, which need the
-    dense teacher, are refused."""
+    ``methods`` are the students of every group, at the paper's settings: normal KD at
+    ``kd_temperatures[0]``, stingy KD at every ratio and within-M and tail-bucket KD at
+    ``within_ratios`` / ``bucket_ratios``, all three at ``sparse_temperatures[0]``. The
+    temperature ablation adds normal KD at the other ``kd_temperatures`` and stingy KD at
+    ``verdict_ratio`` at the other ``sparse_temperatures``. ``bank_top_k`` > 0 stores only the
+    teacher's top-k logits per image: then every method must read its target from them
+    (k <= bank_top_k), so normal KD, the tail bucket and the reversed and nasty extras, which
+    need the dense teacher, are refused."""
 
     name: str = setting("custom", Text())
     description: str = setting("", Text())
     dataset: str = setting("cifar10", Choice(DATASETS))
     train_subset: int = setting(0, SUBSET)      # 0: every training image; n: a balanced n
+    teacher_train_subset: int = setting(0, SUBSET)  # the teachers' (0: train_subset); holds it
     test_subset: int = setting(0, SUBSET)
     seeds: tuple = setting((0, 1, 2), ListOf(SEED, 1, distinct=True))
     methods: tuple = setting(STUDENT_METHODS, ListOf(Choice(STUDENT_METHODS), 1, distinct=True))
     ratios: tuple = setting((0.1, 0.2, 0.5, 0.7), ListOf(Number(0, 1, open_low=True,
                                                                 open_high=True), 1, distinct=True))
-    temperatures: tuple = setting((4.0,), ListOf(TEMPERATURE, 1, distinct=True))
+    kd_temperatures: tuple = setting((4.0, 20.0), ListOf(TEMPERATURE, 1, distinct=True))
+    sparse_temperatures: tuple = setting((20.0, 4.0), ListOf(TEMPERATURE, 1, distinct=True))
     alpha: float = setting(0.9, ALPHA)
     noise: tuple = setting((0.0,), ListOf(NOISE_RATE, 1, distinct=True))
     noise_seed: int = setting(1234, SEED)
-    within_ratios: tuple = setting((), ListOf(RATIO))  # () = every ratio
-    verdict_ratio: float = setting(0.5, RATIO)          # the intermediate r of checks a, b, d, e
+    within_ratios: tuple = setting((0.2,), ListOf(RATIO, distinct=True))
+    bucket_ratios: tuple = setting((0.2,), ListOf(RATIO, distinct=True))
+    verdict_ratio: float = setting(0.2, RATIO)          # the intermediate r of checks a, b, d, f
     extras: tuple = setting(EXTRAS, ListOf(Choice(EXTRAS), distinct=True))
     student_models: tuple = setting(("preresnet20", "cnn"), ListOf(Choice(MODEL_NAMES), 1,
                                                                     distinct=True))
@@ -105,13 +131,22 @@ class SweepProfile(Settings):
     compile: str = setting("off", Choice(COMPILE_MODES))
 
     def check(self) -> None:
-        if (self.verdict_ratio not in self.ratios or self.verdict_ratio not in self.kept_ratios
+        if (self.verdict_ratio not in self.ratios
                 or not min(self.ratios) < self.verdict_ratio < max(self.ratios)):
-            raise ValueError(f"verdict_ratio {self.verdict_ratio} must be one of ratios and of "
-                             f"within_ratios, strictly between the smallest and the largest "
-                             f"ratio (check b compares both ends with it)")
-        if not set(self.within_ratios) <= set(self.ratios):
-            raise ValueError("within_ratios must be a subset of ratios")
+            raise ValueError(f"verdict_ratio {self.verdict_ratio} must be one of ratios, "
+                             f"strictly between the smallest and the largest ratio (check b "
+                             f"compares both ends with it)")
+        for name, method in (("within_ratios", "within_m_kd"), ("bucket_ratios", "tail_bucket_kd")):
+            ratios = getattr(self, name)
+            if not set(ratios) <= set(self.ratios):
+                raise ValueError(f"{name} must be a subset of ratios, got {list(ratios)}")
+            if method in self.methods and self.verdict_ratio not in ratios:
+                raise ValueError(f"{name} must hold verdict_ratio {self.verdict_ratio} (its "
+                                 f"check compares {method} with stingy KD there)")
+        if self.teacher_train_subset and (not self.train_subset
+                                          or self.teacher_train_subset < self.train_subset):
+            raise ValueError(f"teacher_train_subset ({self.teacher_train_subset}) must hold the "
+                             f"students' train_subset ({self.train_subset}): 0 or at least it")
         if 0.0 not in self.noise:
             raise ValueError(f"noise must include 0 (the clean teacher), got {list(self.noise)}")
         if self.bank_top_k:
@@ -133,8 +168,11 @@ class SweepProfile(Settings):
                              f"would read rows the bank does not hold")
 
     @property
-    def kept_ratios(self) -> tuple:
-        return self.within_ratios or self.ratios
+    def paper_temperatures(self) -> dict:
+        """{method: the temperature its verdicts read}: the first of each list."""
+        sparse = self.sparse_temperatures[0]
+        return {"normal_kd": self.kd_temperatures[0], "stingy_kd": sparse,
+                "within_m_kd": sparse, "tail_bucket_kd": sparse}
 
 
 def load_profile(profile: str | Path, overrides: list[str] | None = None) -> SweepProfile:
@@ -180,29 +218,37 @@ def plan_jobs(profile: SweepProfile) -> list[dict]:
 
 
 def students_of(profile: SweepProfile, noise: float, num_classes: int) -> list[Student]:
-    """The group of one (model, seed, noise) job."""
-    alpha = profile.alpha
+    """The group of one (model, seed, noise) job: the methods at the paper's settings, the
+    temperature ablation, and at noise 0 the extras."""
 
-    def student(label, name, temperature=4.0, teacher="teacher", **numbers):
-        return Student(label, MethodSettings(name, temperature, alpha, **numbers),
+    def student(name, temperature=4.0, ratio=None, teacher="teacher"):
+        k = keep_count(ratio, num_classes) if ratio is not None else 0
+        label = name if name == "scratch" else (
+            f"{LABELS[name]}-r{ratio}-T{temperature}" if ratio is not None
+            else f"{LABELS[name]}-T{temperature}")
+        if teacher == "nasty":
+            label = f"kd-from-nasty-T{temperature}"
+        return Student(label, MethodSettings(name, temperature, profile.alpha, k=k),
                        teacher if METHODS[name].needs_teacher else None)
 
-    students = [student("scratch", "scratch")] if "scratch" in profile.methods else []
-    for t in profile.temperatures:
-        if "normal_kd" in profile.methods:
-            students.append(student(f"kd-T{t}", "normal_kd", t))
-        for ratio in profile.ratios:
-            k = keep_count(ratio, num_classes)
-            if "stingy_kd" in profile.methods:
-                students.append(student(f"stingy-r{ratio}-T{t}", "stingy_kd", t, k=k))
-            if "within_m_kd" in profile.methods and ratio in profile.kept_ratios:
-                students.append(student(f"within-r{ratio}-T{t}", "within_m_kd", t, k=k))
+    methods, paper = profile.methods, profile.paper_temperatures
+    sparse = {"stingy_kd": profile.ratios, "within_m_kd": profile.within_ratios,
+              "tail_bucket_kd": profile.bucket_ratios}
+    students = [student("scratch")] if "scratch" in methods else []
+    if "normal_kd" in methods:
+        students += [student("normal_kd", t) for t in profile.kd_temperatures]
+    for name, ratios in sparse.items():
+        if name in methods:
+            students += [student(name, paper[name], ratio) for ratio in ratios]
+    if "stingy_kd" in methods:  # the ablation: stingy KD at the verdict ratio at other T
+        students += [student("stingy_kd", t, profile.verdict_ratio)
+                     for t in profile.sparse_temperatures[1:]]
     if noise == 0:
-        t = profile.temperatures[0]
+        t = paper["normal_kd"]
         if "reversed" in profile.extras:
-            students.append(student(f"reversed-T{t}", "reversed_kd", t))
+            students.append(student("reversed_kd", t))
         if "nasty" in profile.extras:
-            students.append(student(f"kd-from-nasty-T{t}", "normal_kd", t, teacher="nasty"))
+            students.append(student("normal_kd", t, teacher="nasty"))
     return students
 
 
@@ -234,24 +280,31 @@ class SweepContext:
         if dataset is None:
             dataset = data_module.load_dataset(self.profile.dataset, data=self.plan["data"])
         self.num_classes = len(dataset.classes)
-        mean, std = normalisation(self.profile.dataset)
-        train_index = balanced_subset(dataset.train_labels, self.profile.train_subset, 0)
-        test_index = balanced_subset(dataset.test_labels, self.profile.test_subset, 0)
-        self.train_images = torch.as_tensor(dataset.train_images)[train_index]
-        self.clean_labels = torch.as_tensor(dataset.train_labels, dtype=torch.int64)[train_index]
+        self.mean, self.std = normalisation(self.profile.dataset)
+        profile = self.profile
+        self.index = {"students": balanced_subset(dataset.train_labels, profile.train_subset, 0),
+                      "teacher": balanced_subset(dataset.train_labels,
+                                                 profile.teacher_train_subset
+                                                 or profile.train_subset, 0)}
+        test_index = balanced_subset(dataset.test_labels, profile.test_subset, 0)
+        self.train_images = torch.as_tensor(dataset.train_images)
+        self.clean_labels = torch.as_tensor(dataset.train_labels, dtype=torch.int64)
         self.test = DeviceData(torch.as_tensor(dataset.test_images)[test_index],
-                               torch.as_tensor(dataset.test_labels)[test_index], mean, std,
-                               self.device)
-        self.mean, self.std = mean, std
+                               torch.as_tensor(dataset.test_labels)[test_index], self.mean,
+                               self.std, self.device)
         self._train = {}
 
-    def train(self, noise: float) -> DeviceData:
-        if noise not in self._train:
+    def train(self, noise: float, who: str = "students") -> DeviceData:
+        """The training images of the students (or the teacher, ``who="teacher"``) with labels
+        at symmetric noise ``noise``: drawn once over the whole training set, so the teacher's
+        and the students' shared images carry the same noisy labels."""
+        if (noise, who) not in self._train:
             labels = symmetric_noise(self.clean_labels, noise, self.num_classes,
                                      self.profile.noise_seed)
-            self._train[noise] = DeviceData(self.train_images, labels, self.mean, self.std,
-                                            self.device)
-        return self._train[noise]
+            index = self.index[who]
+            self._train[noise, who] = DeviceData(self.train_images[index], labels[index],
+                                                 self.mean, self.std, self.device)
+        return self._train[noise, who]
 
     def job_dir(self, job_id: str) -> Path:
         return self.out / "jobs" / job_id
@@ -330,7 +383,7 @@ def run_teacher(context: SweepContext, job: dict, directory: Path, log,
                 stop_after_epochs: int | None = None) -> dict:
     """Train the teacher (scratch, label smoothing, EMA) or the Nasty Teacher (a group of one)."""
     profile, nasty = context.profile, job["kind"] == "nasty"
-    train = context.train(job["noise"])
+    train = context.train(job["noise"], "teacher")
     stream = AugmentStream(profile.teacher_seed, profile.teacher_batch_size)
     epochs = profile.nasty_epochs if nasty else profile.teacher_epochs
     settings = GroupSettings(profile.teacher_model, epochs, profile.teacher_batch_size,
@@ -367,6 +420,8 @@ def run_students(context: SweepContext, job: dict, directory: Path, log,
     train = context.train(noise)
     stream = AugmentStream(job["seed"], profile.student_batch_size)
     students = students_of(profile, noise, context.num_classes)
+    if noise == 0:
+        predict_harm(context, students)
     banks = {name: context.bank(source, train, stream)
              for name, source in (("teacher", teacher_id(noise)), ("nasty", "nasty"))
              if any(s.teacher == name for s in students)}
@@ -401,6 +456,22 @@ def run_students(context: SweepContext, job: dict, directory: Path, log,
             "seconds": result["seconds"],
             "images_per_second_per_student": result["images_per_second_per_student"],
             "students": len(students), "device": str(context.device)}
+
+
+def predict_harm(context: SweepContext, students: list[Student]) -> dict:
+    """``prediction.json`` before any student trains (written once, under a lock; see
+    stingy.empirical.prediction), from the clean teacher's logits on the training images."""
+    from stingy.empirical.engine import predict
+
+    path = context.out / PREDICTION
+    if path.is_file():
+        return json.loads(path.read_text())
+    with JobLock(context.job_dir("prediction")):
+        teacher = context.teacher_model(teacher_id(0.0))
+        logits = predict(teacher, context.train(0.0), 1000, False, False).cpu()
+        return write_prediction(path, logits, stingy_cells(students),
+                                f"{teacher_id(0.0)} on the {len(logits)} training images, "
+                                f"un-augmented")
 
 
 class JobLock:
@@ -448,9 +519,13 @@ class JobLock:
 def run_all(out: str | Path, dataset=None, budget_seconds: float | None = None,
             log=print) -> dict:
     """Run every job in plan order (stopping before a job once ``budget_seconds`` have
-    passed), then collect."""
+    passed), then collect. ``provenance.json`` gains one record per call: the command line,
+    commit, machine, start and end, and the load average at both (a timing is only as good as
+    the machine was quiet)."""
     began = time.monotonic()
     context = SweepContext(out, dataset)
+    record = {"command": " ".join(sys.argv), "commit": git_commit(),
+              "started": _now(), "load_average_start": load_average()}
     skipped = []
     for job_id in context.jobs:
         if budget_seconds is not None and time.monotonic() - began > budget_seconds:
@@ -459,39 +534,73 @@ def run_all(out: str | Path, dataset=None, budget_seconds: float | None = None,
         run_job(context, job_id, log)
     if skipped:
         log(f"[sweep] budget of {budget_seconds} s spent; not run: {', '.join(skipped)}")
+    record.update(finished=_now(), load_average_end=load_average(),
+                  wall_seconds=time.monotonic() - began, not_run=skipped)
+    write_provenance(Path(out), record)
     return collect(out)
+
+
+def write_provenance(out: Path, record: dict) -> None:
+    """Append ``record`` to ``out/provenance.json`` (with the machine it ran on)."""
+    path = out / "provenance.json"
+    runs = json.loads(path.read_text()).get("runs", []) if path.is_file() else []
+    write_json(path, {"machine": machine_info(), "runs": [*runs, record]})
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 # ----------------------------------------------------------------------------- collecting
 
-def verdict_rows(rows: list[dict]) -> list[dict]:
+def verdict_rows(rows: list[dict], profile: SweepProfile) -> list[dict]:
     """Rows in the simulations' vocabulary (``accuracy``, ``noise_kind``; the method names
-    are the registry's in both) of the methods the verdicts read."""
+    are the registry's in both) of the methods the verdicts read, from the normal teacher at
+    each method's paper temperature."""
+    paper = profile.paper_temperatures
     return [{**row, "accuracy": row["test_accuracy"], "noise_kind": "symmetric"}
             for row in rows if row["method"] in VERDICT_METHODS
-            and row["teacher"] in (None, "teacher")]
+            and row["teacher"] in (None, "teacher")
+            and (row["method"] == "scratch" or row["temperature"] == paper[row["method"]])]
 
 
 def real_verdicts(rows: list[dict], profile: SweepProfile) -> list[dict]:
-    """Checks a, b, d (per noise) and e (across noise) of stingy.simulations.verdicts, per
-    student model and temperature, on the measured rows (paired by seed)."""
-    from stingy.simulations.verdicts import all_verdicts
+    """Per student model, on the measured rows at the paper's temperatures (paired by seed),
+    Holm-corrected together: (kd) normal KD beats labels only and, at noise 0, the Nasty
+    Teacher's harm per setting; checks a, b, d, f (per noise) and e (across noise) of
+    stingy.simulations.verdicts."""
+    from stingy.simulations.verdicts import all_verdicts, check_greater, check_kd
 
     results = []
     for model in profile.student_models:
-        for t in profile.temperatures:
-            chosen = [r for r in verdict_rows(rows) if r["model"] == model
-                      and r["temperature"] in (None, t)]
-            if len({r["seed"] for r in chosen}) < 2:
-                continue
-            try:
-                verdicts = all_verdicts(chosen, [], profile.verdict_ratio)
-            except ValueError as err:  # e.g. a budget-cut sweep lacks a method's rows
-                results.append({"model": model, "temperature": t, "verdict": "not computed",
-                                "detail": str(err)})
-                continue
-            results += [{"model": model, "temperature": t, **v} for v in verdicts]
+        chosen = [row for row in verdict_rows(rows, profile) if row["model"] == model]
+        if len({row["seed"] for row in chosen}) < 2:
+            continue
+        try:
+            extra = [check_kd([r for r in chosen if r["noise"] == noise])
+                     for noise in sorted({r["noise"] for r in chosen})]
+            nasty = nasty_by_seed(rows, profile, model)
+            if nasty:
+                extra.append(check_greater(
+                    "nasty", "KD from the normal teacher is more accurate than KD from the "
+                    "Nasty Teacher", *nasty, {"noise": 0.0, "noise_kind": "symmetric"},
+                    "kd_from_teacher - kd_from_nasty"))
+            verdicts = all_verdicts(chosen, [], profile.verdict_ratio, extra=extra)
+        except ValueError as err:  # e.g. a budget-cut sweep lacks a method's rows
+            results.append({"model": model, "verdict": "not computed", "detail": str(err)})
+            continue
+        results += [{"model": model, **verdict} for verdict in verdicts]
     return results
+
+
+def nasty_by_seed(rows: list[dict], profile: SweepProfile, model: str) -> tuple | None:
+    """({seed: accuracy} of KD from the teacher, the same from the Nasty Teacher) at noise 0
+    and the paper's normal-KD temperature; None without both."""
+    t = profile.paper_temperatures["normal_kd"]
+    by_seed = {name: {r["seed"]: r["test_accuracy"] for r in rows
+                      if r["model"] == model and r["noise"] == 0 and r["label"] == name}
+               for name in (f"kd-T{t}", f"kd-from-nasty-T{t}")}
+    return tuple(by_seed.values()) if all(by_seed.values()) else None
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -528,12 +637,9 @@ def nasty_report(out: Path, rows: list[dict], profile: SweepProfile) -> dict | N
               "nasty_accuracy": json.loads((nasty_dir / RESULT).read_text())["test_accuracy"],
               "normal_accuracy": json.loads((normal_dir / RESULT).read_text())["test_accuracy"],
               "harm": {}}
-    t0 = profile.temperatures[0]
     for model in profile.student_models:
-        by_seed = {name: {r["seed"]: r["test_accuracy"] for r in rows
-                          if r["model"] == model and r["noise"] == 0 and r["label"] == name}
-                   for name in (f"kd-T{t0}", f"kd-from-nasty-T{t0}")}
-        harm = paired(by_seed[f"kd-T{t0}"], by_seed[f"kd-from-nasty-T{t0}"])
+        nasty = nasty_by_seed(rows, profile, model)
+        harm = paired(*nasty) if nasty else []
         if len(harm):
             mean, low, high = t_interval(harm)
             report["harm"][model] = {"mean": mean, "ci95": [low, high], "seeds": len(harm)}
@@ -560,10 +666,51 @@ def collect(out: str | Path) -> dict:
     verdicts = real_verdicts(rows, profile) if rows else []
     summary = summarise(rows)
     nasty = nasty_report(out, rows, profile)
+    ablation = temperature_ablation(rows, profile)
+    checked = check_prediction(out, rows, profile)
     write_csv(out / "rows.csv", rows)
     write_csv(out / "summary.csv", summary)
     write_csv(out / "teachers.csv", teachers)
     write_json(out / "verdicts.json", verdicts)
     write_json(out / "nasty.json", nasty)
+    write_json(out / "ablation.json", ablation)
+    write_json(out / "prediction_check.json", checked)
     return {"rows": rows, "summary": summary, "teachers": teachers, "verdicts": verdicts,
-            "nasty": nasty, "missing": missing}
+            "nasty": nasty, "ablation": ablation, "prediction_check": checked,
+            "missing": missing}
+
+
+def temperature_ablation(rows: list[dict], profile: SweepProfile) -> list[dict]:
+    """Per model at noise 0, paired by seed: each ablation student minus its method at the
+    paper's temperature (stingy KD at the verdict ratio, normal KD), with a 95% t interval."""
+    paper = profile.paper_temperatures
+    ratio = profile.verdict_ratio
+    pairs = [(f"kd-T{t}", f"kd-T{paper['normal_kd']}") for t in profile.kd_temperatures[1:]]
+    pairs += [(f"stingy-r{ratio}-T{t}", f"stingy-r{ratio}-T{paper['stingy_kd']}")
+              for t in profile.sparse_temperatures[1:]]
+    table = []
+    for model in profile.student_models:
+        by_label = defaultdict(dict)
+        for row in rows:
+            if row["model"] == model and row["noise"] == 0:
+                by_label[row["label"]][row["seed"]] = row["test_accuracy"]
+        for ablated, paper_label in pairs:
+            difference = paired(by_label[ablated], by_label[paper_label])
+            if len(difference) >= 2:
+                mean, low, high = t_interval(difference)
+                table.append({"model": model, "ablation": ablated, "versus": paper_label,
+                              "difference": mean, "ci95": [low, high],
+                              "seeds": len(difference)})
+    return table
+
+
+def check_prediction(out: Path, rows: list[dict], profile: SweepProfile) -> list[dict]:
+    """The rank correlation of the harm predicted before the run and the harm measured, per
+    student model (stingy.empirical.prediction); [] without a prediction."""
+    path = out / PREDICTION
+    if not path.is_file():
+        return []
+    prediction = json.loads(path.read_text())
+    normal = f"kd-T{profile.paper_temperatures['normal_kd']}"
+    return [prediction_check(prediction, rows, model, normal)
+            for model in profile.student_models]

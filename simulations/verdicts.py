@@ -64,6 +64,25 @@ def _setting(rows) -> dict:
     return {"noise": rows[0]["noise"], "noise_kind": rows[0]["noise_kind"]}
 
 
+def check_greater(check: str, statement: str, better: dict, worse: dict, setting: dict,
+                  detail: str) -> dict:
+    """A paired check that ``better`` - ``worse`` (accuracy per seed) is > 0: passes when its
+    95% interval lies above 0; ``detail`` names the two (numbers are appended)."""
+    difference = paired(better, worse)
+    interval = t_interval(difference)
+    detail = (f"{detail} = {interval[0]:+.4f} [{interval[1]:+.4f}, {interval[2]:+.4f}] "
+              f"(accuracy, paired over {len(difference)} seeds)")
+    return _result(check, statement, "> 0", interval[0], interval[1:], interval[1] > 0, detail,
+                   setting, one_sided_p(difference))
+
+
+def check_kd(rows) -> dict:
+    """(kd) normal KD is more accurate than labels only: a working KD baseline."""
+    return check_greater("kd", "normal KD is more accurate than labels only",
+                         accuracy_by_seed(rows, "normal_kd"), accuracy_by_seed(rows, "scratch"),
+                         _setting(rows), "normal_kd - scratch")
+
+
 def check_a(rows, ratio: float) -> dict:
     """(a) stingy KD at an intermediate r is below normal KD and below labels only."""
     stingy = accuracy_by_seed(rows, "stingy_kd", ratio)
@@ -302,9 +321,10 @@ def check_e(rows, ratio: float, margin: float = 0.02, mass_tolerance: float = 0.
 
 
 def all_verdicts(run_rows, rate_rows, ratio: float, recovery: float = 0.5,
-                 tolerance: float = 1.0) -> list[dict]:
+                 tolerance: float = 1.0, extra: list[dict] = ()) -> list[dict]:
     """Checks a, b, d (and f when tail-bucket KD ran) for every (noise, kind) setting, c on
-    its first-step rates, e across settings; then Holm's correction over the whole family."""
+    its first-step rates, e across settings, and the ``extra`` checks given; then Holm's
+    correction over the whole family."""
     settings = defaultdict(list)
     for row in run_rows:
         settings[_setting_key(row)].append(row)
@@ -320,4 +340,4 @@ def all_verdicts(run_rows, rate_rows, ratio: float, recovery: float = 0.5,
         results.append(check_d(group, ratio, recovery, tolerance))
         if any(row["method"] == "tail_bucket_kd" for row in group):
             results.append(check_d(group, ratio, recovery, tolerance, "tail_bucket_kd"))
-    return holm(results + check_e(run_rows, ratio))
+    return holm(results + check_e(run_rows, ratio) + list(extra))

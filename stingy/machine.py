@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 
@@ -39,3 +40,24 @@ def describe(info: dict) -> str:
     """One line: 'AMD EPYC, 2 cores, torch 2.13.0+cpu, no GPU'."""
     gpu = info.get("gpu") or "no GPU"
     return f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {gpu}"
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with ``-dirty`` when it has uncommitted changes), or None."""
+    try:
+        run = {"capture_output": True, "text": True, "timeout": 10, "check": True,
+               "cwd": Path(__file__).resolve().parent}
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               **run).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if commit and dirty else commit or None
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (None where the platform has none)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None

@@ -29,7 +29,9 @@ from stingy.empirical.sweep import (
 
 
 TOY = {"name": "toy", "seeds": [0, 1], "ratios": [0.2, 0.5, 0.7], "noise": [0.0, 0.4],
-       "within_ratios": [0.5], "student_models": ["cnn"], "student_epochs": 2,
+       "kd_temperatures": [4.0], "sparse_temperatures": [20.0, 4.0], "verdict_ratio": 0.5,
+       "within_ratios": [0.5], "bucket_ratios": [0.5], "student_models": ["cnn"],
+       "student_epochs": 2,
        "student_batch_size": 16, "teacher_model": "cnn", "teacher_epochs": 2,
        "teacher_batch_size": 16, "teacher_lr": 0.05, "nasty_epochs": 1, "mode": "loop"}
 
@@ -69,9 +71,9 @@ def test_a_top_k_bank_profile_trains_only_the_sparse_methods_from_its_rows():
 def test_groups_hold_every_method_of_the_grid():
     profile = profile_from_table(TOY)
     clean = {s.label for s in students_of(profile, 0.0, 10)}
-    assert clean == {"scratch", "kd-T4.0", "stingy-r0.2-T4.0", "stingy-r0.5-T4.0",
-                     "stingy-r0.7-T4.0", "within-r0.5-T4.0", "reversed-T4.0",
-                     "kd-from-nasty-T4.0"}
+    assert clean == {"scratch", "kd-T4.0", "stingy-r0.2-T20.0", "stingy-r0.5-T20.0",
+                     "stingy-r0.7-T20.0", "within-r0.5-T20.0", "bucket-r0.5-T20.0",
+                     "stingy-r0.5-T4.0", "reversed-T4.0", "kd-from-nasty-T4.0"}
     noisy = {s.label for s in students_of(profile, 0.4, 10)}
     assert noisy == clean - {"reversed-T4.0", "kd-from-nasty-T4.0"}
 
@@ -124,16 +126,46 @@ def test_collect_gives_checks_a_b_d_per_noise_e_across_and_the_nasty_report(tmp_
     collected = run_all(out, dataset=load_dataset("cifar10", data=image_folder),
                         log=lambda m: None)
     assert not collected["missing"]
-    assert len(collected["rows"]) == 2 * 8 + 2 * 6
+    assert len(collected["rows"]) == 2 * 10 + 2 * 8  # the extras at noise 0 only
     checks = sorted((v["check"], str(v["noise"])) for v in collected["verdicts"])
-    assert [c for c in checks if c[0] in ("a", "b", "d")] == [
-        ("a", "0.0"), ("a", "0.4"), ("b", "0.0"), ("b", "0.4"), ("d", "0.0"), ("d", "0.4")]
+    assert [c for c in checks if c[0] in ("kd", "a", "b", "d", "f", "nasty")] == [
+        ("a", "0.0"), ("a", "0.4"), ("b", "0.0"), ("b", "0.4"), ("d", "0.0"), ("d", "0.4"),
+        ("f", "0.0"), ("f", "0.4"), ("kd", "0.0"), ("kd", "0.4"), ("nasty", "0.0")]
     # (e) compares noise levels only at equal kept mass (e-noise) or kept masses at one noise
     # level (e-mass); which pairs qualify depends on the measured kept masses
-    assert {c[0] for c in checks} <= {"a", "b", "d", "e-noise", "e-mass"}
+    assert {c[0] for c in checks} <= {"kd", "a", "b", "d", "f", "nasty", "e-noise", "e-mass"}
+    assert all("p_holm" in v for v in collected["verdicts"])  # one Holm family
     nasty = collected["nasty"]
     assert nasty["kl_nasty_to_normal"] >= 0 and nasty["harm"]["cnn"]["seeds"] == 2
     assert (out / "summary.csv").is_file() and (out / "verdicts.json").is_file()
+    ablation = {row["ablation"]: row["versus"] for row in collected["ablation"]}
+    assert ablation == {"stingy-r0.5-T4.0": "stingy-r0.5-T20.0"}
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["runs"][0]["load_average_start"] is not None
+
+
+def test_the_prediction_is_written_before_the_students_and_checked_after(tmp_path,
+                                                                        image_folder):
+    from stingy.empirical.data import load_dataset
+
+    out = tmp_path / "sweep"
+    toy_plan(out, image_folder, student_epochs=1, teacher_epochs=1, noise=[0.0], extras=[],
+             seeds=[0, 1, 2])
+    dataset = load_dataset("cifar10", data=image_folder)
+    run_job(SweepContext(out, dataset), "students-cnn-s0-n0.0", log=lambda m: None)
+    prediction = json.loads((out / "prediction.json").read_text())
+    written = (out / "prediction.json").stat().st_mtime_ns
+    first_result = (out / "jobs" / "students-cnn-s0-n0.0" / RESULT).stat().st_mtime_ns
+    assert written < first_result  # before the first student finished
+    cells = {(c["k"], c["temperature"]) for c in prediction["cells"]}
+    assert cells == {(2, 20.0), (5, 20.0), (7, 20.0), (5, 4.0)}
+    ranks = sorted(prediction["cells"], key=lambda c: c["predicted_harm_rank"])
+    assert [c["signal_to_drive"] for c in ranks] == sorted(c["signal_to_drive"] for c in ranks)
+    run_all(out, dataset=dataset, log=lambda m: None)
+    assert (out / "prediction.json").stat().st_mtime_ns == written  # never rewritten
+    check = json.loads((out / "prediction_check.json").read_text())[0]
+    assert check["seeds"] == 3 and -1 <= check["spearman"] <= 1
+    assert check["ci95"][0] <= check["ci95"][1]
 
 
 def test_an_interrupted_student_job_resumes_to_the_same_result(tmp_path, image_folder):
@@ -152,12 +184,15 @@ def test_an_interrupted_student_job_resumes_to_the_same_result(tmp_path, image_f
     assert results["straight"] == results["interrupted"]
 
 
-def test_verdict_rows_keep_the_verdicts_methods_from_the_normal_teacher():
-    rows = [{"method": "normal_kd", "teacher": "teacher", "test_accuracy": 0.5},
-            {"method": "normal_kd", "teacher": "nasty", "test_accuracy": 0.4},
-            {"method": "reversed_kd", "teacher": "teacher", "test_accuracy": 0.3},
-            {"method": "within_m_kd", "teacher": "teacher", "test_accuracy": 0.2}]
-    adapted = verdict_rows(rows)
+def test_verdict_rows_keep_the_verdicts_methods_from_the_normal_teacher_at_paper_t():
+    def row(method, accuracy, teacher="teacher", temperature=4.0):
+        return {"method": method, "teacher": teacher, "test_accuracy": accuracy,
+                "temperature": temperature}
+
+    rows = [row("normal_kd", 0.5), row("normal_kd", 0.4, "nasty"), row("reversed_kd", 0.3),
+            row("within_m_kd", 0.2, temperature=20.0), row("stingy_kd", 0.1, temperature=4.0),
+            row("normal_kd", 0.6, temperature=20.0)]
+    adapted = verdict_rows(rows, profile_from_table(TOY))
     assert [(r["method"], r["accuracy"]) for r in adapted] == [("normal_kd", 0.5),
                                                                ("within_m_kd", 0.2)]
 
@@ -171,18 +206,22 @@ INVALID = [
     ({"colour": 1}, "profile key 'colour' is unknown"),
     ({"seeds": [0, 0]}, "seeds must be a list of at least 1 distinct"),
     ({"ratios": [0.2, 1.0]}, "ratios must be"),
+    ({"kd_temperatures": []}, "kd_temperatures must be a list of at least 1"),
+    ({"sparse_temperatures": [0.0]}, "sparse_temperatures must be"),
+    ({"bucket_ratios": [0.3]}, "bucket_ratios must be a subset of ratios"),
+    ({"bucket_ratios": [0.2]}, "bucket_ratios must hold verdict_ratio"),
     ({"verdict_ratio": 0.3}, "verdict_ratio"),
     ({"verdict_ratio": 0.7, "within_ratios": [0.7]}, "strictly between"),
     ({"noise": [0.2]}, "noise must include 0"),
     ({"student_models": ["vgg"]}, "student_models must be"),
     ({"extras": ["dafl"]}, "extras must be"),
     ({"student_epochs": 0}, "student_epochs must be an integer >= 1"),
-    ({"bank_top_k": 3}, "normal_kd, the reversed extra, the nasty extra cannot use"),
+    ({"bank_top_k": 3}, "normal_kd, tail_bucket_kd, the reversed extra, the nasty extra cannot"),
     ({"bank_top_k": 3, "methods": ["stingy_kd"], "extras": []}, "smaller than the largest kept"),
     ({"methods": ["nasty_teacher"]}, "methods must be"),
     ({"mode": "streams"}, "mode must be one of"),
     ({"alpha": "abc"}, "alpha must be a finite number"),
-    ({"temperatures": [float("inf")]}, "temperatures must be"),
+    ({"kd_temperatures": [float("inf")]}, "kd_temperatures must be"),
     ({"student_lr": float("inf")}, "student_lr must be a finite number"),
     ({"teacher_lr": 0}, "teacher_lr must be a finite number > 0"),
 ]
@@ -227,13 +266,15 @@ def test_verdicts_of_a_sweep_missing_a_method_say_not_computed():
     from stingy.empirical.sweep import real_verdicts
 
     rows = [{"model": "cnn", "seed": seed, "noise": 0.0, "method": method, "teacher": teacher,
-             "temperature": 4.0 if teacher else None, "ratio": ratio, "test_accuracy": 0.5,
+             "label": label, "temperature": temperature, "ratio": ratio, "test_accuracy": 0.5,
              "kept_mass": 0.9, "signal_to_drive": 1.0}
             for seed in (0, 1)
-            for method, teacher, ratio in (("scratch", None, None), ("normal_kd", "teacher", None),
-                                           ("stingy_kd", "teacher", 0.2),
-                                           ("stingy_kd", "teacher", 0.5),
-                                           ("stingy_kd", "teacher", 0.7))]
+            for method, teacher, ratio, temperature, label in (
+                ("scratch", None, None, None, "scratch"),
+                ("normal_kd", "teacher", None, 4.0, "kd-T4.0"),
+                ("stingy_kd", "teacher", 0.2, 20.0, "stingy-r0.2-T20.0"),
+                ("stingy_kd", "teacher", 0.5, 20.0, "stingy-r0.5-T20.0"),
+                ("stingy_kd", "teacher", 0.7, 20.0, "stingy-r0.7-T20.0"))]
     verdicts = real_verdicts(rows, profile_from_table({**TOY, "noise": [0.0]}))
-    assert verdicts == [{"model": "cnn", "temperature": 4.0, "verdict": "not computed",
+    assert verdicts == [{"model": "cnn", "verdict": "not computed",
                          "detail": "no rows for method='within_m_kd' ratio=0.5"}]
