@@ -11,10 +11,10 @@ Every student reads its teacher's logits from a :class:`stingy.empirical.bank.Lo
 (no teacher forward pass while students train): all K logits, or the top-k rows for the
 sparse methods. Each student's loss is its method's objective (stingy.objective), built once,
 so the step itself has no validation and no host-device sync: the batch order moves to the
-device once per epoch, and the losses are summed on the device and read once per epoch. On CUDA: bf16 autocast, channels_last, and
-``compile`` = "default" (torch.compile) or "cuda-graphs" (torch.compile mode
-"reduce-overhead"); on CPU "cuda-graphs" is skipped (plain compile) and bf16/channels_last
-are off.
+device once per epoch, and the losses are summed on the device and read once per epoch.
+channels_last on every device (1.3x on the CPU CNN, docs/benchmarks.md); on CUDA also bf16
+autocast; ``compile`` = "default" (torch.compile) or "cuda-graphs" (torch.compile mode
+"reduce-overhead"; on CPU plain compile).
 
 A group checkpoints after every epoch (``group.pt``: stacked state, optimizer, EMA, history);
 the batches are a pure function of (seed, epoch, batch), so resuming needs no random state.
@@ -107,7 +107,7 @@ class StudentGroup:
         self.settings, self.count, self.device = settings, count, torch.device(device)
         on_cuda = self.device.type == "cuda"
         self.autocast = on_cuda and settings.bf16
-        self.channels_last = on_cuda and settings.channels_last
+        self.channels_last = settings.channels_last
         params, buffers = stack_module_state(models)
         self.params = {n: p.detach().to(self.device).requires_grad_() for n, p in params.items()}
         self.buffers = {n: b.to(self.device) for n, b in buffers.items()}

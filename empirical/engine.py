@@ -2,7 +2,8 @@
 
 Speed: the whole dataset lives on the device as uint8; batches are indexed there, augmented
 there (random crop with padding 4 and horizontal flip, ``stingy.empirical.augment``) and normalised
-there. On CUDA: bf16 autocast, channels_last, optional ``torch.compile`` (recipe flags).
+there. channels_last on every device, bf16 autocast on CUDA, optional ``torch.compile`` (recipe
+flags).
 
 Reliability: ``checkpoint.pt`` is rewritten atomically after every epoch (every
 ``train.checkpoint_every`` epochs, and after the last) with the model,
@@ -316,7 +317,7 @@ def setup_run(recipe: Recipe, dataset, student, teacher, run_dir: Path, device: 
     rank, world = distributed_context()
     on_cuda = device.type == "cuda"
     autocast = on_cuda and recipe.train.bf16
-    channels_last = on_cuda and recipe.train.channels_last
+    channels_last = recipe.train.channels_last
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     torch.manual_seed(recipe.seed)
     train_data, test_data = device_splits(dataset, recipe, device)

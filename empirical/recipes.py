@@ -78,7 +78,7 @@ class TrainSettings(Settings):
     label_smoothing: float = setting(0.0, Number(0, 1, open_high=True))
     augment: bool = setting(True, Flag())        # random crop (padding 4) and horizontal flip
     bf16: bool = setting(True, Flag())           # autocast to bfloat16 on CUDA (ignored on CPU)
-    channels_last: bool = setting(True, Flag())  # on CUDA
+    channels_last: bool = setting(True, Flag())  # NHWC memory (faster on CPU and CUDA)
     compile: bool = setting(False, Flag())       # torch.compile the student
     progress: bool = setting(True, Flag())
     checkpoint_every: int = setting(1, SIZE)     # epochs between checkpoints (and the last)

@@ -324,7 +324,7 @@ class SweepContext:
         return LogitBank(self.out / "bank", self.teacher_model(job_id), train, stream,
                          top_k=self.profile.bank_top_k or None,
                          forward_batches=self.profile.bank_forward_batches, autocast=on_cuda,
-                         channels_last=on_cuda)
+                         channels_last=True)
 
 
 # ----------------------------------------------------------------------------- running
