@@ -1,4 +1,5 @@
-"""Student accuracy figures: F4 (simulations against r), F5 (CIFAR-10), the paper overlay
+"""Student accuracy figures: F4 (simulations against r), F5 without a sweep (CIFAR-10 at
+one ratio), the paper overlay
 (accuracy minus scratch against r: paper, simulations, CIFAR-10), the superclass-noise sweep
 beside the symmetric one, and the mechanism sweeps (accuracy against steps, width, label rank).
 
@@ -308,16 +309,15 @@ def _noise(row) -> float:
 
 
 def draw_cifar_accuracy(summary_csv, out_stem, gpu_check_json=None, quick_json=None) -> dict:
-    """F5: CIFAR-10 student accuracy. Several ratios (the sweep): curves over r with 95%
-    intervals per student; one ratio (the quick profile): points per method, labelled with
-    that ratio; the GPU check's students as a second panel when given."""
+    """CIFAR-10 student accuracy of one run per method at one sparse ratio (the quick profile
+    or the reference recipes): points per method, labelled with that ratio; the GPU check's
+    students as a second panel when given. A sweep over k is drawn by
+    stingy.figures.cifar_sweep_figure instead."""
     rows = cifar_rows(summary_csv)
     ratios = sorted({r["ratio"] for r in rows if not is_missing(r["ratio"])})
-    students = sorted({(str(r.get("student", "")), _noise(r)) for r in rows})
-    # the GPU check's single-ratio students are shown only when no sweep over r exists
-    gpu = read_json(gpu_check_json, GPU_CHECK) if gpu_check_json and len(ratios) <= 1 else None
+    gpu = read_json(gpu_check_json, GPU_CHECK) if gpu_check_json else None
     gpu_rows = gpu_check_rows(gpu) if gpu else []
-    panels = (len(students) if len(ratios) > 1 else 1) + bool(gpu_rows)
+    panels = 1 + bool(gpu_rows)
     fig, axes = plt.subplots(1, panels, figsize=(min(FULL_WIDTH, 3.0 * panels + 0.6), 2.8),
                              squeeze=False)
     axes = list(axes[0])
@@ -325,23 +325,16 @@ def draw_cifar_accuracy(summary_csv, out_stem, gpu_check_json=None, quick_json=N
     scale = _percent_scale(rows, "accuracy_mean")
     teacher_values = [r["teacher_accuracy"] * scale for r in rows
                       if not is_missing(r.get("teacher_accuracy"))]
-    if len(ratios) > 1:
-        for ax, (student, noise) in zip(axes, students):
-            accuracy_panel(ax, [r for r in rows if (str(r.get("student", "")), _noise(r))
-                                == (student, noise)])
-            ax.set_title(f"{student}, {'clean' if noise == 0 else f'noise {noise:g}'}")
-        title = "against the sparse ratio"
-    else:
-        ratio_text = f" (r={100 * ratios[0]:.3g}%)" if ratios else ""
-        entries = [(str(r.get("student", "")), r["method"], r["accuracy_mean"] * scale,
-                    _value(r, "accuracy_ci95_low", scale), _value(r, "accuracy_ci95_high", scale),
-                    True) for r in rows]
-        teacher = (float(np.mean(teacher_values)), "teacher") if teacher_values else None
-        dot_panel(axes[0], entries, teacher)
-        axes[0].set_title(f"one sparse ratio{ratio_text}, "
-                          f"{'one seed' if seeds == '1' else seeds + ' seeds'}")
-        axes[0].set_xlabel("student")
-        title = f"at one sparse ratio{ratio_text}"
+    ratio_text = ", ".join(f"r={100 * ratio:.3g}%" for ratio in ratios)
+    ratio_text = f" ({ratio_text})" if ratio_text else ""
+    entries = [(str(r.get("student", "")), r["method"], r["accuracy_mean"] * scale,
+                _value(r, "accuracy_ci95_low", scale), _value(r, "accuracy_ci95_high", scale),
+                True) for r in rows]
+    teacher = (float(np.mean(teacher_values)), "teacher") if teacher_values else None
+    dot_panel(axes[0], entries, teacher)
+    axes[0].set_title(f"sparse ratio{ratio_text}, "
+                      f"{'one seed' if seeds == '1' else seeds + ' seeds'}")
+    axes[0].set_xlabel("student")
     axes[0].set_ylabel("test accuracy (%)")
     if gpu_rows:
         entries = [(r["model"], r["method"], r["test_accuracy"] * 100, math.nan, math.nan,
@@ -365,9 +358,9 @@ def draw_cifar_accuracy(summary_csv, out_stem, gpu_check_json=None, quick_json=N
     interval = ("95% intervals over seeds" if seeds not in ("1", "unknown")
                 else "one seed, so no interval")
     record["caption"] = (
-        f"CIFAR-10 (JPEG q75 mirror) student test accuracy {title} ({source_name(summary_csv)}"
-        f"{'; ' + profile if profile else ''}{teacher_text}; {interval}). Points, not bars: the "
-        "axis need not start at 0." + gpu_text)
+        f"CIFAR-10 (JPEG q75 mirror) student test accuracy at one sparse ratio{ratio_text} "
+        f"({source_name(summary_csv)}{'; ' + profile if profile else ''}{teacher_text}; "
+        f"{interval}). Points, not bars: the axis need not start at 0." + gpu_text)
     return record
 
 

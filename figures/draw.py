@@ -17,6 +17,7 @@ from stingy.figures.accuracy_figures import (
     draw_simulation_accuracy,
     draw_superclass_accuracy,
 )
+from stingy.figures.cifar_sweep_figure import draw_cifar_k_curve
 from stingy.figures.inputs import read_rows
 from stingy.figures.logit_figures import (
     draw_cifar_t4_terms,
@@ -158,13 +159,24 @@ def _f4(results_dir):
     return (need(results_dir, f"{SIMULATION_DIR}/summary.csv"),), _simulation_extras(results_dir)
 
 
+def draw_cifar_figure(out_stem, rows_csv=None, summary_csv=None, **kwargs) -> dict:
+    """F5: a sweep's accuracy against k when its per-seed rows exist, else the quick
+    profile's (or the reference recipes') one run per method."""
+    if rows_csv is not None:
+        return draw_cifar_k_curve(rows_csv, out_stem)
+    return draw_cifar_accuracy(summary_csv, out_stem, **kwargs)
+
+
 def _f5(results_dir):
-    summary = need(results_dir, CIFAR_SUMMARY)
-    kwargs = _optional(results_dir, gpu_check_json=GPU_CHECK)
+    rows = resolve(results_dir, SWEEP_ROWS)
+    if rows is not None:
+        return (), {"rows_csv": rows}
+    summary = need(results_dir, (f"{PAPER_DIR}/summary.csv", f"{QUICK_DIR}/summary.csv"))
+    kwargs = {"summary_csv": summary, **_optional(results_dir, gpu_check_json=GPU_CHECK)}
     quick = summary.with_name("summary.json")
     if quick.is_file():
         kwargs["quick_json"] = quick
-    return (summary,), kwargs
+    return (), kwargs
 
 
 def _f6(results_dir):
@@ -232,7 +244,8 @@ FIGURES = [
                draw_signal_to_drive, _f3),
     FigureSpec("F4_simulation_accuracy", "Simulations: accuracy against the sparse ratio",
                draw_simulation_accuracy, _f4),
-    FigureSpec("F5_cifar_accuracy", "CIFAR-10 student accuracy", draw_cifar_accuracy, _f5),
+    FigureSpec("F5_cifar_accuracy", "CIFAR-10 student accuracy against k", draw_cifar_figure,
+               _f5),
     FigureSpec("F6_logit_responses", "Teacher responses on test images", draw_logit_responses,
                _f6),
     FigureSpec("F7_logit_gap", "The simulated student's logit gap against the early-drive "

@@ -102,26 +102,33 @@ def mechanism_rows() -> list[dict]:
 
 
 def sweep_summary_rows() -> tuple[list[dict], list[dict]]:
-    """The CIFAR sweep's summary.csv and rows.csv (stingy.empirical.sweep's columns): several
-    ratios and seeds, two students, KD from the Nasty Teacher, and a noisy-label setting."""
+    """The CIFAR sweep's summary.csv and rows.csv (stingy.empirical.sweep's columns): stingy
+    KD at several k (T = 20) and seeds, two students, the temperature ablation, within-M and
+    tail-bucket KD, KD from the Nasty Teacher, and a noisy-label setting."""
     summary, runs = [], []
     for model, noise in (("preresnet20", 0.0), ("cnn", 0.0), ("cnn", 0.4)):
-        entries = [("scratch", "scratch", "", math.nan, 0.90), ("kd-T4.0", "kd", "teacher",
-                                                                math.nan, 0.91)]
-        entries += [(f"stingy-r{r}-T4.0", "stingy", "teacher", r, 0.80 + 0.1 * r)
-                    for r in (0.1, 0.2, 0.5, 0.7)]
+        entries = [("scratch", "scratch", "", 0, math.nan, 0.90),
+                   ("kd-T4.0", "normal_kd", "teacher", 0, 4.0, 0.91),
+                   ("kd-T20.0", "normal_kd", "teacher", 0, 20.0, 0.905),
+                   ("stingy-r0.2-T4.0", "stingy_kd", "teacher", 2, 4.0, 0.86),
+                   ("within-r0.2-T20.0", "within_m_kd", "teacher", 2, 20.0, 0.89),
+                   ("bucket-r0.2-T20.0", "tail_bucket_kd", "teacher", 2, 20.0, 0.895)]
+        entries += [(f"stingy-r{k / 10}-T20.0", "stingy_kd", "teacher", k, 20.0, 0.80 + 0.01 * k)
+                    for k in (1, 2, 5, 7)]
         if noise == 0:
-            entries.append(("kd-from-nasty-T4.0", "kd", "nasty", math.nan, 0.87))
-        for label, method, teacher, ratio, accuracy in entries:
+            entries.append(("kd-from-nasty-T4.0", "normal_kd", "nasty", 0, 4.0, 0.87))
+        for label, method, teacher, k, temperature, accuracy in entries:
             accuracy -= noise / 4
+            ratio = k / 10 if k else math.nan
             summary.append({"noise": noise, "model": model, "label": label, "method": method,
-                            "ratio": ratio, "temperature": 4.0, "seeds": 3,
+                            "ratio": ratio, "temperature": temperature, "seeds": 3,
                             "accuracy_mean": accuracy, "accuracy_ci_low": accuracy - 0.01,
                             "accuracy_ci_high": accuracy + 0.01})
             for seed in range(3):
                 runs.append({"model": model, "seed": seed, "noise": noise, "label": label,
-                             "method": method, "teacher": teacher, "ratio": ratio,
-                             "temperature": 4.0, "test_accuracy": accuracy + 0.003 * seed})
+                             "method": method, "teacher": teacher, "k": k or "",
+                             "ratio": ratio, "temperature": temperature,
+                             "test_accuracy": accuracy + 0.003 * seed})
     return summary, runs
 
 
