@@ -39,18 +39,23 @@ def _run(args) -> int:
 def _print_collected(collected: dict, out: str) -> None:
     for verdict in collected["verdicts"]:
         if "ci95" not in verdict:
-            print(f"{verdict['model']:>12} T={verdict['temperature']}: {verdict['verdict']} "
-                  f"({verdict['detail']})")
+            print(f"{verdict['model']:>12}: {verdict['verdict']} ({verdict['detail']})")
             continue
         low, high = verdict["ci95"]
-        print(f"{verdict['model']:>12} T={verdict['temperature']} noise={verdict['noise']} "
-              f"({verdict['check']}) {verdict['verdict']}: measured {verdict['measured']:+.4f} "
-              f"[{low:+.4f}, {high:+.4f}]")
+        print(f"{verdict['model']:>12} noise={verdict['noise']} ({verdict['check']}) "
+              f"{verdict['verdict']}, Holm {verdict.get('verdict_holm', '-')}: measured "
+              f"{verdict['measured']:+.4f} [{low:+.4f}, {high:+.4f}]")
+    for check in collected["prediction_check"]:
+        if "spearman" in check:
+            low, high = check["ci95"]
+            print(f"{check['model']:>12} predicted against measured harm: Spearman "
+                  f"{check['spearman']:+.2f} [{low:+.2f}, {high:+.2f}]")
     if collected["nasty"]:
         print("nasty teacher: " + json.dumps(collected["nasty"]))
     if collected["missing"]:
         print(f"not finished: {', '.join(collected['missing'])}")
-    print(f"wrote {out}/rows.csv, summary.csv, teachers.csv, verdicts.json, nasty.json")
+    print(f"wrote {out}/rows.csv, summary.csv, teachers.csv, verdicts.json, nasty.json, "
+          "ablation.json, prediction_check.json")
 
 
 def _collect(args) -> int:

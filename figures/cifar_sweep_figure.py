@@ -131,11 +131,11 @@ def shape_against_ratio(ax, rows, paper: dict, num_classes: int = 10) -> None:
                     color=method_colour("stingy_kd"), marker="o", ms=4, capsize=2, lw=1.4,
                     label=f"ours CIFAR-10, T={STINGY_T:g}")
     ax.set_xscale("log")
-    ax.set_xticks(ablation["ratios"], [f"{r:g}" for r in ablation["ratios"]])
+    ax.set_xticks(ablation["ratios"], [f"{100 * r:g}" for r in ablation["ratios"]])
     ax.minorticks_off()
-    ax.set_xlabel("r = k / K")
+    ax.set_xlabel("r = k / K (%)")
     ax.set_ylabel("stingy minus labels only (points)")
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=5.5, loc="upper center", bbox_to_anchor=(0.5, -0.2))
 
 
 def draw_cifar_k_curve(rows_csv, out_stem, paper_numbers=None) -> dict:
@@ -147,13 +147,13 @@ def draw_cifar_k_curve(rows_csv, out_stem, paper_numbers=None) -> dict:
     for r in rows:
         r["k"] = 0 if isinstance(r["k"], str) or math.isnan(r["k"]) else int(r["k"])
     seeds = sorted({int(r["seed"]) for r in rows})
-    fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 3.4),
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 4.2),
                                       gridspec_kw={"width_ratios": [1.5, 1]})
     accuracy_against_k(left, rows)
     left.set_title(f"CIFAR-10, {model} students, {len(seeds)} seeds")
-    left.legend(fontsize=5.5, loc="lower right", ncol=2)
+    left.legend(fontsize=5.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     shape_against_ratio(right, rows, paper_numbers or load_paper_numbers())
-    right.set_title("the U-shape against r")
+    right.set_title("stingy minus labels only, against r")
     record = save_figure(fig, out_stem)
     record["caption"] = (
         f"CIFAR-10 (JPEG q75 mirror) {model} students distilled from the logit bank "

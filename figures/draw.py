@@ -19,6 +19,7 @@ from stingy.figures.accuracy_figures import (
 )
 from stingy.figures.cifar_sweep_figure import draw_cifar_k_curve
 from stingy.figures.inputs import read_rows
+from stingy.figures.paper_numbers import load_paper_numbers
 from stingy.figures.logit_figures import (
     draw_cifar_t4_terms,
     draw_logit_gap,
@@ -87,10 +88,11 @@ def _theory_config(results_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def teacher_description(results_dir: Path) -> str:
-    """Which teacher the CIFAR files come from, with its test accuracy, from the summaries."""
-    summary_path = resolve(results_dir, CIFAR_SUMMARY)
-    if summary_path is None:
+def teacher_description(folder: Path) -> str:
+    """Which teacher a CIFAR folder's files come from, with its test accuracy, from the
+    folder's own summary.csv."""
+    summary_path = folder / "summary.csv"
+    if not summary_path.is_file():
         return "the trained teacher"
     rows = read_rows(summary_path, "CIFAR-10 summary", ("method",))
     accuracies = [r["teacher_accuracy"] for r in rows if not is_missing(r.get("teacher_accuracy"))
@@ -98,27 +100,33 @@ def teacher_description(results_dir: Path) -> str:
     model = next((str(r["teacher"]) for r in rows if not is_missing(r.get("teacher"))
                   and r.get("teacher") != ""), "trained")
     profile = {PAPER_DIR: "reference-recipe", QUICK_DIR: "CPU quick profile"}.get(
-        summary_path.parent.name, "sweep")
+        folder.name, folder.name)
     accuracy = f", {100 * accuracies[0]:.1f}% test accuracy" if accuracies else ""
     return f"the {profile} {model} teacher{accuracy}"
 
 
-def distill_temperatures(results_dir: Path) -> dict:
-    """Teacher -> the temperature its student is distilled at, from the CIFAR summary."""
-    summary_path = resolve(results_dir, CIFAR_SUMMARY)
+def distill_temperatures(folder: Path) -> dict:
+    """Teacher -> the temperature its student was distilled at, from the summary.csv of the
+    folder whose teacher logits are drawn (the paper's temperature first where several)."""
+    summary_path = folder / "summary.csv"
     found = {}
-    if summary_path is not None:
+    if summary_path.is_file():
         for row in read_rows(summary_path, "CIFAR-10 summary", ("method",)):
             t = row.get("temperature")
             if is_missing(t) or t == "":
                 continue
             method = canonical_method(row["method"])
             if method == "normal_kd":
-                found.setdefault("normal", float(t))
-                found.setdefault("nasty", float(t))
+                found.setdefault("normal", set()).add(float(t))
+                found.setdefault("nasty", set()).add(float(t))
             elif method == "stingy_kd":
-                found.setdefault("stingy", float(t))
-    return found
+                found.setdefault("stingy", set()).add(float(t))
+    settings = load_paper_numbers()["settings"]["cifar10"]
+    paper = {"normal": settings["normal_kd"]["temperature"],
+             "nasty": settings["normal_kd"]["temperature"],
+             "stingy": settings["stingy_kd"]["temperature"]}
+    return {teacher: paper[teacher] if paper[teacher] in used else min(used)
+            for teacher, used in found.items()}
 
 
 def _theory_inputs(results_dir, **extra):
@@ -135,7 +143,7 @@ def _f1(results_dir):
     teacher = resolve(results_dir, (f"{PAPER_DIR}/teacher_theory.csv",
                                     f"{QUICK_DIR}/teacher_theory.csv"))
     if teacher is not None:
-        kwargs.update(teacher_theory=teacher, teacher_label=teacher_description(results_dir))
+        kwargs.update(teacher_theory=teacher, teacher_label=teacher_description(teacher.parent))
     return args, kwargs
 
 
@@ -180,9 +188,9 @@ def _f5(results_dir):
 
 
 def _f6(results_dir):
-    return (need(results_dir, TEACHER_LOGITS),), {
-        "temperatures": distill_temperatures(results_dir),
-        "teacher_label": teacher_description(results_dir)}
+    logits = need(results_dir, TEACHER_LOGITS)
+    return (logits,), {"temperatures": distill_temperatures(logits.parent),
+                       "teacher_label": teacher_description(logits.parent)}
 
 
 def _f7(results_dir):
@@ -226,9 +234,9 @@ def _f11(results_dir):
 
 
 def _f12(results_dir):
-    temperature = distill_temperatures(results_dir).get("stingy", 20.0)
-    return (need(results_dir, TEACHER_LOGITS),), {
-        "temperature": temperature, "teacher_label": teacher_description(results_dir)}
+    logits = need(results_dir, TEACHER_LOGITS)
+    return (logits,), {"temperature": distill_temperatures(logits.parent).get("stingy", 20.0),
+                       "teacher_label": teacher_description(logits.parent)}
 
 
 def _f13(results_dir):

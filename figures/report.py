@@ -89,9 +89,15 @@ def simulation_setup(results_dir: Path, folder: str = SIMULATION_DIR) -> str:
             f"{fmt(saved.get('wall_time_s'), 0)} s ({folder}/config.json).")
 
 
+def decided(verdict: dict):
+    """The verdict a check is judged by: Holm-corrected over its family where the file has
+    one (``verdict_holm``), else the verdict itself."""
+    return verdict.get("verdict_holm", verdict.get("verdict"))
+
+
 def failing_first(verdicts: list[dict]) -> list[dict]:
     """The verdicts with every non-passing one first (order kept within each group)."""
-    return sorted(verdicts, key=lambda v: verdict_text(v.get("verdict")) == "pass")
+    return sorted(verdicts, key=lambda v: verdict_text(decided(v)) == "pass")
 
 
 def verdicts_section(results_dir: Path, folder: str = SIMULATION_DIR) -> str:
@@ -102,12 +108,13 @@ def verdicts_section(results_dir: Path, folder: str = SIMULATION_DIR) -> str:
     rows = [[fmt(v.get("check", "")), _setting(v), fmt(v.get("statement", "")),
              fmt(v.get("predicted")),
              fmt(v.get("measured")), fmt(v.get("ci95")), verdict_text(v.get("verdict")),
+             verdict_text(v["verdict_holm"]) if "verdict_holm" in v else "-",
              fmt(v.get("detail", ""))] for v in verdicts]
-    failing = sum(verdict_text(v.get("verdict")) != "pass" for v in verdicts)
-    head = (f"{len(verdicts)} checks, {failing} not passing (bold, listed first). "
-            f"{simulation_setup(results_dir, folder)}\n\n")
+    failing = sum(verdict_text(decided(v)) != "pass" for v in verdicts)
+    head = (f"{len(verdicts)} checks, {failing} not passing after Holm's correction (bold, "
+            f"listed first). {simulation_setup(results_dir, folder)}\n\n")
     return head + table(["check", "setting", "statement", "predicted", "measured", "95% CI",
-                         "verdict", "detail"], rows)
+                         "verdict", "Holm", "detail"], rows)
 
 
 def _setting(verdict: dict) -> str:
@@ -126,14 +133,15 @@ def _measured(verdict: dict) -> str:
 
 def verdict_groups(results_dir: Path) -> list[dict]:
     """Verdicts grouped by (source, check, statement): each group lists its settings that
-    pass and those that do not, with the measured value and interval."""
+    pass and those that do not (after Holm's correction where computed), with the measured
+    value and interval."""
     groups: dict[tuple, dict] = {}
     for folder, source in VERDICT_SOURCES:
         for verdict in _read_json(results_dir / folder / "verdicts.json") or []:
             key = (source, str(verdict.get("check")), str(verdict.get("statement")))
             group = groups.setdefault(key, {"source": source, "check": key[1],
                                              "statement": key[2], "pass": [], "fail": []})
-            side = "pass" if verdict_text(verdict.get("verdict")) == "pass" else "fail"
+            side = "pass" if verdict_text(decided(verdict)) == "pass" else "fail"
             setting = _setting(verdict)
             group[side].append(_measured(verdict) if setting == "-"
                                else f"{setting}: {_measured(verdict)}")

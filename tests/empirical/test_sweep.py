@@ -114,11 +114,13 @@ def test_shards_run_by_several_processes_give_every_result_once(tmp_path, image_
     run_index(out, len(jobs) - 1)  # idempotent: a finished job is not run again
     assert [path.stat().st_mtime_ns for path in results] == stamps
     collected = collect(out)
-    assert not collected["missing"] and len(collected["rows"]) == 2 * 6
+    assert not collected["missing"] and len(collected["rows"]) == 2 * 8  # 8 students a group
 
 
 def test_collect_gives_checks_a_b_d_per_noise_e_across_and_the_nasty_report(tmp_path,
-                                                                             image_folder):
+                                                                             image_folder,
+                                                                             capsys):
+    from stingy.cli import main
     from stingy.empirical.data import load_dataset
 
     out = tmp_path / "sweep"
@@ -142,6 +144,10 @@ def test_collect_gives_checks_a_b_d_per_noise_e_across_and_the_nasty_report(tmp_
     assert ablation == {"stingy-r0.5-T4.0": "stingy-r0.5-T20.0"}
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["runs"][0]["load_average_start"] is not None
+    capsys.readouterr()
+    assert main(["sweep", "collect", "--out", str(out)]) == 0  # the CLI prints every check
+    printed = capsys.readouterr().out
+    assert printed.count(", Holm ") == len(collected["verdicts"]) and "(kd)" in printed
 
 
 def test_the_prediction_is_written_before_the_students_and_checked_after(tmp_path,

@@ -94,3 +94,15 @@ def test_theory_figures_draw_grids_without_the_exact_columns(tmp_path):
     assert "dashed T5 bound are drawn only at T >= D_M" in record["caption"]
     record = draw_approximation_error(path, tmp_path / "F2")
     assert "exact worst case" not in record["caption"]
+
+
+def test_logit_figures_take_temperatures_and_teacher_from_the_folder_of_their_logits(tmp_path):
+    """F6 and F12 draw the quick run's teacher logits, so their temperatures and teacher come
+    from the quick run's summary, not from a sweep that lists normal KD at T = 20 first."""
+    results = write_results(tmp_path / "results", sweep=True)
+    specs = {spec.figure_id[:3]: spec for spec in FIGURES}
+    args, kwargs = specs["F6_"].inputs(results)
+    assert args[0].parent.name == "cifar10_quick"
+    assert kwargs["temperatures"] == {"normal": 4.0, "nasty": 4.0, "stingy": 20.0}
+    assert kwargs["teacher_label"] == "the CPU quick profile resnet18 teacher, 81.0% test accuracy"
+    assert specs["F12"].inputs(results)[1]["temperature"] == 20.0

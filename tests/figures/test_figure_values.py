@@ -79,13 +79,13 @@ def test_f5_draws_the_sweep_means_and_paired_differences(tmp_path):
     record = draw_cifar_k_curve(tmp_path / "rows.csv", tmp_path / "F5")
     left, right = record["figure"].axes
     # preresnet20 is the first model: stingy T=20 at k is 0.80 + 0.01 k + 0.003 seed
-    curve = next(line for line in left.get_lines() if line.get_label() == "stingy KD T=20")
+    curve = next(c.lines[0] for c in left.containers if c.get_label() == "stingy KD T=20")
     assert list(curve.get_xdata()) == [1, 2, 5, 7]
     assert np.allclose(curve.get_ydata(), [100 * (0.803 + 0.01 * k) for k in (1, 2, 5, 7)])
     labels = [line.get_label() for line in left.get_lines()]
     assert "labels only 90.3%" in labels and "normal KD T=4 91.3%" in labels
     assert "normal KD T=20 90.8%" in labels and "KD from the Nasty Teacher 87.3%" in labels
-    ours = next(line for line in right.get_lines() if line.get_label().startswith("ours"))
+    ours = next(c.lines[0] for c in right.containers if c.get_label().startswith("ours"))
     assert np.allclose(ours.get_xdata(), [0.1, 0.2, 0.5, 0.7])
     assert np.allclose(ours.get_ydata(), [100 * (0.01 * k - 0.10) for k in (1, 2, 5, 7)])
     assert "CIFAR-100 only" in record["caption"] and "3 seeds" in record["caption"]
