@@ -118,9 +118,9 @@ class ListOf:
     distinct: bool = False
 
     def describe(self) -> str:
-        least = f" of at least {self.min_length}" if self.min_length else ""
+        least = f" at least {self.min_length}" if self.min_length else ""
         unique = " distinct" if self.distinct else ""
-        return f"a list{least}{unique} items, each {self.item.describe()}"
+        return f"a list of{least}{unique} items, each {self.item.describe()}"
 
     def check(self, value, name: str) -> None:
         message = f"{name} must be {self.describe()}, got {value!r}"
