@@ -56,6 +56,14 @@ def register(subparsers, common) -> None:
                           help="output folder (default: runs/separate)")
     separate.set_defaults(run=run_separation_command)
 
+    fixes = subparsers.add_parser(
+        "fixes", parents=[common],
+        help="within-M, tail-bucket and uniform-floor KD at alpha 0.9 and 1, three noise "
+        "levels, short and long training, with a prediction written first")
+    fixes.add_argument("--seeds", type=int, default=5, help="seeds (task draws) per setting")
+    fixes.add_argument("--out", default="runs/fixes", help="output folder (default: runs/fixes)")
+    fixes.set_defaults(run=run_fixes_command)
+
 
 def run_mechanism_command(args) -> int:
     from stingy.simulations.mechanism import run_mechanism, write_mechanism
@@ -79,6 +87,22 @@ def run_separation_command(args) -> int:
     write_separation(result, args.out)
     print(format_verdicts(result["verdicts"]))
     print(f"\nwall time {result['wall_s']:.1f} s; files in {args.out}")
+    return 0
+
+
+def run_fixes_command(args) -> int:
+    from stingy.simulations.fixes import run_fixes, write_fixes
+    from stingy.simulations.runner import format_verdicts
+
+    if args.seeds < 2:
+        raise ValueError(f"--seeds must be an integer >= 2, got {args.seeds}")
+    result = run_fixes(args.out, args.seeds)
+    write_fixes(result, args.out)
+    print(format_verdicts([{**v, "check": f"{v['check']} a={v['alpha']} {v['length']}"}
+                           for v in result["verdicts"]]))
+    held = sum(v["prediction_held"] for v in result["verdicts"])
+    print(f"\npredictions held: {held} of {len(result['verdicts'])}; wall time "
+          f"{result['wall_s']:.1f} s; files in {args.out}")
     return 0
 
 

@@ -24,6 +24,8 @@ with the target built from the teacher's logits z of model m's seed:
 ``tail_bucket_kd``    the stingy teacher plus its tail mass: target p = softmax(z / T) on M and one
                       tail cell 1 - m, student (q on M, Q = sum_{Mc} q)
                       (stingy.theory.tail_bucket, kd_loss_topk(..., tail="bucket"));
+``uniform_floor_kd``  the stingy target at mass r = k/K on M and 1/K on each dropped class,
+                      U_K + r (p~ - U_M): nothing beyond the sparse row, and no drive;
 ``label_smoothing``   target uniform at T = 1: (1-a) CE(s, y) + a KL(u || softmax(s)), i.e.
                       label smoothing with epsilon = a (up to a constant).
 
@@ -104,31 +106,36 @@ class TargetBank:
     the bank holds the probabilities p = softmax(z_k / T) [U, S, N, C] (0 off M), the constant
     sum_i p(i) log p(i) [U, S, N] (0 log 0 = 0) and M itself [U, S, N, C] (used by within-M KD).
     A tail-bucket target keeps the dense p on M (not renormalised), its tail mass 1 - m
-    [U, S, N] (0 for the other targets) and adds (1 - m) log(1 - m) to the constant.
+    [U, S, N] (0 for the other targets) and adds (1 - m) log(1 - m) to the constant. A
+    uniform-floor target is (k/K) p on M and 1/K off it.
     """
 
     def __init__(self, teacher_logits: torch.Tensor, specs: ModelSpecs):
         """teacher_logits [S, N, C] float32: every seed's teacher on that seed's examples."""
         sources = {"labels": "teacher"}  # alpha = 0: the target is never used
-        keys = [(sources.get(REGISTRY[m].target, REGISTRY[m].target), k, t, REGISTRY[m].tail_bucket)
-                for m, k, t in
-                zip(specs.method, specs.k.tolist(), specs.temperature.tolist())]
+        keys = [(sources.get(REGISTRY[m].target, REGISTRY[m].target), k, t,
+                 REGISTRY[m].tail_bucket, REGISTRY[m].uniform_floor)
+                for m, k, t in zip(specs.method, specs.k.tolist(), specs.temperature.tolist())]
         distinct = sorted(set(keys))
         logits = {"teacher": teacher_logits, "reversed": reverse_logits(teacher_logits),
                   "uniform": torch.zeros_like(teacher_logits)}
         num_classes = teacher_logits.shape[-1]
         masks = {(source, k): top_k_mask(logits[source], k) if k < num_classes
                  else torch.ones_like(teacher_logits, dtype=torch.bool)
-                 for source, k, _, _ in distinct}
-        self.kept = torch.stack([masks[source, k] for source, k, _, _ in distinct])
+                 for source, k, *_ in distinct}
+        self.kept = torch.stack([masks[source, k] for source, k, *_ in distinct])
         dense = torch.stack([torch.softmax(logits[source] / temperature, dim=-1)
-                             for source, _, temperature, _ in distinct])
+                             for source, _, temperature, *_ in distinct])
         bucket = torch.tensor([key[3] for key in distinct])[:, None, None]
+        floor = torch.tensor([key[4] for key in distinct])[:, None, None, None]
+        share = torch.tensor([key[1] / num_classes for key in distinct])[:, None, None, None]
         self.tail = torch.where(bucket, dense.masked_fill(self.kept, 0).sum(-1), 0.0)
         self.probs = torch.stack([torch.softmax(logits[source].masked_fill(
             ~masks[source, k], float("-inf")) / temperature, dim=-1)
-            for source, k, temperature, _ in distinct])
+            for source, k, temperature, *_ in distinct])
         self.probs = torch.where(bucket[..., None], dense.masked_fill(~self.kept, 0), self.probs)
+        self.probs = torch.where(floor, torch.where(self.kept, share * self.probs,
+                                                    1.0 / num_classes), self.probs)
         self.neg_entropy = (torch.special.xlogy(self.probs, self.probs).sum(-1)
                             + torch.special.xlogy(self.tail, self.tail))
         self.target_index = torch.tensor([distinct.index(key) for key in keys])

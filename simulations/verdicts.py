@@ -203,7 +203,9 @@ def check_c(rate_rows, tolerance: float = 0.1, factor: float = 1.25) -> list[dic
 
 
 RECOVERY_CHECKS = {"within_m_kd": ("d", "within-M KD"),
-                   "tail_bucket_kd": ("f", "tail-bucket KD (stingy teacher + its tail mass)")}
+                   "tail_bucket_kd": ("f", "tail-bucket KD (stingy teacher + its tail mass)"),
+                   "uniform_floor_kd": ("g", "uniform-floor KD (the sparse row, 1/K on each "
+                                        "dropped class)")}
 
 
 def check_d(rows, ratio: float, recovery: float = 0.5, tolerance: float = 1.0,

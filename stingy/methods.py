@@ -22,6 +22,10 @@ where the target p = softmax(t_M / T) and
   weight ``method.nasty_weight`` in place of a, and no (1 - a) factor on CE);
 - ``tail_bucket``: the target keeps p on M unrenormalised plus one tail cell holding the
   dropped mass 1 - m, the student's (q on M, Q = sum_{Mc} q) (stingy.theory.tail_bucket);
+- ``uniform_floor``: the target keeps the sparse target p~ on M scaled to mass r = k/K and
+  spreads the rest evenly over the dropped classes, 1/K each: p_floor = U_K + r (p~ - U_M).
+  It uses nothing beyond the sparse row, and its mean over M equals its mean off M, so the
+  drive T (U_M - U_K) of the stingy target is gone and the teacher's ranking inside M stays;
 - ``data_free``: the student never sees the training images; a generator synthesises its
   inputs (DAFL, ``stingy.empirical.dafl``).
 
@@ -64,6 +68,7 @@ class Method:
     sign: int = 1
     data_free: bool = False
     tail_bucket: bool = False
+    uniform_floor: bool = False
     layers: tuple[str, ...] = LAYERS
     description: str = ""
 
@@ -73,9 +78,12 @@ class Method:
                              f"got {self.target!r}")
         if self.sign not in (1, -1):
             raise ValueError(f"Method {self.name!r}: sign must be 1 or -1, got {self.sign!r}")
-        if (self.within_kept or self.tail_bucket) and not self.sparse_target:
-            raise ValueError(f"Method {self.name!r}: within_kept and tail_bucket need "
-                             "sparse_target")
+        if (self.within_kept or self.tail_bucket or self.uniform_floor) and not self.sparse_target:
+            raise ValueError(f"Method {self.name!r}: within_kept, tail_bucket and uniform_floor "
+                             "need sparse_target")
+        if self.within_kept + self.tail_bucket + self.uniform_floor > 1:
+            raise ValueError(f"Method {self.name!r}: within_kept, tail_bucket and uniform_floor "
+                             "exclude each other")
         if self.needs_teacher != (self.target in ("teacher", "reversed")):
             raise ValueError(f"Method {self.name!r}: needs_teacher must be true exactly for "
                              f"the teacher and reversed targets")
@@ -120,6 +128,9 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     Method("tail_bucket_kd", "Tail-bucket KD", "#8C564B", needs_teacher=True, target="teacher",
            sparse_target=True, tail_bucket=True,
            description="stingy target plus one cell with the teacher's dropped mass"),
+    Method("uniform_floor_kd", "Uniform-floor KD", "#332288", needs_teacher=True,
+           target="teacher", sparse_target=True, uniform_floor=True,
+           description="stingy target at mass k/K on M, 1/K on each dropped class"),
     Method("within_m_kd", "Within-M KD", GREEN, needs_teacher=True, target="teacher",
            sparse_target=True, within_kept=True,
            description="stingy target, student softmax renormalised over the kept set M"),

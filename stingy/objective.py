@@ -19,6 +19,8 @@ count. With s the student's logits, z the teacher's, y the labels:
     sparse   (stingy)           the same with z off its top-k set M at -inf
     within_kept (within-M)      ... || softmax(s_M / T)), the student renormalised over M
     tail_bucket                 KL over (M, one tail cell) of (p on M, 1 - m) || (q on M, Q)
+    uniform_floor               the same as sparse with target U_K + (k/K)(p~ - U_M): (k/K) p~
+                                on M and 1/K on each dropped class (p~ the sparse target)
     sign -1  (nasty teacher)    CE(s, y) - w T^2 KL(softmax(z/T) || softmax(s/T))
     data_free (DAFL)            T^2 KL(target || softmax(s/T)), a = 1, sparse when k is set
 
@@ -29,6 +31,7 @@ check and no host-device synchronisation: the settings were checked when they we
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -62,6 +65,7 @@ class Objective:
     k: int | None
     within_kept: bool
     tail_bucket: bool
+    uniform_floor: bool
     sign: int
     nasty_weight: float
     label_smoothing: float
@@ -90,11 +94,28 @@ class Objective:
             return kd_loss_topk_unchecked(
                 student, kept, teacher.gather(-1, kept), labels, self.temperature, self.alpha,
                 "bucket", torch.logsumexp(teacher / self.temperature, dim=-1))
+        if self.uniform_floor:
+            kept = kept_indices(teacher, self.k)
+            teacher = self._floor_logits(teacher, kept, teacher.gather(-1, kept))
+            return kd_loss_unchecked(student, teacher, labels, self.temperature, self.alpha)
         return kd_loss_unchecked(student, teacher, labels, self.temperature, self.alpha, self.k,
                                  self.within_kept)
 
+    def _floor_logits(self, like: torch.Tensor, kept: torch.Tensor, values: torch.Tensor):
+        """Logits whose tempered softmax is the uniform-floor target: T log(1/K) off the kept
+        classes ``kept`` [B, k] and T log((k/K) softmax(values / T)) on them."""
+        num_classes, t = like.shape[-1], self.temperature
+        share = math.log(self.k / num_classes)
+        floor = torch.full_like(like, -t * math.log(num_classes))
+        return floor.scatter(-1, kept, t * (share + torch.log_softmax(values / t, dim=-1)))
+
     def _from_rows(self, student, rows: TopKRows, labels):
-        """Stingy and within-M KD from stored rows, through the top-k core."""
+        """Stingy, within-M and uniform-floor KD from stored rows, through the top-k core (the
+        floor through the dense core: its target is dense but needs only the rows)."""
+        if self.uniform_floor:
+            teacher = self._floor_logits(student, rows.indices[:, :self.k].long(),
+                                         rows.values[:, :self.k].detach().to(student.dtype))
+            return kd_loss_unchecked(student, teacher, labels, self.temperature, self.alpha)
         tail = "within" if self.within_kept else "drop"
         return kd_loss_topk_unchecked(student, rows.indices[:, :self.k].long(),
                                       rows.values[:, :self.k].detach().to(student.dtype), labels,
@@ -134,5 +155,6 @@ def build_objective(method, settings, num_classes: int, label_smoothing: float =
     return Objective(
         method=method.name, target=method.target, temperature=settings.temperature,
         alpha=1.0 if method.data_free else settings.alpha, k=k,
-        within_kept=method.within_kept, tail_bucket=method.tail_bucket, sign=method.sign,
+        within_kept=method.within_kept, tail_bucket=method.tail_bucket,
+        uniform_floor=method.uniform_floor, sign=method.sign,
         nasty_weight=settings.nasty_weight, label_smoothing=label_smoothing)

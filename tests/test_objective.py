@@ -52,6 +52,9 @@ def reference(name, student, teacher, labels, temperature=4.0, alpha=0.9, k=None
         model = torch.cat([q * kept, (q * ~kept).sum(-1, keepdim=True)], -1)
     else:
         target = torch.softmax(teacher.masked_fill(~kept, -torch.inf) / t, -1)
+        if name == "uniform_floor_kd":
+            classes = teacher.shape[-1]
+            target = torch.where(kept, k / classes * target, 1 / classes)
         scaled = student.masked_fill(~kept, -torch.inf) if name == "within_m_kd" else student
         model = torch.softmax(scaled / t, -1)
     kl = torch.where(target > 0, target * (target.log() - model.log()), 0.0).sum(-1).mean()
@@ -62,7 +65,7 @@ def reference(name, student, teacher, labels, temperature=4.0, alpha=0.9, k=None
 @given(seed=st.integers(0, 10_000), k=st.integers(1, 10), temperature=st.floats(0.5, 30),
        alpha=st.floats(0, 1),
        name=st.sampled_from(["normal_kd", "reversed_kd", "stingy_kd", "within_m_kd",
-                             "tail_bucket_kd"]))
+                             "tail_bucket_kd", "uniform_floor_kd"]))
 def test_each_distilling_method_is_its_formula(seed, k, temperature, alpha, name):
     student, teacher, labels = batch(seed)
     sparse = METHODS[name].sparse_target
@@ -107,7 +110,7 @@ def test_dafl_is_all_distillation_and_sparse_only_when_k_or_ratio_is_set():
                                reference("stingy_kd", student, teacher, labels, 1.0, 1.0, 2))
 
 
-@pytest.mark.parametrize("name", ["stingy_kd", "within_m_kd"])
+@pytest.mark.parametrize("name", ["stingy_kd", "within_m_kd", "uniform_floor_kd"])
 def test_stored_top_k_rows_give_the_dense_teachers_loss(name):
     student, teacher, labels = batch(5)
     values, indices = teacher.sort(dim=-1, descending=True, stable=True)
@@ -153,3 +156,19 @@ def test_every_packaged_recipe_builds_its_objective():
         assert built.method == recipe.method.name
         if recipe.entry.sparse_target:
             assert built.k >= 1
+
+
+def test_the_uniform_floor_is_a_fixed_instance_and_has_no_drive():
+    """K = 4, k = 2, T = 1: the sparse target on M = {0, 1} is softmax(2, 0) = (0.8808,
+    0.1192); the floor scales it by k/K = 0.5 and puts 1/K = 0.25 on each dropped class, so
+    its mean over M equals its mean off M (the drive U_M - U_K is gone). At alpha = 1 the loss
+    is KL(floor || softmax(s)) against a uniform student: sum floor log(4 floor)."""
+    teacher = torch.tensor([[2.0, 0.0, -1.0, -3.0]], dtype=torch.float64)
+    student = torch.zeros_like(teacher)
+    floor = torch.tensor([0.5 * 0.8807970779778823, 0.5 * 0.11920292202211755, 0.25, 0.25],
+                         dtype=torch.float64)
+    assert floor[:2].mean() == pytest.approx(floor[2:].mean())
+    loss = objective("uniform_floor_kd", classes=4, k=2, temperature=1.0, alpha=1.0)(
+        student, teacher, torch.tensor([0]))
+    assert float(loss) == pytest.approx(float((floor * (4 * floor).log()).sum()), rel=1e-12)
+    assert float(loss) == pytest.approx(0.16390666, rel=1e-6)
