@@ -64,6 +64,16 @@ def register(subparsers, common) -> None:
     fixes.add_argument("--out", default="runs/fixes", help="output folder (default: runs/fixes)")
     fixes.set_defaults(run=run_fixes_command)
 
+    interventions = subparsers.add_parser(
+        "interventions", parents=[common],
+        help="the mechanism by intervention: the signal-to-drive ratio at fixed k, the logit "
+        "gap capped; a prediction written first")
+    interventions.add_argument("--seeds", type=int, default=5,
+                               help="seeds (task draws) per setting")
+    interventions.add_argument("--out", default="runs/interventions",
+                               help="output folder (default: runs/interventions)")
+    interventions.set_defaults(run=run_interventions_command)
+
 
 def run_mechanism_command(args) -> int:
     from stingy.simulations.mechanism import run_mechanism, write_mechanism
@@ -100,6 +110,21 @@ def run_fixes_command(args) -> int:
     write_fixes(result, args.out)
     print(format_verdicts([{**v, "check": f"{v['check']} a={v['alpha']} {v['length']}"}
                            for v in result["verdicts"]]))
+    held = sum(v["prediction_held"] for v in result["verdicts"])
+    print(f"\npredictions held: {held} of {len(result['verdicts'])}; wall time "
+          f"{result['wall_s']:.1f} s; files in {args.out}")
+    return 0
+
+
+def run_interventions_command(args) -> int:
+    from stingy.simulations.interventions import run_interventions, write_interventions
+    from stingy.simulations.runner import format_verdicts
+
+    if args.seeds < 2:
+        raise ValueError(f"--seeds must be an integer >= 2, got {args.seeds}")
+    result = run_interventions(args.out, args.seeds)
+    write_interventions(result, args.out)
+    print(format_verdicts(result["verdicts"]))
     held = sum(v["prediction_held"] for v in result["verdicts"])
     print(f"\npredictions held: {held} of {len(result['verdicts'])}; wall time "
           f"{result['wall_s']:.1f} s; files in {args.out}")

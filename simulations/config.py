@@ -63,6 +63,7 @@ class DistillSettings(Settings):
     ratios: tuple = setting(rule=ListOf(RATIO, 1), flag="--ratios")
     methods: tuple = setting(rule=ListOf(Choice(METHODS), 1))
     ratios_by_classes: dict = setting(rule=TableOf(ListOf(RATIO, 1)))
+    within_spread: float = setting(1.0, Number(0, 100))
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class StudentSettings(Settings):
     weight_decay: float = setting(rule=WEIGHT_DECAY)
     batch_size: int = setting(rule=BATCH_SIZE)
     steps: int = setting(rule=STEPS, flag="--steps")
+    gap_cap: float = setting(0.0, Number(0, 1e6))
 
 
 @dataclass(frozen=True)

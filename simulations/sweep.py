@@ -216,7 +216,8 @@ def run_setting(config: SimulationConfig, rate: float, kind: str, progress=None)
         set(range(log.early_steps + 1)) | set(range(0, steps + 1, log.gap_every)) | {steps}))
     params, gaps = train_students(specs, setting["inputs"], setting["noisy"],
                                   setting["train_teacher"], config.student,
-                                  _generator(config.task.task_seed, 4), probe, progress)
+                                  _generator(config.task.task_seed, 4), probe, progress,
+                                  config.distill.within_spread)
     trajectory, _, _ = gap_rows(specs, gaps, common, "train", config.student.lr,
                                 log.early_steps)
     baselines = seed_baselines(setting)

@@ -110,8 +110,11 @@ class TargetBank:
     uniform-floor target is (k/K) p on M and 1/K off it.
     """
 
-    def __init__(self, teacher_logits: torch.Tensor, specs: ModelSpecs):
-        """teacher_logits [S, N, C] float32: every seed's teacher on that seed's examples."""
+    def __init__(self, teacher_logits: torch.Tensor, specs: ModelSpecs,
+                 within_spread: float = 1.0):
+        """teacher_logits [S, N, C] float32: every seed's teacher on that seed's examples.
+        ``within_spread`` c (an intervention; 1 = none) builds the sparse targets other than
+        the tail bucket from softmax(c z_M / T): c = 0 is uniform on M."""
         sources = {"labels": "teacher"}  # alpha = 0: the target is never used
         keys = [(sources.get(REGISTRY[m].target, REGISTRY[m].target), k, t,
                  REGISTRY[m].tail_bucket, REGISTRY[m].uniform_floor)
@@ -130,8 +133,9 @@ class TargetBank:
         floor = torch.tensor([key[4] for key in distinct])[:, None, None, None]
         share = torch.tensor([key[1] / num_classes for key in distinct])[:, None, None, None]
         self.tail = torch.where(bucket, dense.masked_fill(self.kept, 0).sum(-1), 0.0)
-        self.probs = torch.stack([torch.softmax(logits[source].masked_fill(
-            ~masks[source, k], float("-inf")) / temperature, dim=-1)
+        self.probs = torch.stack([torch.softmax(
+            (logits[source] * (within_spread if k < num_classes else 1.0)).masked_fill(
+                ~masks[source, k], float("-inf")) / temperature, dim=-1)
             for source, k, temperature, *_ in distinct])
         self.probs = torch.where(bucket[..., None], dense.masked_fill(~self.kept, 0), self.probs)
         self.probs = torch.where(floor, torch.where(self.kept, share * self.probs,
@@ -143,7 +147,14 @@ class TargetBank:
         self.within_index = self.within_m.nonzero().flatten()
         self.bucket = torch.tensor([REGISTRY[m].tail_bucket for m in specs.method])
         self.bucket_index = self.bucket.nonzero().flatten()
+        self.sparse_index = torch.tensor([REGISTRY[m].sparse_target for m in specs.method]
+                                         ).nonzero().flatten()
         self.seed_index = specs.seed_index
+
+    def kept_of(self, models: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """The kept sets M [len(models), B, C] of ``models`` on their rows of ``batch`` [n, B]."""
+        return self.kept[self.target_index[models, None], self.seed_index[models, None],
+                         batch[models]]
 
     def targets(self, batch: torch.Tensor) -> dict:
         """The targets of each model on its batch [n, B]: probs [n, B, C], neg_entropy [n, B],
@@ -207,13 +218,16 @@ class GapProbe:
 
 def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor,
                    teacher_logits: torch.Tensor, student: StudentSettings,
-                   generator: torch.Generator, probe: GapProbe | None = None, progress=None):
+                   generator: torch.Generator, probe: GapProbe | None = None, progress=None,
+                   within_spread: float = 1.0):
     """Train every model; return (params, gap log {step: gap [n, probe] mean -> [n]}, empty
     without a ``probe``).
 
     inputs [S, N, D], noisy labels [S, N], teacher_logits [S, N, C] are per seed.
     ``student``: the MLP's width, the optimizer, batch size and steps; the learning rate
-    decays from ``student.lr`` to 0 on a cosine. ``progress``: a tqdm bar, one update a step.
+    decays from ``student.lr`` to 0 on a cosine; ``student.gap_cap`` > 0 adds the gap penalty
+    (:func:`gap_penalty`) to the sparse-target models. ``within_spread``: see
+    :class:`TargetBank`. ``progress``: a tqdm bar, one update a step.
     """
     num_seeds, num_examples, input_dim = inputs.shape
     num_classes = teacher_logits.shape[-1]
@@ -221,7 +235,7 @@ def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor
     params = [p.detach()[specs.seed_index].clone().requires_grad_() for p in seed_params]
     optimizer = make_optimizer(params, student.optimizer, student.lr, student.momentum,
                                student.weight_decay)
-    bank = TargetBank(teacher_logits, specs)
+    bank = TargetBank(teacher_logits, specs, within_spread)
     batch_size, steps = student.batch_size, student.steps
     per_epoch = num_examples // batch_size
     gaps = {}
@@ -241,14 +255,29 @@ def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor
         losses = per_model_losses(logits, labels[rows, batch], bank.targets(batch),
                                   bank.within_index, specs.temperature, specs.alpha,
                                   bank.bucket_index)
+        total = losses["total"]
+        if student.gap_cap > 0:
+            total = total.index_add(0, bank.sparse_index, gap_penalty(
+                logits.index_select(0, bank.sparse_index),
+                bank.kept_of(bank.sparse_index, batch), student.gap_cap))
         optimizer.zero_grad(set_to_none=True)
-        losses["total"].sum().backward()
+        total.sum().backward()
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(student.lr, step, steps)
         optimizer.step()
         if progress is not None:
             progress.update(1)
     return [p.detach() for p in params], gaps
+
+
+def gap_penalty(logits: torch.Tensor, kept: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per model [n], the batch mean of relu(gap - cap)^2, with gap = mean of the logits on M
+    minus their mean off M (logits [n, B, C], M as ``kept`` [n, B, C]): an intervention that
+    holds the kept-vs-dropped gap near ``cap`` without touching the target."""
+    kept = kept.to(logits.dtype)
+    inside = (logits * kept).sum(-1) / kept.sum(-1)
+    outside = (logits * (1 - kept)).sum(-1) / (1 - kept).sum(-1).clamp_min(1)
+    return F.relu(inside - outside - cap).square().mean(1)
 
 
 def cosine_lr(peak: float, step: int, steps: int) -> float:

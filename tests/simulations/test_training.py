@@ -54,3 +54,57 @@ def test_models_of_one_seed_start_identical_and_train_independently():
     out = mlp_forward(params, x)
     out[0].sum().backward()
     assert params[0].grad[1].abs().sum() == 0  # model 1 gets no gradient from model 0's loss
+
+
+def _easy_task(steps=300):
+    task = data.make_task(10, 2, 8, 8, 3.0, 1.5, 0)
+    generator = torch.Generator().manual_seed(0)
+    x, y = data.sample(task, 2000, generator)
+    teacher = data.clean_log_posterior(task, x).float()[None] * 3
+    student = StudentSettings(seeds=2, hidden=16, optimizer="adam", lr=0.05, momentum=0.0,
+                              weight_decay=0.0, batch_size=100, steps=steps)
+    return x.float()[None], y[None], teacher, student, generator
+
+
+def test_within_spread_rescales_the_sparse_targets_on_m_only():
+    from stingy.simulations.training import TargetBank
+
+    teacher = torch.randn(1, 5, 10, generator=torch.Generator().manual_seed(1)) * 3
+    specs = build_specs(["normal_kd", "stingy_kd"], [0.3], [4.0], 0.9, 1, 10)
+    kept = teacher[0].argsort(-1, descending=True)[:, :3]
+    for spread in (0.0, 0.5, 2.0):
+        bank = TargetBank(teacher, specs, spread)
+        probs = bank.targets(torch.arange(5).expand(2, 5))["probs"]
+        torch.testing.assert_close(probs[0], torch.softmax(teacher[0] / 4.0, -1))  # dense: same
+        on_m = torch.softmax(spread * teacher[0].gather(-1, kept) / 4.0, -1)
+        torch.testing.assert_close(probs[1].gather(-1, kept), on_m)
+        assert float(probs[1].sum(-1).sub(1).abs().max()) < 1e-6  # nothing off M
+    assert torch.allclose(on_m.new_tensor(1 / 3), TargetBank(teacher, specs, 0.0).targets(
+        torch.arange(5).expand(2, 5))["probs"][1].gather(-1, kept))  # c = 0: uniform on M
+
+
+def test_gap_penalty_is_the_squared_excess_of_the_kept_minus_dropped_mean():
+    from stingy.simulations.training import gap_penalty
+
+    logits = torch.tensor([[[5.0, 3.0, 0.0, -2.0], [1.0, 1.0, 1.0, 1.0]]])
+    kept = torch.tensor([[[True, True, False, False], [True, False, False, False]]])
+    # gaps: (5 + 3)/2 - (0 - 2)/2 = 5 and 1 - 1 = 0; cap 2: (3^2 + 0) / 2
+    assert float(gap_penalty(logits, kept, 2.0)[0]) == 4.5
+    assert float(gap_penalty(logits, kept, 5.0)[0]) == 0.0  # at the cap: free
+
+
+def test_a_gap_cap_holds_the_stingy_students_gap_and_leaves_the_others_alone():
+    from stingy.simulations.training import TargetBank
+    from stingy.theory.expansion import logit_gap
+
+    x, y, teacher, student, _ = _easy_task()
+    specs = build_specs(["normal_kd", "stingy_kd"], [0.2], [20.0], 0.9, 1, 10)
+    kept = TargetBank(teacher, specs).kept_of(torch.arange(2), torch.arange(500).expand(2, 500))
+    gaps, outputs = {}, {}
+    for cap in (0.0, 2.0):
+        capped = StudentSettings(**{**student.__dict__, "gap_cap": cap})
+        params, _ = train_students(specs, x, y, teacher, capped, torch.Generator().manual_seed(0))
+        outputs[cap] = mlp_forward(params, x[:, :500].expand(2, -1, -1))
+        gaps[cap] = logit_gap(outputs[cap][1:], kept[1:]).mean()
+    assert gaps[0.0] > 50 and gaps[2.0] < 0.1 * gaps[0.0]  # the stingy gap is held
+    torch.testing.assert_close(outputs[2.0][0], outputs[0.0][0])  # normal KD: untouched
