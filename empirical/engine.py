@@ -299,12 +299,12 @@ def fit(recipe: Recipe, dataset, student: torch.nn.Module, teacher, run_dir: str
         best = max(best, record["test_accuracy"])
         history.append(record)
         seconds_here.append(record["seconds"])
-        if run.rank == 0:
+        if run.rank == 0:  # the metrics first: a resumed run finds every checkpointed epoch
+            append_jsonl(run.run_dir / METRICS, record)
             if (epoch + 1) % recipe.train.checkpoint_every == 0 or epoch + 1 == epochs:
                 save_checkpoint(run.run_dir, epoch=epoch + 1, model=run.student,
                                 optimizer=run.optimizer, scheduler=run.scheduler,
                                 generators=run.generators, best_accuracy=best, run_id=run_id)
-            append_jsonl(run.run_dir / METRICS, record)
             if control.on_epoch is not None:
                 control.on_epoch(record)
     return finish(run, history, best, stop_reason, len(dataset.classes))

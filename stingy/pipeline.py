@@ -152,7 +152,7 @@ def run_recipe(results_dir: Path, run: dict, data: str | None) -> dict:
         summary = train_recipe(load_recipe(run["recipe"], run.get("set", [])), dataset=data,
                                out=out,
                                name=run["name"], resume=resume, teacher=teacher,
-                               restart_changed=True)
+                               restart="changed")
     except Exception as err:  # noqa: BLE001
         if _data_missing(err):
             raise StageUnavailable(f"{NO_DATA_HINT} ({err})") from None
