@@ -278,8 +278,8 @@ def fit(recipe: Recipe, dataset, student: torch.nn.Module, teacher, run_dir: str
     ``teacher`` is None, a model, or a table of precomputed teacher logits (training images x
     classes, in the dataset's order: each batch takes its rows). ``run_id`` is stored in each
     checkpoint; resuming refuses a checkpoint of another run. A non-finite mean training loss
-    after an epoch raises ``Diverged("diverged at epoch E")`` before anything of that epoch is
-    saved.
+    or non-finite test outputs after an epoch raise ``Diverged("diverged at epoch E")`` before
+    anything of that epoch is saved.
     """
     run = setup_run(recipe, dataset, student, teacher, Path(run_dir), torch.device(device),
                     run_id)
@@ -409,9 +409,13 @@ def train_epoch(run: Run, epoch: int) -> tuple[dict, int]:
 
 def evaluate(run: Run, epoch: int, means: dict, images: int) -> dict:
     """The epoch's metrics record: test accuracy and loss, and for a sparse method the
-    student's logit gap and the T4 terms against the teacher's test logits."""
+    student's logit gap and the T4 terms against the teacher's test logits. Non-finite test
+    outputs raise ``Diverged`` (the epoch's loss was finite, its last update was not)."""
     test_logits = predict(run.student, run.test_data, run.recipe.train.eval_batch_size,
                           run.autocast, run.channels_last)
+    if not bool(torch.isfinite(test_logits).all()):  # weights huge after the epoch's last step
+        raise Diverged(f"diverged at epoch {epoch + 1}: the outputs on the test images are not "
+                       f"finite (lower optim.lr or check the recipe)")
     accuracy, test_loss = accuracy_and_loss(test_logits, run.test_data.labels)
     record = {"epoch": epoch + 1, **means, "test_accuracy": accuracy, "test_loss": test_loss,
               "images": images}

@@ -268,7 +268,8 @@ def _data_free(recipe: Recipe, dataset, student, teacher, directory: Path, devic
                resume: bool) -> dict:
     """DAFL (Chen et al. 2019) via ``stingy.empirical.dafl.distill_data_free``, then test
     accuracy. The teacher releases dense logits, or top-k sparse ones (a Stingy Teacher) when
-    ``method.k`` or ``method.ratio`` is set. Resumable through the run's checkpoint."""
+    ``method.k`` or ``method.ratio`` is set. Resumable through the run's checkpoint; a
+    divergence, or test outputs that are not finite, raise ``Diverged``."""
     from stingy.empirical import dafl
 
     if resume:
@@ -284,6 +285,9 @@ def _data_free(recipe: Recipe, dataset, student, teacher, directory: Path, devic
     mean, std = normalisation(recipe.data.dataset)
     test = DeviceData(dataset.test_images, dataset.test_labels, mean, std, device)
     logits = predict(student, test, recipe.train.eval_batch_size, False, False)
+    if not bool(torch.isfinite(logits).all()):
+        raise Diverged(f"diverged at step {result['steps']}: the student's outputs on the test "
+                       f"images are not finite (lower optim.lr or check the recipe)")
     accuracy, test_loss = accuracy_and_loss(logits, test.labels)
     summary = {"recipe": recipe.recipe, "run_dir": str(directory), "device": str(device),
                "finished": True, "test_accuracy": accuracy, "test_loss": test_loss,

@@ -169,3 +169,15 @@ def test_student_benchmark_reports_every_case_with_a_positive_rate():
             case["students"] * case["images_per_second_per_student"])
         assert case["images_per_second_per_student"] > 0
     assert students_markdown(result).count("\n| ") == len(result["cases"]) + 1
+
+
+def test_a_group_broken_by_its_last_step_is_refused(setup, tmp_path):
+    from stingy.empirical.runs import Diverged
+
+    train_data = setup[0]
+    one_step = AugmentStream(0, 64)  # 48 images: the loss is read before the one update
+    with pytest.raises(Diverged, match="diverged at epoch 1: .* of scratch are not finite"):
+        train_group(GroupSettings("cnn", 1, 64, 3e38), STUDENTS[:1], train_data, one_step, {},
+                    num_classes=10, init_seed=0, device="cpu", directory=tmp_path)
+    assert not (tmp_path / "group.pt").exists()
+

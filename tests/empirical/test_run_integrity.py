@@ -274,6 +274,17 @@ def test_a_failing_run_removes_only_its_own_folder_never_a_shared_parent(tmp_pat
     assert (out / "other" / SUMMARY).is_file() and not (out / "mine").exists()
 
 
+def test_a_last_step_that_breaks_the_model_fails_the_run(tmp_path):
+    from stingy.io import Diverged
+
+    one_step = ["schedule.epochs=1", "train.batch_size=64", "optim.name=sgd", "optim.lr=3e38"]
+    with pytest.raises(Diverged, match="diverged at epoch 1: the outputs on the test images"):
+        train(tmp_path, extra=one_step)  # 48 images: the loss is read before the update
+    directory = tmp_path / "run"
+    assert read_state(directory)["state"] == "failed"
+    assert not (directory / SUMMARY).exists() and not (directory / CHECKPOINT).exists()
+
+
 def test_quick_reuses_a_finished_run_from_its_folder_not_a_path_in_its_summary(tmp_path):
     out = tmp_path / "quick"
     shrink = ["data.train_subset=0", "data.test_subset=0", "schedule.epochs=1",
