@@ -88,6 +88,22 @@ class DeviceData:
         return images.contiguous(memory_format=memory_format), self.labels[index]
 
 
+def batch_count(size: int, batch_size: int, smallest: int = 2) -> int:
+    """The batches of an epoch of ``size`` examples: ceil(size / batch_size), less one when
+    the last would hold fewer than ``smallest`` examples (batch norm needs two to train), whose
+    examples then join the batch before it."""
+    count = -(-size // batch_size)
+    if count > 1 and 0 < size % batch_size < smallest:
+        count -= 1
+    return count
+
+
+def batch_rows(step: int, size: int, batch_size: int, smallest: int = 2) -> slice:
+    """The positions, in an epoch's order, of batch ``step`` (:func:`batch_count`)."""
+    last = step == batch_count(size, batch_size, smallest) - 1
+    return slice(step * batch_size, size if last else (step + 1) * batch_size)
+
+
 def balanced_subset(labels, size: int, seed: int) -> torch.Tensor:
     """Indices of ``size`` examples, as equal per class as possible, chosen with ``seed``."""
     labels = torch.as_tensor(labels, dtype=torch.int64)
@@ -336,7 +352,7 @@ def setup_run(recipe: Recipe, dataset, student, teacher, run_dir: Path, device: 
             forward_student, device_ids=[device.index] if on_cuda else None)
     objective = recipe.entry.objective(recipe.method, num_classes, recipe.train.label_smoothing)
     distiller = Distiller(forward_student, teacher_model, objective)
-    steps_per_epoch = max(1, math.ceil(len(train_data) / recipe.train.batch_size))
+    steps_per_epoch = max(1, batch_count(len(train_data), recipe.train.batch_size, 2 * world))
     optimizer = build_optimizer(student.parameters(), recipe.optim)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, steps_per_epoch, recipe.schedule))
@@ -368,7 +384,8 @@ def restore(run: Run) -> tuple[int, float, list[dict]]:
 def train_epoch(run: Run, epoch: int) -> tuple[dict, int]:
     """One epoch of steps; returns ({"train_loss", "lr"}, images seen over all ranks). The
     batch order is drawn on the device and the loss summed there: no host-device
-    synchronisation in a step (the progress bar's postfix reads the loss only when drawn)."""
+    synchronisation in a step (the progress bar's postfix reads the loss only when drawn).
+    A last batch too small for batch norm joins the one before it (:func:`batch_count`)."""
     recipe, batch_size = run.recipe, run.recipe.train.batch_size
     run.distiller.train()
     order = torch.randperm(len(run.train_data), generator=run.generators["data_order"],
@@ -382,7 +399,7 @@ def train_epoch(run: Run, epoch: int) -> tuple[dict, int]:
                    disable=bar_disabled(recipe.train.progress and run.rank == 0))
     lr = run.optimizer.param_groups[0]["lr"]
     for step in batches:
-        global_batch = order[step * batch_size:(step + 1) * batch_size]
+        global_batch = order[batch_rows(step, len(order), batch_size, 2 * run.world)]
         if len(global_batch) < run.world:
             continue
         index = global_batch[run.rank::run.world]
