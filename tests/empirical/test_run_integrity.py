@@ -296,3 +296,14 @@ def test_quick_reuses_a_finished_run_from_its_folder_not_a_path_in_its_summary(t
     reused = _run("quick-teacher", dataset=tiny_dataset(), out=out, device="cpu",
                   overrides=shrink)
     assert reused["run_dir"] == str(out / "runs" / "quick-teacher")
+
+
+@pytest.mark.parametrize("field, what", [("name", "run"), ("teacher", "teacher")])
+def test_a_paper_run_names_only_plain_folders(tmp_path, field, what):
+    from stingy.pipeline import run_recipe
+
+    run = {"name": "student", "recipe": "cifar10-cnn-kd", "teacher": "teacher",
+           field: "../../elsewhere"}
+    with pytest.raises(ValueError, match=f"a {what} name of the paper profile must be a plain"):
+        run_recipe(tmp_path / "results", run, None)
+    assert not (tmp_path / "elsewhere").exists()
