@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from stingy.empirical.engine import batch_count, batch_rows
 from stingy.empirical.runs import load_torch_file
 from stingy.io import file_digest, save_torch
 from stingy.objective import TopKRows
@@ -70,7 +71,12 @@ class AugmentStream:
     augment: bool = True
 
     def steps(self, size: int) -> int:
-        return -(-size // self.batch_size)
+        """Batches per epoch; a last batch of one joins the batch before it."""
+        return batch_count(size, self.batch_size)
+
+    def rows(self, step: int, size: int) -> slice:
+        """The positions of batch ``step`` in the epoch's order of ``size`` examples."""
+        return batch_rows(step, size, self.batch_size)
 
     def order(self, epoch: int, size: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(mix(self.seed, epoch))
@@ -79,7 +85,7 @@ class AugmentStream:
     def batch(self, data, order: torch.Tensor, epoch: int, step: int,
               channels_last: bool = False):
         """(images, labels) of batch ``step`` of ``epoch``; ``data`` is an engine.DeviceData."""
-        index = order[step * self.batch_size:(step + 1) * self.batch_size]
+        index = order[self.rows(step, len(order))]
         generator = None
         if self.augment:
             generator = torch.Generator(device=data.images.device)
@@ -167,7 +173,7 @@ class LogitBank:
             record = self.compute(epoch)
             save_torch(path, record)
             self.built_epochs += 1
-        return BankEpoch(record, self.stream.batch_size, device)
+        return BankEpoch(record, self.stream, device)
 
 
 class BankEpoch:
@@ -175,15 +181,16 @@ class BankEpoch:
     objective reads it (stingy.objective): the fp16 logits [B, K] of a dense bank, or the
     :class:`~stingy.objective.TopKRows` of a top-k bank."""
 
-    def __init__(self, record: dict, batch_size: int, device):
+    def __init__(self, record: dict, stream: AugmentStream, device):
         # clone: a freshly computed record holds inference tensors, which autograd refuses
-        self.batch_size = batch_size
+        self.stream = stream
         self.dense = record["logits"].to(device).clone() if "logits" in record else None
         self.rows = None if "logits" in record else TopKRows(
             record["indices"].to(device).clone(), record["values"].to(device).clone())
+        self.size = len(self.dense if self.dense is not None else self.rows.indices)
 
     def teacher(self, step: int):
-        rows = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        rows = self.stream.rows(step, self.size)
         if self.dense is not None:
             return self.dense[rows]
         return TopKRows(self.rows.indices[rows], self.rows.values[rows])

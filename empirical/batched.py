@@ -168,6 +168,17 @@ class StudentGroup:
         self.base.train()
         return torch.cat(outputs, dim=1)
 
+    @torch.inference_mode()
+    def finite_outputs(self, images: torch.Tensor) -> torch.Tensor:
+        """[G] whether each student's outputs on ``images`` (the evaluated state, as
+        :meth:`predict` runs it) are finite: the last step of an epoch can make the weights
+        too large after its loss was computed."""
+        self.base.eval()
+        params, buffers = self.evaluated_state()
+        logits = self.logits(images, params, buffers)
+        self.base.train()
+        return torch.isfinite(logits).reshape(self.count, -1).all(1)
+
     def update_ema(self) -> None:
         """ema <- ema + (1 - decay) (live - ema) for weights and float buffers."""
         if self.ema is not None:
@@ -209,7 +220,8 @@ def train_group(settings: GroupSettings, students: list[Student], train, stream,
     objective is built once from its method (stingy.objective). With ``directory`` the group
     resumes from and checkpoints to ``directory/group.pt``; ``control.stop_after_epochs`` (a
     test hook) returns after that many epochs of this call, ``control.on_epoch`` hears each
-    epoch's record. A non-finite mean training loss raises ``Diverged`` before the epoch is
+    epoch's record. A non-finite mean training loss, or non-finite outputs on the first batch
+    of training images (un-augmented), of any student raise ``Diverged`` before the epoch is
     saved.
     """
     check_banks(students, stream, banks, num_classes)
@@ -227,6 +239,8 @@ def train_group(settings: GroupSettings, students: list[Student], train, stream,
         group.load_state(saved["group"])
         scheduler.load_state_dict(saved["scheduler"])
         start_epoch, history = saved["epoch"], saved["history"]
+    first = torch.arange(min(len(train), stream.batch_size), device=train.images.device)
+    probe, _ = train.batch(first, channels_last=group.channels_last)
     began, epochs_here = time.perf_counter(), 0
     for epoch in range(start_epoch, settings.epochs):
         if control.stop_after_epochs is not None and epochs_here >= control.stop_after_epochs:
@@ -235,10 +249,9 @@ def train_group(settings: GroupSettings, students: list[Student], train, stream,
         bank_epochs = {name: bank.epoch(epoch, group.device) for name, bank in banks.items()}
         loss_sums = train_epoch(group, students, objectives, train, stream, bank_epochs, epoch,
                                 scheduler)
-        mean_losses = (loss_sums / len(train)).tolist()
-        if not all(math.isfinite(loss) for loss in mean_losses):
-            raise Diverged(f"diverged at epoch {epoch + 1}: mean training losses "
-                           f"{dict(zip([s.label for s in students], mean_losses))}")
+        mean_losses, finite = torch.stack(  # the epoch's one read
+            [loss_sums / len(train), group.finite_outputs(probe).float()]).tolist()
+        check_finite(students, mean_losses, finite, epoch)
         record = {"epoch": epoch + 1, "train_loss": mean_losses,
                   "seconds": time.perf_counter() - epoch_began,
                   "bank_epochs_built": sum(b.built_epochs for b in banks.values())}
@@ -254,6 +267,16 @@ def train_group(settings: GroupSettings, students: list[Student], train, stream,
             "seconds": seconds,
             "images_per_second_per_student": (epochs_here * len(train) / max(seconds, 1e-9))
             if epochs_here else math.nan}
+
+
+def check_finite(students: list[Student], mean_losses: list[float], finite: list[float],
+                 epoch: int) -> None:
+    """``Diverged`` naming the students whose mean loss or outputs are not finite."""
+    bad = {s.label: loss for s, loss, outputs in zip(students, mean_losses, finite)
+           if not (math.isfinite(loss) and outputs)}
+    if bad:
+        raise Diverged(f"diverged at epoch {epoch + 1}: the mean training loss or the outputs "
+                       f"of {', '.join(bad)} are not finite (mean losses {bad})")
 
 
 def check_banks(students: list[Student], stream, banks: dict, num_classes: int) -> None:

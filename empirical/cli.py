@@ -1,7 +1,7 @@
 """Sub-commands of the empirical layer.
 
     stingy train RECIPE [--set key=value ...] [--data PATH] [--out DIR] [--name NAME]
-                        [--device cpu|cuda] [--resume]
+                        [--device cpu|cuda] [--resume | --force]
     stingy distill RECIPE --teacher TEACHER [--arch NAME] [same options]
     stingy teacher-theory --teacher MODEL_PT [--data PATH] [--out DIR] [--device cpu|cuda]
     stingy quick [--data PATH] [--out DIR] [--device cpu|cuda]
@@ -33,10 +33,13 @@ def _run_options(parser) -> None:
     parser.add_argument("--out", default=f"runs/{parser.prog.split()[-1]}",
                         help="parent folder of run directories (default: runs/<command>)")
     parser.add_argument("--name", default=None, help="run directory name (default: "
-                        "<recipe>-<timestamp>; required with --resume and under torchrun)")
+                        "<recipe>-<timestamp>; required with --resume, --force and under torchrun)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run --out/--name from its last checkpoint")
+    restart = parser.add_mutually_exclusive_group()
+    restart.add_argument("--resume", action="store_true",
+                         help="continue the run --out/--name from its last checkpoint")
+    restart.add_argument("--force", action="store_true",
+                         help="start the run --out/--name over, replacing its run files")
 
 
 def run_train(args) -> int:
@@ -53,7 +56,8 @@ def run_train(args) -> int:
 
     summary = train_recipe(recipe, dataset=args.data, out=args.out, name=args.name,
                            device=args.device, resume=args.resume, teacher=args.teacher,
-                           teacher_arch=args.arch, control=RunControl(on_epoch=_print_epoch))
+                           teacher_arch=args.arch, control=RunControl(on_epoch=_print_epoch),
+                           restart="always" if args.force else "never")
     print(json.dumps(summary, indent=2))
     return 0
 

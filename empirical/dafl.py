@@ -186,8 +186,10 @@ def distill_data_free(teacher: nn.Module, student: nn.Module, recipe, *, num_cla
     the batch), student_lr} is appended to the history and passed to ``on_step(step,
     record)``. With ``checkpoint_path`` the state is saved atomically every
     ``dafl.checkpoint_every`` steps and at the end, and a run finding that file resumes from
-    it. Returns {"steps", "released_k", "history", "final"}; the student (and ``generator``,
-    if given) are trained in place.
+    it. A non-finite logged loss, or non-finite weights at a checkpoint or at the end, raise
+    FloatingPointError before anything of them is saved (weights that are finite but too large
+    show in the caller's test outputs). Returns {"steps", "released_k",
+    "history", "final"}; the student (and ``generator``, if given) are trained in place.
     """
     if not recipe.entry.data_free:
         raise ValueError(f"method.name must be a data-free method (dafl_kd), got "
@@ -215,7 +217,9 @@ def distill_data_free(teacher: nn.Module, student: nn.Module, recipe, *, num_cla
                     on_step(step, record)
             if checkpoint_path is not None and (step % settings.checkpoint_every == 0
                                                 or step == settings.steps):
+                check_finite_weights(state, step)
                 state.save(Path(checkpoint_path))
+    check_finite_weights(state, state.step)
     return {"steps": settings.steps, "released_k": objective.k, "history": state.history,
             "final": state.history[-1] if state.history else {}}
 
@@ -257,6 +261,17 @@ def log_record(state: DaflState, step: int, losses: dict, kd, agreement) -> dict
         raise FloatingPointError(f"DAFL diverged at step {step}: {record}")
     state.history.append(record)
     return record
+
+
+def check_finite_weights(state: DaflState, step: int) -> None:
+    """FloatingPointError when the student's or the generator's weights are not finite (the
+    logged losses are read before a step's update, and only every ``log_every`` steps)."""
+    for name, model in (("student", state.student), ("generator", state.generator)):
+        tensors = [t for t in (*model.parameters(), *model.buffers())
+                   if torch.is_floating_point(t)]
+        if not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            raise FloatingPointError(f"DAFL diverged at step {step}: the {name}'s weights "
+                                     f"are not finite")
 
 
 @contextmanager

@@ -88,6 +88,22 @@ class DeviceData:
         return images.contiguous(memory_format=memory_format), self.labels[index]
 
 
+def batch_count(size: int, batch_size: int, smallest: int = 2) -> int:
+    """The batches of an epoch of ``size`` examples: ceil(size / batch_size), less one when
+    the last would hold fewer than ``smallest`` examples (batch norm needs two to train), whose
+    examples then join the batch before it."""
+    count = -(-size // batch_size)
+    if count > 1 and 0 < size % batch_size < smallest:
+        count -= 1
+    return count
+
+
+def batch_rows(step: int, size: int, batch_size: int, smallest: int = 2) -> slice:
+    """The positions, in an epoch's order, of batch ``step`` (:func:`batch_count`)."""
+    last = step == batch_count(size, batch_size, smallest) - 1
+    return slice(step * batch_size, size if last else (step + 1) * batch_size)
+
+
 def balanced_subset(labels, size: int, seed: int) -> torch.Tensor:
     """Indices of ``size`` examples, as equal per class as possible, chosen with ``seed``."""
     labels = torch.as_tensor(labels, dtype=torch.int64)
@@ -278,8 +294,8 @@ def fit(recipe: Recipe, dataset, student: torch.nn.Module, teacher, run_dir: str
     ``teacher`` is None, a model, or a table of precomputed teacher logits (training images x
     classes, in the dataset's order: each batch takes its rows). ``run_id`` is stored in each
     checkpoint; resuming refuses a checkpoint of another run. A non-finite mean training loss
-    after an epoch raises ``Diverged("diverged at epoch E")`` before anything of that epoch is
-    saved.
+    or non-finite test outputs after an epoch raise ``Diverged("diverged at epoch E")`` before
+    anything of that epoch is saved.
     """
     run = setup_run(recipe, dataset, student, teacher, Path(run_dir), torch.device(device),
                     run_id)
@@ -299,12 +315,12 @@ def fit(recipe: Recipe, dataset, student: torch.nn.Module, teacher, run_dir: str
         best = max(best, record["test_accuracy"])
         history.append(record)
         seconds_here.append(record["seconds"])
-        if run.rank == 0:
+        if run.rank == 0:  # the metrics first: a resumed run finds every checkpointed epoch
+            append_jsonl(run.run_dir / METRICS, record)
             if (epoch + 1) % recipe.train.checkpoint_every == 0 or epoch + 1 == epochs:
                 save_checkpoint(run.run_dir, epoch=epoch + 1, model=run.student,
                                 optimizer=run.optimizer, scheduler=run.scheduler,
                                 generators=run.generators, best_accuracy=best, run_id=run_id)
-            append_jsonl(run.run_dir / METRICS, record)
             if control.on_epoch is not None:
                 control.on_epoch(record)
     return finish(run, history, best, stop_reason, len(dataset.classes))
@@ -336,7 +352,7 @@ def setup_run(recipe: Recipe, dataset, student, teacher, run_dir: Path, device: 
             forward_student, device_ids=[device.index] if on_cuda else None)
     objective = recipe.entry.objective(recipe.method, num_classes, recipe.train.label_smoothing)
     distiller = Distiller(forward_student, teacher_model, objective)
-    steps_per_epoch = max(1, math.ceil(len(train_data) / recipe.train.batch_size))
+    steps_per_epoch = max(1, batch_count(len(train_data), recipe.train.batch_size, 2 * world))
     optimizer = build_optimizer(student.parameters(), recipe.optim)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, steps_per_epoch, recipe.schedule))
@@ -368,7 +384,8 @@ def restore(run: Run) -> tuple[int, float, list[dict]]:
 def train_epoch(run: Run, epoch: int) -> tuple[dict, int]:
     """One epoch of steps; returns ({"train_loss", "lr"}, images seen over all ranks). The
     batch order is drawn on the device and the loss summed there: no host-device
-    synchronisation in a step (the progress bar's postfix reads the loss only when drawn)."""
+    synchronisation in a step (the progress bar's postfix reads the loss only when drawn).
+    A last batch too small for batch norm joins the one before it (:func:`batch_count`)."""
     recipe, batch_size = run.recipe, run.recipe.train.batch_size
     run.distiller.train()
     order = torch.randperm(len(run.train_data), generator=run.generators["data_order"],
@@ -382,7 +399,7 @@ def train_epoch(run: Run, epoch: int) -> tuple[dict, int]:
                    disable=bar_disabled(recipe.train.progress and run.rank == 0))
     lr = run.optimizer.param_groups[0]["lr"]
     for step in batches:
-        global_batch = order[step * batch_size:(step + 1) * batch_size]
+        global_batch = order[batch_rows(step, len(order), batch_size, 2 * run.world)]
         if len(global_batch) < run.world:
             continue
         index = global_batch[run.rank::run.world]
@@ -409,9 +426,13 @@ def train_epoch(run: Run, epoch: int) -> tuple[dict, int]:
 
 def evaluate(run: Run, epoch: int, means: dict, images: int) -> dict:
     """The epoch's metrics record: test accuracy and loss, and for a sparse method the
-    student's logit gap and the T4 terms against the teacher's test logits."""
+    student's logit gap and the T4 terms against the teacher's test logits. Non-finite test
+    outputs raise ``Diverged`` (the epoch's loss was finite, its last update was not)."""
     test_logits = predict(run.student, run.test_data, run.recipe.train.eval_batch_size,
                           run.autocast, run.channels_last)
+    if not bool(torch.isfinite(test_logits).all()):  # weights huge after the epoch's last step
+        raise Diverged(f"diverged at epoch {epoch + 1}: the outputs on the test images are not "
+                       f"finite (lower optim.lr or check the recipe)")
     accuracy, test_loss = accuracy_and_loss(test_logits, run.test_data.labels)
     record = {"epoch": epoch + 1, **means, "test_accuracy": accuracy, "test_loss": test_loss,
               "images": images}

@@ -83,10 +83,11 @@ def _run(recipe_name: str, *, dataset, out: Path, device, teacher=None, override
     if (state is not None and state.get("state") == "finished"
             and state.get("fingerprints") == wanted
             and (directory / SUMMARY).is_file() and (directory / MODEL).is_file()):
-        return json.loads((directory / SUMMARY).read_text())
+        # the folder it was found in, not a path read from the file
+        return {**json.loads((directory / SUMMARY).read_text()), "run_dir": str(directory)}
     return train_recipe(recipe, dataset=dataset, out=out / "runs", name=recipe_name,
                         device=device, teacher=teacher, resume=directory.is_dir(),
-                        restart_changed=True)
+                        restart="changed")
 
 
 def run_quick_profile(*, data=None, out="runs/quick", device="cpu", dataset=None,

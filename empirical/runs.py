@@ -7,19 +7,23 @@ fingerprints), ``recipe.json`` (the resolved recipe), ``metrics.jsonl`` (one lin
 epoch), ``checkpoint.pt`` (everything needed to resume, rewritten atomically every epoch),
 ``model.pt`` (the final weights plus what a student needs to use it as a teacher),
 ``summary.json`` and ``.lock``. An existing directory is never reused unless ``resume`` is
-asked for; resuming refuses a run whose fingerprints or run id differ, and starts a run with
-no checkpoint over. Every ``.pt`` file holds only tensors and plain types and is read with
-``torch.load(weights_only=True)``, so a planted pickle runs no code.
+asked for (or ``--force``, which starts its run over); resuming refuses a folder whose state
+cannot be established (no or an unreadable ``run.json`` beside run files, metrics that do not
+read line by line) and a run whose fingerprints or run id differ, and starts a run with no
+checkpoint over. A run refused before it begins removes only the folders it created, each
+only while empty, so never one another run writes in. Every ``.pt`` file holds only tensors
+and plain types and is read with ``torch.load(weights_only=True)``, so a planted pickle runs
+no code.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import itertools
 import json
 import pickle
 import random
-import re
 import time
 import uuid
 import zipfile
@@ -32,6 +36,7 @@ from stingy.io import (  # noqa: F401 - Diverged is raised by the training loops
     Diverged,
     ExclusiveLock,
     file_digest,
+    plain_name,
     read_jsonl,
     remove_stale_temps,
     save_torch,
@@ -47,38 +52,42 @@ RECIPE = "recipe.json"
 SUMMARY = "summary.json"
 STATE = "run.json"
 LOCK = ".lock"
-PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+RUN_FILES = (CHECKPOINT, METRICS, MODEL, SUMMARY, RECIPE)  # what starting over deletes
 
 
 def check_run_name(name: str) -> str:
     """A run name is a plain folder name, so a run never writes outside ``--out``."""
-    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
-        raise ValueError(f"--name must be a plain name (letters, digits, '.', '_', '-'; "
-                         f"no '/' and not starting with '.'), got {name!r}")
-    return name
+    return plain_name(name, "--name")
 
 
 def run_directory(out: str | Path, recipe_name: str, name: str | None, resume: bool,
-                  create: bool = True) -> Path:
-    """The run's directory (created if new and ``create``); ValueError for a clash or a
-    missing resume target."""
+                  replace: bool = False) -> tuple[Path, list[Path]]:
+    """(the run's directory, the folders this call created, innermost first). A new run's
+    directory is created here, and only if it does not exist yet (two writers cannot both
+    create it); ``replace`` (``--force``) accepts an existing one, whose run is then started
+    over. ValueError for a clash or a missing resume target."""
     out = Path(out)
-    if resume:
+    if resume or replace:
+        flag = "--resume" if resume else "--force"
         if not name:
-            raise ValueError("--resume needs --name NAME (the run directory under --out to resume)")
+            raise ValueError(f"{flag} needs --name NAME (the run directory under --out)")
         directory = out / check_run_name(name)
-        if not directory.is_dir():
+        if resume and not directory.is_dir():
             raise ValueError(f"--resume: no run directory {directory} (check --out and --name)")
-        return directory
+        if directory.is_dir():
+            return directory, []
     name = check_run_name(f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}" if name is None
                           else name)
     directory = out / name
-    if directory.exists():
-        raise ValueError(f"run directory {directory} already exists; choose another --name or "
-                         f"--out, or pass --resume to continue it")
-    if create:
+    missing = list(itertools.takewhile(lambda folder: not folder.exists(),
+                                       (directory, *directory.parents)))
+    try:
         directory.mkdir(parents=True)
-    return directory
+    except FileExistsError:
+        raise ValueError(f"run directory {directory} already exists; choose another --name or "
+                         f"--out, pass --resume to continue it or --force to start it "
+                         f"over") from None
+    return directory, missing
 
 
 def random_states(generators: dict[str, torch.Generator]) -> dict:
@@ -153,21 +162,43 @@ def load_checkpoint(directory: Path, run_id: str | None = None) -> dict:
 def check_same_recipe(directory: Path, recipe) -> None:
     """Resuming with a different recipe (stingy.empirical.recipes.Recipe) would mix two runs:
     refuse."""
-    saved = json.loads((directory / RECIPE).read_text())
+    path = directory / RECIPE
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        saved = None
+    if not isinstance(saved, dict):
+        raise ValueError(f"--resume: {path} is unreadable or not a recipe; start the run over "
+                         f"with --force instead of --resume")
     recipe = recipe.to_table()
     if saved != recipe:
         changed = sorted(key for key in set(saved) | set(recipe) if saved.get(key) != recipe.get(key))
-        raise ValueError(f"--resume: the recipe differs from the one in {directory / RECIPE} "
+        raise ValueError(f"--resume: the recipe differs from the one in {path} "
                          f"(sections {', '.join(changed)}); resume with the same recipe and --set")
 
 
-def metrics_up_to(directory: Path, epoch: int) -> list[dict]:
-    """The logged epochs <= ``epoch`` (a kill after logging but before the checkpoint
-    would otherwise leave an epoch twice)."""
+def read_metrics(directory: Path) -> list[dict]:
+    """A resumed run's ``metrics.jsonl``, read strictly: a line that does not read is a
+    ValueError naming the file and the line, and saying how to start over."""
     path = directory / METRICS
-    if not path.is_file():
-        return []
-    return [record for record in read_jsonl(path) if record["epoch"] <= epoch]
+    try:
+        return read_jsonl(path) if path.is_file() else []
+    except ValueError as err:
+        raise ValueError(f"--resume: {err}; repair it, or start the run over with --force "
+                         f"instead of --resume") from None
+
+
+def metrics_up_to(directory: Path, epoch: int) -> list[dict]:
+    """The logged epochs 1..``epoch`` of a resumed run (later ones, logged before a kill
+    cut off their checkpoint, are run again). Records that are not epochs 1..``epoch`` in
+    order are refused with one line: resuming never truncates what it cannot explain."""
+    records = read_metrics(directory)
+    kept = [record.get("epoch") for record in records[:epoch]]
+    if kept != list(range(1, epoch + 1)):
+        raise ValueError(f"--resume: {directory / METRICS} logs epochs {kept}, not 1..{epoch} "
+                         f"as its checkpoint says; start the run over with --force instead of "
+                         f"--resume")
+    return records[:epoch]
 
 
 def rewrite_metrics(directory: Path, records: list[dict]) -> None:
@@ -235,6 +266,28 @@ def read_state(directory: Path) -> dict | None:
     return state if isinstance(state, dict) else None
 
 
+def established_state(directory: Path) -> dict | None:
+    """The state of a run to resume: its ``run.json``, or None for a folder holding none of a
+    run's files (killed before its state was written: nothing to lose). A folder whose state
+    cannot be established (``run.json`` missing beside run files, or unreadable) is a
+    ValueError that says how to start over."""
+    path = directory / STATE
+    if not path.exists():
+        present = [name for name in RUN_FILES if (directory / name).exists()]
+        if not present:
+            return None
+        raise ValueError(f"--resume: {directory} holds {', '.join(present)} but no {STATE}, "
+                         f"so what it holds cannot be checked; start the run over with --force "
+                         f"instead of --resume (its run files are then replaced)")
+    state = read_state(directory)
+    if state is None or not isinstance(state.get("run_id"), str) \
+            or not isinstance(state.get("fingerprints"), dict):
+        raise ValueError(f"--resume: {path} is unreadable or not a run record; start the run "
+                         f"over with --force instead of --resume (its run files are then "
+                         f"replaced)")
+    return state
+
+
 def write_state(directory: Path, record: dict, **changes) -> dict:
     record = {**record, **changes,
              "updated": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
@@ -259,29 +312,39 @@ def begin_run(directory: Path, recipe, fingerprints: dict, resume: bool,
               restart_changed: bool = False) -> tuple[dict, bool]:
     """Mark the run ``running`` and return (state, whether to resume from a checkpoint).
 
-    On resume the recipe and fingerprints must equal the recorded ones: a ValueError names
-    what differs, or with ``restart_changed`` the run starts over. A run with no checkpoint
-    (killed or failed before its first) starts over.
+    On resume the run's state must be established (:func:`established_state`), its metrics
+    must read (:func:`read_metrics`) and its recipe and fingerprints must equal the recorded
+    ones: a ValueError says what is wrong before the state changes, or with
+    ``restart_changed`` the run starts over. A run with no checkpoint (killed or failed
+    before its first) starts over.
     """
-    previous = read_state(directory) if resume else None
-    if previous is not None:
+    previous = None
+    if resume:
         try:
-            if (directory / RECIPE).is_file():
-                check_same_recipe(directory, recipe)
-            recorded = previous.get("fingerprints", {})
-            for key, value in fingerprints.items():
-                if recorded.get(key) != value:
-                    raise ValueError(
-                        f"--resume: the {key} differs from the one the run started with "
-                        f"(fingerprint {recorded.get(key)}, now {value}); resume with the same "
-                        f"recipe, --set, --data and --teacher")
+            previous = established_state(directory)
+            if previous is not None:
+                check_same_inputs(directory, recipe, fingerprints, previous)
+                read_metrics(directory)  # refused before the run is marked running
         except ValueError:
             if not restart_changed:
                 raise
             previous = None
     if previous is None or not (directory / CHECKPOINT).is_file():
-        for stale in (CHECKPOINT, METRICS, MODEL, SUMMARY, RECIPE):
+        for stale in RUN_FILES:
             (directory / stale).unlink(missing_ok=True)
         previous = {"run_id": uuid.uuid4().hex, "fingerprints": fingerprints}
         resume = False
     return write_state(directory, previous, state="running"), resume
+
+
+def check_same_inputs(directory: Path, recipe, fingerprints: dict, previous: dict) -> None:
+    """The recipe and the recorded fingerprints of a resumed run equal this call's."""
+    if (directory / RECIPE).is_file():
+        check_same_recipe(directory, recipe)
+    recorded = previous["fingerprints"]
+    for key, value in fingerprints.items():
+        if recorded.get(key) != value:
+            raise ValueError(
+                f"--resume: the {key} differs from the one the run started with "
+                f"(fingerprint {recorded.get(key)}, now {value}); resume with the same "
+                f"recipe, --set, --data and --teacher")

@@ -21,7 +21,10 @@ measured harm with a bootstrap interval over seeds (``prediction_check.json``).
 ``plan`` writes ``plan.json`` (profile, data, device, jobs); ``run --index I`` runs job I
 (its teacher first, if not done, under a lock, so any order of indices works); a job whose
 ``result.json`` exists is skipped, an interrupted one resumes from its checkpoint, so the
-command is idempotent. ``collect`` merges every ``result.json`` into ``rows.csv``,
+command is idempotent. A job whose loss or weights turn non-finite fails: it writes
+``failed.json`` (the error line) and never a result, and the command exits with code 1. The
+jobs of ``plan.json`` must be the ones its profile plans, so their ids name plain folders
+under ``jobs/``. ``collect`` merges every ``result.json`` into ``rows.csv``,
 ``summary.csv`` (mean and 95% t interval over seeds), ``verdicts.json`` (checks kd, a, b, d, f,
 e and the Nasty Teacher's harm, Holm-corrected, per student model; stingy.simulations.verdicts),
 ``nasty.json``, ``ablation.json`` and ``prediction_check.json``.
@@ -55,7 +58,7 @@ from stingy.empirical.prediction import (
 )
 from stingy.empirical.recipes import DATASETS
 from stingy.intervals import paired, t_interval
-from stingy.io import save_torch, write_csv, write_json
+from stingy.io import Diverged, plain_name, save_torch, write_csv, write_json
 from stingy.machine import git_commit, load_average, machine_info
 from stingy.methods import METHODS, MethodSettings
 from stingy.settings import (
@@ -68,6 +71,7 @@ PROFILE_DIR = Path(__file__).resolve().parent / "sweeps"
 EXTRAS = ("reversed", "nasty")
 VERDICT_METHODS = ("scratch", "normal_kd", "stingy_kd", "within_m_kd", "tail_bucket_kd")
 PLAN, RESULT, MODEL_FILE, TEST_LOGITS = "plan.json", "result.json", "model.pt", "test_logits.pt"
+FAILED = "failed.json"  # a job that diverged: its error line (it never has a result)
 
 
 STUDENT_METHODS = ("scratch", "normal_kd", "stingy_kd", "within_m_kd", "tail_bucket_kd")
@@ -271,10 +275,7 @@ class SweepContext:
         from stingy.empirical.train import resolve_device
 
         self.out = Path(out)
-        if not (self.out / PLAN).is_file():
-            raise ValueError(f"--out {str(out)!r} holds no {PLAN}: run `stingy sweep plan` first")
-        self.plan = json.loads((self.out / PLAN).read_text())
-        self.profile = profile_from_table(self.plan["profile"])
+        self.plan, self.profile = read_plan(self.out)
         self.jobs = {job["id"]: job for job in self.plan["jobs"]}
         self.device = resolve_device(self.plan["device"])
         if dataset is None:
@@ -307,10 +308,15 @@ class SweepContext:
         return self._train[noise, who]
 
     def job_dir(self, job_id: str) -> Path:
-        return self.out / "jobs" / job_id
+        return job_dir(self.out, job_id)
 
     def done(self, job_id: str) -> bool:
-        return (self.job_dir(job_id) / RESULT).is_file()
+        """Whether the job finished: a failed or interrupted job writes no result."""
+        path = self.job_dir(job_id) / RESULT
+        if not path.is_file():
+            return False
+        read_result(path, job_id)  # refuses a result that is not this job's finished one
+        return True
 
     def teacher_model(self, job_id: str) -> torch.nn.Module:
         saved = torch.load(self.job_dir(job_id) / MODEL_FILE, map_location="cpu",
@@ -325,6 +331,44 @@ class SweepContext:
                          top_k=self.profile.bank_top_k or None,
                          forward_batches=self.profile.bank_forward_batches, autocast=on_cuda,
                          channels_last=True)
+
+
+def read_plan(out: Path) -> tuple[dict, SweepProfile]:
+    """``out/plan.json`` and its profile. Its jobs must be the ones the profile plans: their
+    ids name folders, so a plan edited by hand cannot point a job outside ``out``."""
+    path = out / PLAN
+    if not path.is_file():
+        raise ValueError(f"--out {str(out)!r} holds no {PLAN}: run `stingy sweep plan` first")
+    try:
+        plan = json.loads(path.read_text())
+    except ValueError:
+        plan = None
+    if not isinstance(plan, dict) or not isinstance(plan.get("profile"), dict):
+        raise ValueError(f"{path} is unreadable or not a sweep plan; plan the sweep again "
+                         f"into a new --out")
+    profile = profile_from_table(plan["profile"])
+    if plan.get("jobs") != plan_jobs(profile):
+        raise ValueError(f"{path} lists jobs its profile does not plan; plan the sweep again "
+                         f"into a new --out")
+    return plan, profile
+
+
+def job_dir(out: Path, job_id: str) -> Path:
+    """A job's folder, ``out/jobs/<id>``; the id must be a plain name."""
+    return Path(out) / "jobs" / plain_name(job_id, "a job id of plan.json")
+
+
+def read_result(path: Path, job_id: str) -> dict:
+    """A job's ``result.json``: it must read and be this job's finished result."""
+    try:
+        result = json.loads(path.read_text())
+    except ValueError:
+        result = None
+    if not (isinstance(result, dict) and result.get("finished") is True
+            and result.get("id") == job_id):
+        raise ValueError(f"{path} is unreadable or not the finished result of job {job_id}; "
+                         f"delete it to run the job again")
+    return result
 
 
 # ----------------------------------------------------------------------------- running
@@ -362,18 +406,23 @@ def run_job(context: SweepContext, job_id: str, log=print,
     job = context.jobs[job_id]
     directory = context.job_dir(job_id)
     if context.done(job_id):
-        return json.loads((directory / RESULT).read_text())
+        return read_result(directory / RESULT, job_id)
     for need in job["needs"]:
         run_job(context, need, log)
     with JobLock(directory):
         if context.done(job_id):  # another process finished it while we waited
-            return json.loads((directory / RESULT).read_text())
+            return read_result(directory / RESULT, job_id)
         log(f"[sweep] {job_id}: start")
         runner = run_students if job["kind"] == "students" else run_teacher
-        result = runner(context, job, directory, log, stop_after_epochs)
+        try:
+            result = runner(context, job, directory, log, stop_after_epochs)
+        except Diverged as err:
+            write_json(directory / FAILED, {"id": job_id, "error": str(err), "at": _now()})
+            raise
         if not result["finished"]:
             return result
         write_json(directory / RESULT, result)
+        (directory / FAILED).unlink(missing_ok=True)
         (directory / "group.pt").unlink(missing_ok=True)
         log(f"[sweep] {job_id}: done in {result['seconds']:.1f} s")
     return result
@@ -648,17 +697,19 @@ def nasty_report(out: Path, rows: list[dict], profile: SweepProfile) -> dict | N
 
 def collect(out: str | Path) -> dict:
     """Merge the finished jobs' results into rows.csv, summary.csv, teachers.csv,
-    verdicts.json and nasty.json; return them."""
+    verdicts.json and nasty.json; return them, with the jobs not finished (``missing``) and
+    those of them that diverged (``failed``)."""
     out = Path(out)
-    plan = json.loads((out / PLAN).read_text())
-    profile = profile_from_table(plan["profile"])
-    rows, teachers, missing = [], [], []
+    plan, profile = read_plan(out)
+    rows, teachers, missing, failed = [], [], [], []
     for job in plan["jobs"]:
-        path = out / "jobs" / job["id"] / RESULT
+        path = job_dir(out, job["id"]) / RESULT
         if not path.is_file():
             missing.append(job["id"])
+            if (path.parent / FAILED).is_file():
+                failed.append(job["id"])
             continue
-        result = json.loads(path.read_text())
+        result = read_result(path, job["id"])
         if job["kind"] == "students":
             rows += result["rows"]
         else:
@@ -677,7 +728,7 @@ def collect(out: str | Path) -> dict:
     write_json(out / "prediction_check.json", checked)
     return {"rows": rows, "summary": summary, "teachers": teachers, "verdicts": verdicts,
             "nasty": nasty, "ablation": ablation, "prediction_check": checked,
-            "missing": missing}
+            "missing": missing, "failed": failed}
 
 
 def temperature_ablation(rows: list[dict], profile: SweepProfile) -> list[dict]:

@@ -53,7 +53,8 @@ def _print_collected(collected: dict, out: str) -> None:
     if collected["nasty"]:
         print("nasty teacher: " + json.dumps(collected["nasty"]))
     if collected["missing"]:
-        print(f"not finished: {', '.join(collected['missing'])}")
+        failed = f" (failed: {', '.join(collected['failed'])})" if collected["failed"] else ""
+        print(f"not finished: {', '.join(collected['missing'])}{failed}")
     print(f"wrote {out}/rows.csv, summary.csv, teachers.csv, verdicts.json, nasty.json, "
           "ablation.json, prediction_check.json")
 

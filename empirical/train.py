@@ -6,8 +6,8 @@ Used by ``stingy train`` / ``stingy distill``, the quick profile and the GPU che
 
 from __future__ import annotations
 
+import contextlib
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from stingy.empirical.models import build_model
 from stingy.empirical.recipes import Recipe
 from stingy.empirical.runs import (
     CHECKPOINT,
+    LOCK,
     MODEL,
     RECIPE,
     Diverged,
@@ -42,7 +43,7 @@ from stingy.empirical.runs import (
     write_state,
     write_summary,
 )
-from stingy.io import write_json
+from stingy.io import TEMP_SUFFIX, write_json
 
 
 def seed_everything(seed: int) -> None:
@@ -142,10 +143,13 @@ def load_any_teacher(teacher, dataset, arch: str | None = None) -> tuple:
     return model, info, None
 
 
+RESTART = ("never", "changed", "always")
+
+
 def train_recipe(recipe: Recipe, *, dataset=None, out: str | Path = "runs",
                  name: str | None = None, device: str | None = None, resume: bool = False,
                  teacher: str | Path | None = None, teacher_arch: str | None = None,
-                 control: RunControl = RunControl(), restart_changed: bool = False) -> dict:
+                 control: RunControl = RunControl(), restart: str = "never") -> dict:
     """Run ``recipe`` (from :func:`stingy.empirical.recipes.load_recipe`); return its summary.
 
     ``dataset`` is an ImageDataset, or the ``--data`` path (or None: find it) to load
@@ -158,21 +162,26 @@ def train_recipe(recipe: Recipe, *, dataset=None, out: str | Path = "runs",
     The run directory is locked while it runs (a second writer gets a ValueError-like
     ``LockHeld`` at once) and ``run.json`` records its state: ``running``, then ``finished``,
     or ``failed`` on any error (a non-finite loss raises :class:`~stingy.empirical.runs.Diverged`).
-    ``resume`` continues a run whose recipe, data and teacher fingerprints match (else a
-    ValueError, or with ``restart_changed`` a fresh start), and starts one with no checkpoint
-    over.
+    ``resume`` continues a run whose state is established and whose recipe, data and teacher
+    fingerprints match, and starts one with no checkpoint over. ``restart`` says what else
+    starts over: ``"never"`` (a ValueError instead), ``"changed"`` (a run whose state or
+    inputs differ) or ``"always"`` (``--force``: an existing run directory too). A run that
+    fails before it begins removes the folders it created while they are empty, never one
+    another writer uses.
     """
+    if restart not in RESTART:
+        raise ValueError(f"restart must be one of {', '.join(RESTART)}, got {restart!r}")
     device = resolve_device(device)
     check_teacher_given(recipe, teacher, teacher_arch)
     rank, world = distributed_context()
     if world > 1 and not name:
         raise ValueError("under torchrun give --name so every rank uses the same run directory")
-    directory = (run_directory(out, recipe.recipe, name, resume, create=False) if rank == 0
-                 else Path(out) / name)
-    created = _first_missing(directory)
-    lock = RunLock(directory) if rank == 0 else None
-    state = None
+    fresh = restart == "always"
+    directory, created = (run_directory(out, recipe.recipe, name, resume and not fresh, fresh)
+                          if rank == 0 else (Path(out) / name, []))
+    lock, state = None, None
     try:
+        lock = RunLock(directory) if rank == 0 else None
         if dataset is None or isinstance(dataset, (str, Path)):
             dataset = data_module.load_dataset(recipe.data.dataset, data=dataset)
         fingerprints = {"recipe": recipe_fingerprint(recipe),
@@ -182,8 +191,8 @@ def train_recipe(recipe: Recipe, *, dataset=None, out: str | Path = "runs",
             with torch.random.fork_rng(devices=[]):
                 load_any_teacher(teacher, dataset, teacher_arch)
         if rank == 0:
-            state, resume = begin_run(directory, recipe, fingerprints, resume,
-                                      restart_changed)
+            state, resume = begin_run(directory, recipe, fingerprints, resume and not fresh,
+                                      restart != "never")
         summary = _train(recipe, dataset, directory, device, resume, (teacher, teacher_arch),
                          state, control, rank, world)
         if rank == 0:
@@ -194,12 +203,24 @@ def train_recipe(recipe: Recipe, *, dataset=None, out: str | Path = "runs",
         if state is not None:
             write_state(directory, state, state="failed",
                         error=str(err).splitlines()[0] if str(err) else type(err).__name__)
-        elif created is not None and rank == 0:  # refused before it began: leave nothing
-            shutil.rmtree(created, ignore_errors=True)
+        elif created and lock is not None:  # refused before it began: remove its folders
+            lock.release()
+            remove_created(created)
         raise
     finally:
         if lock is not None:
             lock.release()
+
+
+def remove_created(folders: list[Path]) -> None:
+    """Remove the folders a refused run created (its run directory first, then the parents
+    it made), each only while empty: its lock and temporary files go, but a folder holding
+    anything else (another writer's run) stays, and so do the folders above it."""
+    for path in [folders[0] / LOCK, *folders[0].glob(f".*{TEMP_SUFFIX}")]:
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        for folder in folders:
+            folder.rmdir()
 
 
 def check_teacher_given(recipe: Recipe, teacher, teacher_arch: str | None) -> None:
@@ -216,16 +237,6 @@ def check_teacher_given(recipe: Recipe, teacher, teacher_arch: str | None) -> No
     if is_logits_file(teacher) and recipe.entry.data_free:
         raise ValueError("--teacher logits (.npy) cannot drive data-free KD: it queries the "
                          "teacher on generated images; give a model")
-
-
-def _first_missing(directory: Path) -> Path | None:
-    """The outermost folder of ``directory``'s path that does not exist yet (None if all do)."""
-    missing = None
-    for folder in (directory, *directory.parents):
-        if folder.exists():
-            break
-        missing = folder
-    return missing
 
 
 def _train(recipe: Recipe, dataset, directory: Path, device, resume: bool, teacher_source,
@@ -257,7 +268,8 @@ def _data_free(recipe: Recipe, dataset, student, teacher, directory: Path, devic
                resume: bool) -> dict:
     """DAFL (Chen et al. 2019) via ``stingy.empirical.dafl.distill_data_free``, then test
     accuracy. The teacher releases dense logits, or top-k sparse ones (a Stingy Teacher) when
-    ``method.k`` or ``method.ratio`` is set. Resumable through the run's checkpoint."""
+    ``method.k`` or ``method.ratio`` is set. Resumable through the run's checkpoint; a
+    divergence, or test outputs that are not finite, raise ``Diverged``."""
     from stingy.empirical import dafl
 
     if resume:
@@ -273,6 +285,9 @@ def _data_free(recipe: Recipe, dataset, student, teacher, directory: Path, devic
     mean, std = normalisation(recipe.data.dataset)
     test = DeviceData(dataset.test_images, dataset.test_labels, mean, std, device)
     logits = predict(student, test, recipe.train.eval_batch_size, False, False)
+    if not bool(torch.isfinite(logits).all()):
+        raise Diverged(f"diverged at step {result['steps']}: the student's outputs on the test "
+                       f"images are not finite (lower optim.lr or check the recipe)")
     accuracy, test_loss = accuracy_and_loss(logits, test.labels)
     summary = {"recipe": recipe.recipe, "run_dir": str(directory), "device": str(device),
                "finished": True, "test_accuracy": accuracy, "test_loss": test_loss,

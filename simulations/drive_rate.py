@@ -98,11 +98,14 @@ def stingy_objective(k: int, alpha: float, temperature: float, num_classes: int)
 def first_step_rates(setting: dict, config: SimulationConfig, common: dict,
                      generator: torch.Generator) -> list[dict]:
     """One row per (seed, T, r, kept sets true/shuffled): measured and predicted rates, for
-    ``config.distill``'s ratios and alpha at ``config.probe``'s temperatures and lr."""
+    ``config.distill``'s ratios and alpha at ``config.probe``'s temperatures and lr. No rows at
+    alpha = 0 (labels only): there is no drive to predict, so check (c) is not made."""
     batch_size, classes = config.student.batch_size, config.task.classes
     alpha, lr, probe_size = config.distill.alpha, config.probe.lr, config.log.probe_examples
     if config.student.hidden == 0:
         raise ValueError("the eNTK drive prediction needs an MLP student (student.hidden > 0)")
+    if alpha == 0:
+        return []
     rows = []
     for seed in range(setting["inputs"].shape[0]):
         params = [p.detach().double() for p in init_mlp(1, setting["inputs"].shape[-1],

@@ -175,8 +175,10 @@ def teacher_statistics(setting: dict, specs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_kappa(rates: np.ndarray, drive: np.ndarray) -> float:
-    """Least squares through the origin: rate = kappa * drive."""
-    return float(rates @ drive / (drive @ drive))
+    """Least squares through the origin: rate = kappa * drive; NaN without a drive (alpha =
+    0: labels only)."""
+    norm = float(drive @ drive)
+    return float(rates @ drive) / norm if norm else float("nan")
 
 
 def gap_rows(specs, gaps: dict, common: dict, phase: str, lr: float, early_steps: int) -> tuple:

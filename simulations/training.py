@@ -46,6 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stingy.io import Diverged
 from stingy.methods import METHODS as REGISTRY
 from stingy.methods import names
 from stingy.simulations.config import StudentSettings
@@ -228,6 +229,8 @@ def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor
     decays from ``student.lr`` to 0 on a cosine; ``student.gap_cap`` > 0 adds the gap penalty
     (:func:`gap_penalty`) to the sparse-target models. ``within_spread``: see
     :class:`TargetBank`. ``progress``: a tqdm bar, one update a step.
+    A non-finite loss at any step, or non-finite outputs after the last step, of any model
+    raise :class:`~stingy.io.Diverged` (nothing is returned, so no result is written).
     """
     num_seeds, num_examples, input_dim = inputs.shape
     num_classes = teacher_logits.shape[-1]
@@ -240,6 +243,7 @@ def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor
     per_epoch = num_examples // batch_size
     gaps = {}
     order = None
+    first_bad = torch.full((len(specs),), -1, device=inputs.device)  # first non-finite loss
     for step in range(steps + 1):
         if probe is not None and step in probe.steps:
             with torch.no_grad():
@@ -265,8 +269,14 @@ def train_students(specs: ModelSpecs, inputs: torch.Tensor, labels: torch.Tensor
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(student.lr, step, steps)
         optimizer.step()
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(losses["total"].detach()),
+                                step, first_bad)
         if progress is not None:
             progress.update(1)
+    with torch.no_grad():  # the last update can make the weights too large after its loss
+        outputs = mlp_forward(params, inputs[rows, batch])
+    check_finite(specs, first_bad, torch.isfinite(outputs).reshape(len(specs), -1).all(1),
+                 per_epoch)
     return [p.detach() for p in params], gaps
 
 
@@ -278,6 +288,20 @@ def gap_penalty(logits: torch.Tensor, kept: torch.Tensor, cap: float) -> torch.T
     inside = (logits * kept).sum(-1) / kept.sum(-1)
     outside = (logits * (1 - kept)).sum(-1) / (1 - kept).sum(-1).clamp_min(1)
     return F.relu(inside - outside - cap).square().mean(1)
+
+
+def check_finite(specs: ModelSpecs, first_bad: torch.Tensor, finite_outputs: torch.Tensor,
+                 per_epoch: int) -> None:
+    """``Diverged`` naming the methods whose loss turned non-finite at some step (at the
+    first such epoch), or whose outputs on the last batch after the last update are not."""
+    bad = (first_bad >= 0) | ~finite_outputs
+    if not bool(bad.any()):
+        return
+    methods = sorted({specs.method[m] for m in bad.nonzero().flatten().tolist()})
+    steps = first_bad[first_bad >= 0]
+    when = f"epoch {int(steps.min()) // per_epoch + 1}" if len(steps) else "the last epoch"
+    raise Diverged(f"diverged at {when}: the loss or the outputs of {', '.join(methods)} are "
+                   f"not finite (lower student.lr)")
 
 
 def cosine_lr(peak: float, step: int, steps: int) -> float:

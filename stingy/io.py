@@ -1,11 +1,13 @@
-"""Atomic result files, strict JSON, content digests and an exclusive lock.
+"""Atomic result files, strict JSON, plain names, content digests and an exclusive lock.
 
 Every writer goes to a temporary file in the destination folder, flushes and fsyncs it,
 renames it over the target (``os.replace`` is atomic on POSIX and Windows) and fsyncs the
 folder, so the rename itself survives a crash. Files get the usual mode (0666 less the
 umask, 0644 by default), whichever writer made them. JSON is strict: NaN and infinities are
 written as ``null``, so any JSON parser reads every file. A kill can leave a temporary
-``.<name>.*.tmp`` file; :func:`remove_stale_temps` clears them when a run starts.
+``.<name>.*.tmp`` file; :func:`remove_stale_temps` clears them when a run starts. JSON
+lines are read strictly (:func:`read_jsonl`), and a name read from a file names a path only
+once :func:`plain_name` has checked it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 TEMP_SUFFIX = ".tmp"
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def _umask() -> int:
@@ -72,6 +76,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None],
             os.unlink(tmp)
         raise
     return path
+
+
+def plain_name(name: Any, what: str) -> str:
+    """``name`` when it is a plain folder or file name (letters, digits, ``.``, ``_``, ``-``;
+    no ``/`` and not starting with ``.``), else a ValueError naming ``what``: a path built
+    from it stays inside its folder."""
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
+        raise ValueError(f"{what} must be a plain name (letters, digits, '.', '_', '-'; "
+                         f"no '/' and not starting with '.'), got {name!r}")
+    return name
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -139,15 +153,31 @@ def append_jsonl(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read JSON lines, ignoring a torn last line left by a kill."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
+    """Read JSON lines strictly: a line that is not a JSON object is a ValueError naming the
+    file and the line. Only a last line without its newline that does not parse (an append
+    cut short by a kill) is left out."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    lines = text.split("\n")
+    records = [_json_line(line, path, number) for number, line in enumerate(lines[:-1], 1)]
+    if lines[-1]:
+        try:
+            records.append(_json_line(lines[-1], path, len(lines)))
+        except ValueError:
+            pass  # torn by a kill mid-append
     return records
+
+
+def _json_line(line: str, path, number: int) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} line {number} is not valid JSON ({err.msg})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} line {number} is not a JSON object")
+    return record
 
 
 def _json_default(obj: Any) -> Any:

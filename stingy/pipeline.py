@@ -34,7 +34,7 @@ from stingy.figures.draw import (
     THEORY_GRID,
     draw_all,
 )
-from stingy.io import write_csv, write_json, write_text
+from stingy.io import plain_name, write_csv, write_json, write_text
 from stingy.stages import Stage, StageUnavailable, run_stage, source_digest
 
 PROFILES_FILE = Path(__file__).with_name("profiles.toml")
@@ -146,13 +146,14 @@ def run_recipe(results_dir: Path, run: dict, data: str | None) -> dict:
     from stingy.empirical.train import train_recipe
 
     out = results_dir / PAPER_DIR / "runs"
-    teacher = out / run["teacher"] / "model.pt" if run.get("teacher") else None
-    resume = (out / run["name"]).is_dir()  # resumes, or starts over a run killed early
+    name = plain_name(run["name"], "a run name of the paper profile")
+    teacher = (out / plain_name(run["teacher"], "a teacher name of the paper profile")
+               / "model.pt" if run.get("teacher") else None)
+    resume = (out / name).is_dir()  # resumes, or starts over a run killed early
     try:
         summary = train_recipe(load_recipe(run["recipe"], run.get("set", [])), dataset=data,
-                               out=out,
-                               name=run["name"], resume=resume, teacher=teacher,
-                               restart_changed=True)
+                               out=out, name=name, resume=resume, teacher=teacher,
+                               restart="changed")
     except Exception as err:  # noqa: BLE001
         if _data_missing(err):
             raise StageUnavailable(f"{NO_DATA_HINT} ({err})") from None
@@ -168,7 +169,7 @@ def summarise_paper_runs(results_dir: Path, runs: list[dict], data: str | None) 
     out = results_dir / PAPER_DIR
     rows = []
     for run in runs:
-        directory = out / "runs" / run["name"]
+        directory = out / "runs" / plain_name(run["name"], "a run name of the paper profile")
         if not (directory / "summary.json").is_file():
             continue
         summary = json.loads((directory / "summary.json").read_text())

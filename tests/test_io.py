@@ -77,3 +77,34 @@ def test_a_lock_file_left_by_a_dead_process_is_taken_over(tmp_path):
     with sio.ExclusiveLock(tmp_path / ".lock", "run x") as lock:
         assert lock.stale_pid == 999999999
         assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_a_bad_json_line_is_an_error_naming_the_file_and_the_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"epoch": 1}\n{"epoch": 2\n{"epoch": 3}\n')
+    with pytest.raises(ValueError, match=r"m\.jsonl line 2 is not valid JSON"):
+        sio.read_jsonl(path)
+    path.write_text('{"epoch": 1}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r"m\.jsonl line 2 is not a JSON object"):
+        sio.read_jsonl(path)
+    path.write_bytes(b'{"epoch": 1}\n\xff\n')
+    with pytest.raises(ValueError, match=r"m\.jsonl is not UTF-8"):
+        sio.read_jsonl(path)
+
+
+def test_only_a_last_line_cut_short_by_a_kill_is_left_out(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epo')
+    assert sio.read_jsonl(path) == [{"epoch": 1}, {"epoch": 2}]
+    path.write_text('{"epoch": 1}\n{"epoch": 2}')  # whole, only its newline missing
+    assert sio.read_jsonl(path) == [{"epoch": 1}, {"epoch": 2}]
+    path.write_text('{"epoch": 1}\n{"epo\n')  # a bad line with its newline is not torn
+    with pytest.raises(ValueError, match="line 2"):
+        sio.read_jsonl(path)
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", "", "x" * 200, None, 3, "/abs"])
+def test_a_name_from_a_file_must_be_a_plain_name(name):
+    with pytest.raises(ValueError, match="job id must be a plain name"):
+        sio.plain_name(name, "job id")
+    assert sio.plain_name("teacher-n0.0", "job id") == "teacher-n0.0"

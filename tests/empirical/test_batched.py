@@ -169,3 +169,32 @@ def test_student_benchmark_reports_every_case_with_a_positive_rate():
             case["students"] * case["images_per_second_per_student"])
         assert case["images_per_second_per_student"] > 0
     assert students_markdown(result).count("\n| ") == len(result["cases"]) + 1
+
+
+def test_a_group_broken_by_its_last_step_is_refused(setup, tmp_path):
+    from stingy.empirical.runs import Diverged
+
+    train_data = setup[0]
+    one_step = AugmentStream(0, 64)  # 48 images: the loss is read before the one update
+    with pytest.raises(Diverged, match="diverged at epoch 1: .* of scratch are not finite"):
+        train_group(GroupSettings("cnn", 1, 64, 3e38), STUDENTS[:1], train_data, one_step, {},
+                    num_classes=10, init_seed=0, device="cpu", directory=tmp_path)
+    assert not (tmp_path / "group.pt").exists()
+
+
+def test_a_last_batch_of_one_image_joins_the_batch_before_it(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    data = DeviceData(torch.randint(0, 256, (33, 32, 32, 3), dtype=torch.uint8,
+                                    generator=generator),
+                      torch.randint(0, 10, (33,), generator=generator), (0.5,) * 3,
+                      (0.25,) * 3, "cpu")
+    stream = AugmentStream(0, 16)
+    torch.manual_seed(0)
+    bank = LogitBank(tmp_path, build_model("cnn", 10), data, stream)
+    order = stream.order(0, len(data))
+    assert stream.steps(len(data)) == 2
+    assert [len(stream.batch(data, order, 0, step)[1]) for step in range(2)] == [16, 17]
+    assert len(bank.epoch(0, "cpu").teacher(1)) == 17
+    result = train_group(GroupSettings("cnn", 1, 16, 0.05, mode="loop"), STUDENTS[:2], data,
+                         stream, {"teacher": bank}, num_classes=10, init_seed=0, device="cpu")
+    assert result["finished"]

@@ -220,3 +220,20 @@ def test_dafl_refuses_labels_it_does_not_have():
 def test_mismatched_latent_dim_is_refused():
     with pytest.raises(ValueError, match="latent_dim"):
         tiny_run(TinyNet(), TinyNet(), generator=Generator(latent_dim=8, image_size=16))
+
+
+def test_weights_that_turn_non_finite_between_logs_are_never_checkpointed(tmp_path):
+    torch.manual_seed(0)
+    teacher, student = TinyNet(), TinyNet()
+    recipe = build_recipe({"method": {"name": "dafl_kd", "temperature": 4.0, "alpha": 1.0},
+                           "optim": {"name": "sgd", "lr": 3e38}, "train": {"progress": False},
+                           "dafl": {"steps": 3, "batch_size": 4, "latent_dim": 16,
+                                    "log_every": 3, "checkpoint_every": 1}})
+    path = tmp_path / "dafl.pt"
+    with pytest.raises(FloatingPointError, match="diverged at step 2: the student's weights"):
+        distill_data_free(teacher, student, recipe, num_classes=6,
+                          generator=Generator(16, image_size=16), checkpoint_path=path)
+    saved = torch.load(path, weights_only=True)
+    assert saved["step"] == 1
+    assert all(torch.isfinite(value).all() for value in saved["student"].values()
+               if torch.is_floating_point(value))

@@ -29,3 +29,18 @@ def test_dafl_recipes_train_a_student_from_dense_and_stingy_teachers(tmp_path):
         history = json.loads((tmp_path / name / "dafl_history.json").read_text())
         assert [record["student_lr"] for record in history] == pytest.approx([0.01, 0.001])
         assert (tmp_path / name / MODEL).is_file()
+
+
+def test_a_dafl_student_broken_by_its_last_step_fails_the_run(tmp_path):
+    from stingy.empirical.runs import SUMMARY, read_state
+    from stingy.io import Diverged
+
+    dataset = tiny_dataset()
+    train_recipe(load_recipe("cifar10-cnn-scratch", TINY), dataset=dataset, out=tmp_path,
+                 name="teacher", device="cpu")
+    recipe = load_recipe("cifar10-dafl", [*DAFL_TINY, "dafl.steps=1", "optim.lr=3e38"])
+    with pytest.raises(Diverged, match="diverged at step 1: the student's outputs"):
+        train_recipe(recipe, dataset=dataset, out=tmp_path, name="dafl", device="cpu",
+                     teacher=tmp_path / "teacher")
+    assert read_state(tmp_path / "dafl")["state"] == "failed"
+    assert not (tmp_path / "dafl" / MODEL).exists() and not (tmp_path / "dafl" / SUMMARY).exists()

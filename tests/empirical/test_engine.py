@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from stingy.empirical.engine import RunControl, balanced_subset
+from stingy.empirical.engine import RunControl, balanced_subset, batch_count, batch_rows
 from stingy.empirical.recipes import load_recipe
 from stingy.empirical.runs import CHECKPOINT, METRICS, MODEL, RECIPE, load_checkpoint
 from stingy.empirical.train import train_recipe
@@ -144,3 +144,20 @@ def test_sparse_checkpoints_resume_from_the_last_one_and_still_match(tmp_path):
     train(tmp_path, extra=extra, name="cut", resume=True)
     assert without_time(read_jsonl(tmp_path / "cut" / METRICS)) == \
         without_time(read_jsonl(tmp_path / "full" / METRICS))
+
+
+@pytest.mark.parametrize("size, batch_size, smallest, sizes", [
+    (33, 16, 2, [16, 17]), (32, 16, 2, [16, 16]), (34, 16, 2, [16, 16, 2]), (1, 16, 2, [1]),
+    (201, 100, 2, [100, 101]), (35, 16, 4, [16, 19])])
+def test_batches_cover_every_example_once_and_none_is_too_small(size, batch_size, smallest,
+                                                                sizes):
+    batches = [list(range(size))[batch_rows(step, size, batch_size, smallest)]
+               for step in range(batch_count(size, batch_size, smallest))]
+    assert [len(batch) for batch in batches] == sizes
+    assert sum(batches, []) == list(range(size))
+
+
+def test_a_last_batch_of_one_image_does_not_break_batch_norm(tmp_path):
+    summary = train(tmp_path, name="run", dataset=tiny_dataset(train=33))  # 16 + 16 + 1
+    assert summary["finished"]
+    assert [r["images"] for r in read_jsonl(tmp_path / "run" / METRICS)] == [33, 33]

@@ -183,3 +183,127 @@ def test_reproduce_reruns_a_paper_run_killed_before_its_first_checkpoint(tmp_pat
     summary = run_recipe(tmp_path / "results", run, str(folder))
     assert summary["test_accuracy"] is not None
     assert read_state(killed)["state"] == "finished"
+
+
+def run_files(directory):
+    return {path.name: path.read_bytes() for path in directory.iterdir()
+            if path.is_file() and path.name != LOCK}
+
+
+def test_resume_refuses_a_bad_metrics_line_in_one_line_and_truncates_nothing(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "images")
+    argv = ["train", "cifar10-cnn-scratch", "--name", "run", "--data", str(folder), "--out",
+            str(tmp_path / "runs"), *SMALL]
+    assert main(argv) == 0
+    directory = tmp_path / "runs" / "run"
+    first, second = (directory / METRICS).read_text().splitlines()
+    (directory / METRICS).write_text(f"{first}\n{second[:-7]}\n")  # line 2 cut, as by a bad disk
+    before = run_files(directory)
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert "metrics.jsonl line 2" in line and "--force" in line
+    assert run_files(directory) == before  # neither the metrics nor the state changed
+    assert read_state(directory)["state"] == "finished"
+
+
+def test_resume_refuses_metrics_that_miss_a_checkpointed_epoch(tmp_path):
+    train(tmp_path, stop_after_epochs=1, extra=["schedule.epochs=3"])
+    (tmp_path / "run" / METRICS).write_text("")
+    with pytest.raises(ValueError, match=r"logs epochs \[\], not 1..1"):
+        train(tmp_path, resume=True, extra=["schedule.epochs=3"])
+
+
+def test_resume_without_run_json_deletes_nothing_until_forced(tmp_path):
+    train(tmp_path)
+    directory = tmp_path / "run"
+    (directory / STATE).unlink()
+    before = run_files(directory)
+    with pytest.raises(ValueError, match=r"no run\.json, .* --force instead of --resume"):
+        train(tmp_path, resume=True)
+    assert run_files(directory) == before
+    summary = train(tmp_path, restart="always")
+    assert summary["finished"] and read_state(directory)["state"] == "finished"
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"state": "finished"}'])
+def test_resume_with_a_corrupt_run_json_is_refused_not_restarted(tmp_path, text):
+    train(tmp_path, stop_after_epochs=1)
+    directory = tmp_path / "run"
+    (directory / STATE).write_text(text)
+    before = run_files(directory)
+    with pytest.raises(ValueError, match=r"run\.json is unreadable or not a run record.*--force"):
+        train(tmp_path, resume=True)
+    assert run_files(directory) == before
+
+
+def test_force_starts_an_existing_run_over_and_needs_a_name(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "images")
+    argv = ["train", "cifar10-cnn-scratch", "--data", str(folder), "--out",
+            str(tmp_path / "runs"), *SMALL]
+    assert main([*argv, "--name", "run"]) == 0
+    first = read_state(tmp_path / "runs" / "run")["run_id"]
+    capsys.readouterr()
+    assert main([*argv, "--name", "run"]) == 2
+    assert "--force to start it over" in error_line(capsys.readouterr().err)
+    assert main([*argv, "--force"]) == 2
+    assert "--force needs --name" in error_line(capsys.readouterr().err)
+    assert main([*argv, "--name", "run", "--force", "--resume"]) == 2
+    capsys.readouterr()
+    assert main([*argv, "--name", "run", "--force"]) == 0
+    state = read_state(tmp_path / "runs" / "run")
+    assert state["run_id"] != first and state["state"] == "finished"
+
+
+def test_a_failing_run_removes_only_its_own_folder_never_a_shared_parent(tmp_path,
+                                                                          monkeypatch):
+    import stingy.empirical.train as train_module
+
+    out = tmp_path / "new" / "runs"  # neither exists yet: both runs create them
+
+    def another_run_finishes_then_this_load_fails(name, data=None):
+        train(out, name="other")
+        raise FileNotFoundError(f"no dataset at {data}")
+
+    monkeypatch.setattr(train_module.data_module, "load_dataset",
+                        another_run_finishes_then_this_load_fails)
+    with pytest.raises(FileNotFoundError):
+        train_recipe(load_recipe("cifar10-cnn-scratch", TINY), dataset=str(tmp_path / "none"),
+                     out=out, name="mine", device="cpu")
+    assert read_state(out / "other")["state"] == "finished"
+    assert (out / "other" / SUMMARY).is_file() and not (out / "mine").exists()
+
+
+def test_a_last_step_that_breaks_the_model_fails_the_run(tmp_path):
+    from stingy.io import Diverged
+
+    one_step = ["schedule.epochs=1", "train.batch_size=64", "optim.name=sgd", "optim.lr=3e38"]
+    with pytest.raises(Diverged, match="diverged at epoch 1: the outputs on the test images"):
+        train(tmp_path, extra=one_step)  # 48 images: the loss is read before the update
+    directory = tmp_path / "run"
+    assert read_state(directory)["state"] == "failed"
+    assert not (directory / SUMMARY).exists() and not (directory / CHECKPOINT).exists()
+
+
+def test_quick_reuses_a_finished_run_from_its_folder_not_a_path_in_its_summary(tmp_path):
+    out = tmp_path / "quick"
+    shrink = ["data.train_subset=0", "data.test_subset=0", "schedule.epochs=1",
+              "train.batch_size=16", "train.progress=false"]
+    _run("quick-teacher", dataset=tiny_dataset(), out=out, device="cpu", overrides=shrink)
+    path = out / "runs" / "quick-teacher" / SUMMARY
+    path.write_text(json.dumps({**json.loads(path.read_text()),
+                                "run_dir": str(tmp_path / "elsewhere")}))
+    reused = _run("quick-teacher", dataset=tiny_dataset(), out=out, device="cpu",
+                  overrides=shrink)
+    assert reused["run_dir"] == str(out / "runs" / "quick-teacher")
+
+
+@pytest.mark.parametrize("field, what", [("name", "run"), ("teacher", "teacher")])
+def test_a_paper_run_names_only_plain_folders(tmp_path, field, what):
+    from stingy.pipeline import run_recipe
+
+    run = {"name": "student", "recipe": "cifar10-cnn-kd", "teacher": "teacher",
+           field: "../../elsewhere"}
+    with pytest.raises(ValueError, match=f"a {what} name of the paper profile must be a plain"):
+        run_recipe(tmp_path / "results", run, None)
+    assert not (tmp_path / "elsewhere").exists()

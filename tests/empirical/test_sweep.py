@@ -284,3 +284,74 @@ def test_verdicts_of_a_sweep_missing_a_method_say_not_computed():
     verdicts = real_verdicts(rows, profile_from_table({**TOY, "noise": [0.0]}))
     assert verdicts == [{"model": "cnn", "verdict": "not computed",
                          "detail": "no rows for method='within_m_kd' ratio=0.5"}]
+
+
+def write_profile(path, **changes):
+    """TOY with ``changes`` as a profile TOML (its values are TOML as JSON writes them)."""
+    table = {key: value for key, value in {**TOY, **changes}.items() if key != "name"}
+    path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items()))
+    return path
+
+
+def one_error_line(err):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_diverging_teacher_fails_the_sweep_in_one_line_and_is_never_done(tmp_path,
+                                                                          image_folder, capsys):
+    from stingy.cli import main
+
+    # 40 images in one batch: the loss is read before the update that breaks the teacher
+    profile = write_profile(tmp_path / "toy.toml", noise=[0.0], extras=[], teacher_epochs=1,
+                            teacher_batch_size=64, teacher_lr=3e38)
+    out = tmp_path / "sweep"
+    code = main(["sweep", "all", "--profile", str(profile), "--data", str(image_folder),
+                 "--out", str(out), "--device", "cpu"])
+    assert code == 1
+    assert "diverged at epoch 1" in one_error_line(capsys.readouterr().err)
+    teacher = out / "jobs" / "teacher-n0.0"
+    assert not (teacher / RESULT).exists() and (teacher / "failed.json").is_file()
+    assert not any((out / "jobs").glob(f"students-*/{RESULT}"))
+    collected = collect(out)
+    assert collected["failed"] == ["teacher-n0.0"] and not collected["rows"]
+
+
+@pytest.mark.parametrize("planted, index", [("teacher-n0.0", 1), ("students-cnn-s0-n0.0", 1)],
+                         ids=["a teacher id and the needs naming it", "a student job id"])
+def test_a_plan_whose_job_ids_leave_the_sweep_folder_is_refused(tmp_path, image_folder, capsys,
+                                                                planted, index):
+    from stingy.cli import main
+
+    out = tmp_path / "a" / "b" / "sweep"
+    toy_plan(out, image_folder, noise=[0.0], extras=[], seeds=[0], student_epochs=1,
+             teacher_epochs=1)
+    plan = out / "plan.json"
+    plan.write_text(plan.read_text().replace(f'"{planted}"', '"../../../../PWN"'))
+    assert main(["sweep", "run", "--out", str(out), "--index", str(index)]) == 2
+    assert "jobs its profile does not plan" in one_error_line(capsys.readouterr().err)
+    assert main(["sweep", "collect", "--out", str(out)]) == 2
+    assert not list(tmp_path.rglob("PWN*")) and not (out / "jobs").exists()
+
+
+def test_a_job_folder_is_a_plain_name_under_jobs(tmp_path):
+    from stingy.empirical.sweep import job_dir
+
+    assert job_dir(tmp_path, "teacher-n0.0") == tmp_path / "jobs" / "teacher-n0.0"
+    for bad in ("../x", "/abs", ".lock", "a/b"):
+        with pytest.raises(ValueError, match="plain name"):
+            job_dir(tmp_path, bad)
+
+
+def test_a_result_that_is_not_this_jobs_finished_result_is_not_reused(tmp_path, image_folder):
+    out = tmp_path / "sweep"
+    toy_plan(out, image_folder, noise=[0.0], extras=[], seeds=[0])
+    context = SweepContext(out)
+    directory = out / "jobs" / "teacher-n0.0"
+    directory.mkdir(parents=True)
+    for text in ('{"finished": false}', "{", '{"id": "nasty", "finished": true}'):
+        (directory / RESULT).write_text(text)
+        with pytest.raises(ValueError, match="delete it to run the job again"):
+            run_job(context, "teacher-n0.0", log=lambda m: None)
+        assert (directory / RESULT).read_text() == text

@@ -61,3 +61,17 @@ def test_separate_refuses_one_seed_in_one_line(capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--seeds" in err
     assert not (tmp_path / "sep").exists()
+
+
+def test_alpha_0_trains_on_labels_only_and_makes_no_drive_check(tmp_path, capsys):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    out = tmp_path / "out"
+    assert main(["simulate", "--config", str(config), "--noise", "0", "--alpha", "0",
+                 "--out", str(out), "--json"]) == 0
+    checks = {v["check"] for v in json.loads(capsys.readouterr().out)}
+    assert {"a", "b", "d"} <= checks and not any(c.startswith("c-") for c in checks)
+    with open(out / "runs.csv") as f:
+        runs = list(csv.DictReader(f))
+    assert {float(row["alpha"]) for row in runs} == {0.0}
+    assert (out / "drive_rates.csv").read_text().strip() == ""

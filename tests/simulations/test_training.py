@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from stingy.simulations import data
@@ -108,3 +109,17 @@ def test_a_gap_cap_holds_the_stingy_students_gap_and_leaves_the_others_alone():
         gaps[cap] = logit_gap(outputs[cap][1:], kept[1:]).mean()
     assert gaps[0.0] > 50 and gaps[2.0] < 0.1 * gaps[0.0]  # the stingy gap is held
     torch.testing.assert_close(outputs[2.0][0], outputs[0.0][0])  # normal KD: untouched
+
+
+def test_a_diverging_student_fails_instead_of_returning_weights():
+    from stingy.io import Diverged
+
+    task = data.make_task(10, 2, 8, 8, 3.0, 1.5, 0)
+    generator = torch.Generator().manual_seed(0)
+    x, y = data.sample(task, 200, generator)
+    teacher = data.clean_log_posterior(task, x).float()[None]
+    specs = build_specs(["scratch", "normal_kd"], [0.5], [4.0], 0.9, 1, 10)
+    student = StudentSettings(seeds=2, hidden=8, optimizer="sgd", lr=1e30, momentum=0.0,
+                              weight_decay=0.0, batch_size=50, steps=8)
+    with pytest.raises(Diverged, match="diverged at epoch 1: .* of normal_kd, scratch are not"):
+        train_students(specs, x.float()[None], y[None], teacher, student, generator)
