@@ -33,6 +33,8 @@ VERDICT_SOURCES = (*((folder, f"CIFAR-10 sweep, {folder}") for folder in SWEEP_D
                    (SIMULATION_DIR, "simulations, symmetric noise"),
                    (SUPERCLASS_DIR, "simulations, superclass noise"),
                    ("mechanism", "simulations, mechanism sweeps"),
+                   ("mechanism/interventions", "simulations, interventions"),
+                   ("fixes", "simulations, fixes with and without labels"),
                    ("separation", "simulations, kept mass against noise"))
 # The checks that test the paper's own claims (stingy below both baselines; the U shape over
 # r); every other check tests a prediction of ours and counts as new when it holds.
@@ -118,11 +120,17 @@ def verdicts_section(results_dir: Path, folder: str = SIMULATION_DIR) -> str:
 
 
 def _setting(verdict: dict) -> str:
-    """The label-noise setting a verdict belongs to ('-' when it spans settings)."""
+    """The setting a verdict belongs to: label noise, and alpha and training length where the
+    verdict has them ('-' when it spans settings)."""
     noise, kind = verdict.get("noise"), verdict.get("noise_kind")
     if noise is None:
         return "-"
-    return f"noise {fmt(noise)}" + (f" {kind}" if isinstance(kind, str) else "")
+    text = f"noise {fmt(noise)}" + (f" {kind}" if isinstance(kind, str) else "")
+    if "alpha" in verdict:
+        text += f", alpha {fmt(verdict['alpha'])}"
+    if "length" in verdict:
+        text += f", {verdict['length']} training"
+    return text
 
 
 def _measured(verdict: dict) -> str:

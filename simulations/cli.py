@@ -135,12 +135,17 @@ def main(args) -> int:
     from stingy.simulations.config import flag_keys, load_config
     from stingy.simulations.runner import failed_checks, format_verdicts, run_sweep
     from stingy.simulations.summary import format_table
+    from stingy.simulations.verdicts import left_out_checks
 
     flags = {key: getattr(args, flag.lstrip("-").replace("-", "_"))
              for flag, key in flag_keys().items()}
     config = load_config(args.config, flags)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out must be a folder, got the file {args.out}")
+    left_out = left_out_checks(config.distill.methods, config.distill.ratios,
+                               config.intermediate_ratio)
+    for check, reason in left_out.items():
+        print(f"stingy simulate: check ({check}) is left out: it {reason}", file=sys.stderr)
     result = run_sweep(config, args.out, progress=not args.json)
     if args.json:
         print(json.dumps(result["verdicts"], indent=2))

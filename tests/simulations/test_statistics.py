@@ -41,3 +41,18 @@ def test_holm_leaves_nan_out_of_the_family():
     out = holm([{"p_value": float("nan")}, {"p_value": 0.02}])
     assert math.isnan(out[0]["p_holm"]) and out[0]["verdict_holm"] == "fail"
     assert out[1]["p_holm"] == pytest.approx(0.02)
+
+
+def test_checks_the_rows_cannot_give_are_left_out_with_a_reason():
+    from stingy.simulations.verdicts import all_verdicts, left_out_checks
+
+    assert left_out_checks({"normal_kd", "stingy_kd"}, [0.1], 0.1) == {
+        "a": "needs scratch", "d": "needs within_m_kd", "e": "needs scratch",
+        "b": "needs a stingy ratio on each side of r=0.1, got [0.1]"}
+    assert left_out_checks({"scratch", "normal_kd", "stingy_kd", "within_m_kd"},
+                           [0.05, 0.1, 0.2], 0.1) == {}
+    rows = [{"method": method, "ratio": ratio, "seed": seed, "accuracy": 0.5 + 0.01 * seed,
+             "noise": 0.0, "noise_kind": "symmetric"}
+            for seed in range(3)
+            for method, ratio in (("normal_kd", float("nan")), ("stingy_kd", 0.1))]
+    assert all_verdicts(rows, [], 0.1) == []  # no scratch, no within-M, one ratio: nothing
