@@ -618,7 +618,8 @@ def real_verdicts(rows: list[dict], profile: SweepProfile) -> list[dict]:
     Holm-corrected together: (kd) normal KD beats labels only and, at noise 0, the Nasty
     Teacher's harm per setting; checks a, b, d, f (per noise) and e (across noise) of
     stingy.simulations.verdicts."""
-    from stingy.simulations.verdicts import all_verdicts, check_greater, check_kd
+    from stingy.simulations.verdicts import (all_verdicts, check_greater, check_kd,
+                                             left_out_checks)
 
     results = []
     for model in profile.student_models:
@@ -639,6 +640,12 @@ def real_verdicts(rows: list[dict], profile: SweepProfile) -> list[dict]:
             results.append({"model": model, "verdict": "not computed", "detail": str(err)})
             continue
         results += [{"model": model, **verdict} for verdict in verdicts]
+        left_out = left_out_checks({r["method"] for r in chosen},
+                                   {r["ratio"] for r in chosen if r["method"] == "stingy_kd"},
+                                   profile.verdict_ratio)
+        results += [{"model": model, "check": check, "verdict": "not computed",
+                     "detail": f"left out: it {reason}"}
+                    for check, reason in left_out.items() if check != "e"]
     return results
 
 

@@ -26,6 +26,8 @@ with the target built from the teacher's logits z of model m's seed:
                       (stingy.theory.tail_bucket, kd_loss_topk(..., tail="bucket"));
 ``uniform_floor_kd``  the stingy target at mass r = k/K on M and 1/K on each dropped class,
                       U_K + r (p~ - U_M): nothing beyond the sparse row, and no drive;
+``sampled_kd``        target counts / k of k classes drawn once per example with replacement
+                      from softmax(z / T) (random-sampling KD, unbiased in expectation);
 ``label_smoothing``   target uniform at T = 1: (1-a) CE(s, y) + a KL(u || softmax(s)), i.e.
                       label smoothing with epsilon = a (up to a constant).
 
@@ -49,6 +51,7 @@ import torch.nn.functional as F
 from stingy.io import Diverged
 from stingy.methods import METHODS as REGISTRY
 from stingy.methods import names
+from stingy.objective import SampledRows, sample_rows
 from stingy.simulations.config import StudentSettings
 from stingy.simulations.students import init_mlp, make_optimizer, mlp_forward
 from stingy.theory.expansion import logit_gap
@@ -108,7 +111,8 @@ class TargetBank:
     sum_i p(i) log p(i) [U, S, N] (0 log 0 = 0) and M itself [U, S, N, C] (used by within-M KD).
     A tail-bucket target keeps the dense p on M (not renormalised), its tail mass 1 - m
     [U, S, N] (0 for the other targets) and adds (1 - m) log(1 - m) to the constant. A
-    uniform-floor target is (k/K) p on M and 1/K off it.
+    uniform-floor target is (k/K) p on M and 1/K off it. A sampled target is the counts / k
+    of k classes drawn once per example from the dense p (stingy.objective.sample_rows).
     """
 
     def __init__(self, teacher_logits: torch.Tensor, specs: ModelSpecs,
@@ -118,7 +122,7 @@ class TargetBank:
         the tail bucket from softmax(c z_M / T): c = 0 is uniform on M."""
         sources = {"labels": "teacher"}  # alpha = 0: the target is never used
         keys = [(sources.get(REGISTRY[m].target, REGISTRY[m].target), k, t,
-                 REGISTRY[m].tail_bucket, REGISTRY[m].uniform_floor)
+                 REGISTRY[m].tail_bucket, REGISTRY[m].uniform_floor, REGISTRY[m].sampled)
                 for m, k, t in zip(specs.method, specs.k.tolist(), specs.temperature.tolist())]
         distinct = sorted(set(keys))
         logits = {"teacher": teacher_logits, "reversed": reverse_logits(teacher_logits),
@@ -141,6 +145,14 @@ class TargetBank:
         self.probs = torch.where(bucket[..., None], dense.masked_fill(~self.kept, 0), self.probs)
         self.probs = torch.where(floor, torch.where(self.kept, share * self.probs,
                                                     1.0 / num_classes), self.probs)
+        self.samples = {}  # distinct target -> sampled classes [S, N, k], drawn once
+        for index, (source, k, temperature, *_, sampled) in enumerate(distinct):
+            if sampled:
+                rows = sample_rows(logits[source], k, temperature,
+                                   torch.Generator().manual_seed(index))
+                self.samples[index] = rows.indices
+                self.probs[index] = torch.zeros_like(self.probs[index]).scatter_add_(
+                    -1, rows.indices, rows.weights.to(self.probs.dtype))
         self.neg_entropy = (torch.special.xlogy(self.probs, self.probs).sum(-1)
                             + torch.special.xlogy(self.tail, self.tail))
         self.target_index = torch.tensor([distinct.index(key) for key in keys])
@@ -151,6 +163,11 @@ class TargetBank:
         self.sparse_index = torch.tensor([REGISTRY[m].sparse_target for m in specs.method]
                                          ).nonzero().flatten()
         self.seed_index = specs.seed_index
+
+    def sampled_rows(self, model: int) -> SampledRows:
+        """The sampled rows [N, k] a sampled-KD ``model`` trains on (its seed's draw)."""
+        indices = self.samples[int(self.target_index[model])][int(self.seed_index[model])]
+        return SampledRows(indices, torch.full(indices.shape, 1.0 / indices.shape[-1]))
 
     def kept_of(self, models: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """The kept sets M [len(models), B, C] of ``models`` on their rows of ``batch`` [n, B]."""

@@ -205,7 +205,8 @@ def check_c(rate_rows, tolerance: float = 0.1, factor: float = 1.25) -> list[dic
 RECOVERY_CHECKS = {"within_m_kd": ("d", "within-M KD"),
                    "tail_bucket_kd": ("f", "tail-bucket KD (stingy teacher + its tail mass)"),
                    "uniform_floor_kd": ("g", "uniform-floor KD (the sparse row, 1/K on each "
-                                        "dropped class)")}
+                                        "dropped class)"),
+                   "sampled_kd": ("h", "sampled KD (k classes sampled from the teacher)")}
 
 
 def check_d(rows, ratio: float, recovery: float = 0.5, tolerance: float = 1.0,

@@ -26,6 +26,10 @@ where the target p = softmax(t_M / T) and
   spreads the rest evenly over the dropped classes, 1/K each: p_floor = U_K + r (p~ - U_M).
   It uses nothing beyond the sparse row, and its mean over M equals its mean off M, so the
   drive T (U_M - U_K) of the stingy target is gone and the teacher's ranking inside M stays;
+- ``sampled``: random-sampling KD (Anshumann et al., "Sparse Logit Sampling", ACL 2025): the
+  target is k classes drawn with replacement from the teacher's tempered softmax p, each
+  with weight 1/k (``stingy.objective.sample_rows``), so it equals p in expectation; the
+  loss is the KD loss against that target. Its k is the number of samples, not a top-k set;
 - ``data_free``: the student never sees the training images; a generator synthesises its
   inputs (DAFL, ``stingy.empirical.dafl``).
 
@@ -69,6 +73,7 @@ class Method:
     data_free: bool = False
     tail_bucket: bool = False
     uniform_floor: bool = False
+    sampled: bool = False
     layers: tuple[str, ...] = LAYERS
     description: str = ""
 
@@ -78,12 +83,13 @@ class Method:
                              f"got {self.target!r}")
         if self.sign not in (1, -1):
             raise ValueError(f"Method {self.name!r}: sign must be 1 or -1, got {self.sign!r}")
-        if (self.within_kept or self.tail_bucket or self.uniform_floor) and not self.sparse_target:
-            raise ValueError(f"Method {self.name!r}: within_kept, tail_bucket and uniform_floor "
-                             "need sparse_target")
-        if self.within_kept + self.tail_bucket + self.uniform_floor > 1:
-            raise ValueError(f"Method {self.name!r}: within_kept, tail_bucket and uniform_floor "
-                             "exclude each other")
+        if (self.within_kept or self.tail_bucket or self.uniform_floor or self.sampled) \
+                and not self.sparse_target:
+            raise ValueError(f"Method {self.name!r}: within_kept, tail_bucket, uniform_floor "
+                             "and sampled need sparse_target")
+        if self.within_kept + self.tail_bucket + self.uniform_floor + self.sampled > 1:
+            raise ValueError(f"Method {self.name!r}: within_kept, tail_bucket, uniform_floor "
+                             "and sampled exclude each other")
         if self.needs_teacher != (self.target in ("teacher", "reversed")):
             raise ValueError(f"Method {self.name!r}: needs_teacher must be true exactly for "
                              f"the teacher and reversed targets")
@@ -101,7 +107,8 @@ class Method:
     def needs_dense_teacher(self) -> bool:
         """Whether the loss reads the teacher's logits off its top-k set (normal, reversed and
         nasty targets, and the tail bucket's log-partition): stored top-k rows cannot feed it."""
-        return self.needs_teacher and (not self.sparse_target or self.tail_bucket)
+        return self.needs_teacher and (not self.sparse_target or self.tail_bucket
+                                       or self.sampled)
 
     def objective(self, settings: MethodSettings, num_classes: int,
                   label_smoothing: float = 0.0):
@@ -131,6 +138,9 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     Method("uniform_floor_kd", "Uniform-floor KD", "#332288", needs_teacher=True,
            target="teacher", sparse_target=True, uniform_floor=True,
            description="stingy target at mass k/K on M, 1/K on each dropped class"),
+    Method("sampled_kd", "Sampled KD", "#88CCEE", needs_teacher=True, target="teacher",
+           sparse_target=True, sampled=True,
+           description="k classes sampled from the teacher's softmax, weight 1/k each"),
     Method("within_m_kd", "Within-M KD", GREEN, needs_teacher=True, target="teacher",
            sparse_target=True, within_kept=True,
            description="stingy target, student softmax renormalised over the kept set M"),

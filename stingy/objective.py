@@ -21,6 +21,9 @@ count. With s the student's logits, z the teacher's, y the labels:
     tail_bucket                 KL over (M, one tail cell) of (p on M, 1 - m) || (q on M, Q)
     uniform_floor               the same as sparse with target U_K + (k/K)(p~ - U_M): (k/K) p~
                                 on M and 1/K on each dropped class (p~ the sparse target)
+    sampled                     the same with target c/k: c counts k classes drawn with
+                                replacement from softmax(z/T) (SampledRows; drawn each call
+                                from a dense teacher)
     sign -1  (nasty teacher)    CE(s, y) - w T^2 KL(softmax(z/T) || softmax(s/T))
     data_free (DAFL)            T^2 KL(target || softmax(s/T)), a = 1, sparse when k is set
 
@@ -40,6 +43,25 @@ import torch.nn.functional as F
 
 from stingy.theory.operators import kd_loss_unchecked, keep_count, kept_indices, reverse_logits
 from stingy.theory.topk import kd_loss_topk_unchecked
+
+
+class SampledRows(NamedTuple):
+    """A teacher's sampled rows: class ``indices`` [B, k] drawn with replacement from its
+    tempered softmax, and their ``weights`` [B, k] (1/k each)."""
+
+    indices: torch.Tensor
+    weights: torch.Tensor
+
+
+def sample_rows(teacher_logits: torch.Tensor, k: int, temperature: float,
+                generator: torch.Generator | None = None) -> SampledRows:
+    """k classes per row drawn with replacement from softmax(z / T), weight 1/k each: the
+    counts / k equal softmax(z / T) in expectation (random-sampling KD)."""
+    probs = torch.softmax(teacher_logits.detach().float() / temperature, dim=-1)
+    flat = probs.reshape(-1, probs.shape[-1])
+    indices = torch.multinomial(flat, k, replacement=True, generator=generator)
+    indices = indices.reshape(*probs.shape[:-1], k)
+    return SampledRows(indices, torch.full(indices.shape, 1.0 / k, device=indices.device))
 
 
 class TopKRows(NamedTuple):
@@ -66,13 +88,15 @@ class Objective:
     within_kept: bool
     tail_bucket: bool
     uniform_floor: bool
+    sampled: bool
     sign: int
     nasty_weight: float
     label_smoothing: float
 
     @property
     def needs_dense_teacher(self) -> bool:
-        return self.target in ("teacher", "reversed") and (self.k is None or self.tail_bucket)
+        return self.target in ("teacher", "reversed") and (self.k is None or self.tail_bucket
+                                                          or self.sampled)
 
     def __call__(self, student_logits: torch.Tensor, teacher=None,
                  labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -81,6 +105,10 @@ class Objective:
             return F.cross_entropy(student, labels, label_smoothing=self.label_smoothing)
         if self.target == "uniform":
             return kd_loss_unchecked(student, torch.zeros_like(student), labels, 1.0, self.alpha)
+        if self.sampled:
+            rows = teacher if isinstance(teacher, SampledRows) else sample_rows(
+                teacher, self.k, self.temperature)
+            return self._from_samples(student, rows, labels)
         if isinstance(teacher, TopKRows):
             return self._from_rows(student, teacher, labels)
         teacher = _at_least_float32(teacher).detach()  # a constant: no gradient reaches it
@@ -108,6 +136,16 @@ class Objective:
         share = math.log(self.k / num_classes)
         floor = torch.full_like(like, -t * math.log(num_classes))
         return floor.scatter(-1, kept, t * (share + torch.log_softmax(values / t, dim=-1)))
+
+    def _from_samples(self, student, rows: SampledRows, labels):
+        """(1 - a) CE + a T^2 KL(target || softmax(s / T)), target = the rows' weights summed
+        per class."""
+        target = torch.zeros_like(student).scatter_add_(-1, rows.indices.long(),
+                                                         rows.weights.to(student.dtype))
+        log_q = torch.log_softmax(student / self.temperature, dim=-1)
+        divergence = (torch.special.xlogy(target, target) - target * log_q).sum(-1).mean()
+        hard = F.cross_entropy(student, labels) if self.alpha < 1 else 0.0
+        return (1 - self.alpha) * hard + self.alpha * self.temperature ** 2 * divergence
 
     def _from_rows(self, student, rows: TopKRows, labels):
         """Stingy, within-M and uniform-floor KD from stored rows, through the top-k core (the
@@ -156,5 +194,5 @@ def build_objective(method, settings, num_classes: int, label_smoothing: float =
         method=method.name, target=method.target, temperature=settings.temperature,
         alpha=1.0 if method.data_free else settings.alpha, k=k,
         within_kept=method.within_kept, tail_bucket=method.tail_bucket,
-        uniform_floor=method.uniform_floor, sign=method.sign,
+        uniform_floor=method.uniform_floor, sampled=method.sampled, sign=method.sign,
         nasty_weight=settings.nasty_weight, label_smoothing=label_smoothing)

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_every_layer_takes_its_method_names_from_the_registry():
     assert set(SIMULATION_METHODS) | set(RECIPE_METHODS) == set(METHODS)
-    assert SPARSE_METHODS == ("stingy_kd", "tail_bucket_kd", "uniform_floor_kd", "within_m_kd")
+    assert SPARSE_METHODS == ("stingy_kd", "tail_bucket_kd", "uniform_floor_kd", "sampled_kd",
+                              "within_m_kd")
     simulated = load_config(None, {}).distill.methods
     assert set(simulated) <= set(METHODS)
     used = {load_recipe(name).method.name for name in packaged_recipes()}
@@ -49,10 +50,11 @@ def test_an_unknown_method_is_refused_naming_every_allowed_one():
 @pytest.mark.parametrize("fields, message", [
     ({"target": "bucket"}, "target must be one of"),
     ({"sign": 0}, "sign must be 1 or -1"),
-    ({"within_kept": True}, "uniform_floor need sparse_target"),
-    ({"uniform_floor": True}, "uniform_floor need sparse_target"),
+    ({"within_kept": True}, "and sampled need sparse_target"),
+    ({"uniform_floor": True}, "and sampled need sparse_target"),
     ({"sparse_target": True, "uniform_floor": True, "tail_bucket": True},
      "exclude each other"),
+    ({"sampled": True}, "and sampled need sparse_target"),
     ({"needs_teacher": False}, "needs_teacher must be true"),
     ({"layers": ("tpu",)}, "layers must be among"),
 ])

@@ -172,3 +172,39 @@ def test_the_uniform_floor_is_a_fixed_instance_and_has_no_drive():
         student, teacher, torch.tensor([0]))
     assert float(loss) == pytest.approx(float((floor * (4 * floor).log()).sum()), rel=1e-12)
     assert float(loss) == pytest.approx(0.16390666, rel=1e-6)
+
+
+def test_sampled_kd_is_the_kd_loss_against_the_sampled_counts():
+    from stingy.objective import SampledRows
+
+    student, _, labels = batch(6, n=2, classes=4)
+    rows = SampledRows(torch.tensor([[0, 0, 2], [3, 1, 3]]), torch.full((2, 3), 1 / 3))
+    target = torch.tensor([[2 / 3, 0, 1 / 3, 0], [0, 1 / 3, 0, 2 / 3]], dtype=torch.float64)
+    t, alpha = 4.0, 0.9
+    log_q = torch.log_softmax(student / t, -1)
+    kl = torch.where(target > 0, target * (target.log() - log_q), 0.0).sum(-1).mean()
+    expected = (1 - alpha) * F.cross_entropy(student, labels) + alpha * t**2 * kl
+    loss = objective("sampled_kd", classes=4, k=3, temperature=t, alpha=alpha)(
+        student, rows, labels)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_sampled_rows_are_unbiased_for_the_teachers_softmax_and_its_gradient():
+    """The mean of many sampled targets is softmax(z / T), so the mean gradient of sampled KD
+    is normal KD's (at alpha = 1 both are T (q - target))."""
+    from stingy.objective import sample_rows
+
+    _, teacher, _ = batch(7, n=1, classes=5)
+    draws = 40_000
+    rows = sample_rows(teacher.expand(draws, 5), 4, 4.0, torch.Generator().manual_seed(0))
+    counts = torch.zeros(draws, 5).scatter_add_(-1, rows.indices, rows.weights).mean(0)
+    torch.testing.assert_close(counts.double(), torch.softmax(teacher[0] / 4.0, -1),
+                               atol=6e-3, rtol=0)
+    assert not torch.allclose(counts.double(), torch.softmax(teacher[0], -1), atol=6e-3)
+    student = torch.zeros(draws, 5, requires_grad=True)
+    objective("sampled_kd", classes=5, k=4, alpha=1.0)(student, rows, None).backward()
+    dense = torch.zeros(1, 5, dtype=torch.float64, requires_grad=True)
+    objective("normal_kd", classes=5, alpha=1.0)(dense, teacher, None).backward()
+    # T = 4 times the sampling error of the counts above
+    torch.testing.assert_close(student.grad.sum(0).double(), dense.grad[0], atol=4 * 6e-3,
+                               rtol=0)

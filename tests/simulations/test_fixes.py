@@ -32,11 +32,12 @@ def test_the_prediction_comes_first_and_every_fix_is_checked(tmp_path, tiny):
     assert prediction == result["prediction"]
     # the tail bucket without labels under noise is predicted to fail, the others to pass
     assert {(c["fix"], c["predicted"]) for c in prediction["cells"]} == {
-        ("within_m_kd", "pass"), ("tail_bucket_kd", "fail"), ("uniform_floor_kd", "pass")}
+        ("within_m_kd", "pass"), ("tail_bucket_kd", "fail"), ("uniform_floor_kd", "pass"),
+        ("sampled_kd", "pass")}
     verdicts = result["verdicts"]
     assert sorted((v["fix"], v["length"]) for v in verdicts) == sorted(
         (fix, length) for fix in fixes.FIXES for length in ("short", "long"))
-    assert {v["check"] for v in verdicts} == {"d", "f", "g"}
+    assert {v["check"] for v in verdicts} == {"d", "f", "g", "h"}
     for verdict in verdicts:
         assert "p_holm" in verdict
         assert verdict["prediction_held"] == (verdict["predicted_outcome"]
