@@ -24,6 +24,7 @@ from stingy.settings import (
     TableOf, section, setting)
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
+MAX_STORED_LOGITS = 500_000_000  # 2 GB of float32 teacher logits per noise setting
 METHODS = names("simulations")
 
 
@@ -131,6 +132,12 @@ class SimulationConfig(Settings):
                              f"int(ratio*{classes}), got {list(distill.ratios)}")
         Number(1, task.train_size, integer=True).check(self.student.batch_size,
                                                          "student.batch_size")
+        stored = self.student.seeds * (task.train_size + task.test_size) * classes
+        if stored > MAX_STORED_LOGITS:
+            raise ValueError(
+                f"--seeds x (task.train_size + task.test_size) x --classes must be at most "
+                f"{MAX_STORED_LOGITS:.0e} teacher logits (4 bytes each), got {self.student.seeds}"
+                f" x {task.train_size + task.test_size} x {classes} = {stored:.3g}")
         Number(1, task.test_size, integer=True).check(self.log.probe_examples,
                                                       "log.probe_examples")
 

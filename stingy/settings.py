@@ -155,6 +155,7 @@ class TableOf:
 TEMPERATURE = Number(0, 1e6, open_low=True)         # T^2 KL stays finite in float32
 ALPHA = Number(0, 1)                                # weight of the soft-target term
 RATIO = Number(0, 1, open_low=True)                 # sparse ratio r, k = keep_count(r, K)
+CLASS_COUNT = Number(1, 10_000_000, integer=True)   # K; a float64 row of 10^7 is 80 MB
 KEPT_COUNT = Number(1, integer=True)                # k, the kept classes
 LEARNING_RATE = Number(0, open_low=True)
 MOMENTUM = Number(0, 1, open_high=True)

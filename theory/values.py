@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stingy.settings import CLASS_COUNT
 from stingy.theory.approximation import (
     mass_shift_error,
     mass_shift_error_bound,
@@ -100,8 +101,7 @@ def theory_report(num_classes: int, temperature: float, *, k: int | None = None,
     logits from ``student_logits`` (same shape) or seeded Normal(0, 1) with seed + 1.
     Give ``k`` or ``ratio`` (k = keep_count(ratio, K)).
     """
-    if num_classes < 1:
-        raise ValueError(f"--classes must be an integer >= 1, got {num_classes}")
+    CLASS_COUNT.check(num_classes, "--classes")
     if (k is None) == (ratio is None):
         raise ValueError("give exactly one of --k and --ratio")
     k = (check_keep_count(k, num_classes, "--k") if k is not None
