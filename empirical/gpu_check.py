@@ -46,7 +46,7 @@ from stingy.empirical.train import resolve_device, train_recipe
 from stingy.io import write_json
 from stingy.machine import git_commit
 from stingy.methods import method as method_entry
-from stingy.settings import Number
+from stingy.settings import EPOCHS, Number
 
 TEACHER_RECIPE = "cifar10-teacher-fast"
 TARGET_ACCURACY = 0.93
@@ -133,9 +133,9 @@ def run_gpu_check(out: str | Path, *, data: str | None = None, budget_seconds: f
     """The GPU check (``stingy gpu-check``): write ``out/gpu_check.json`` after every run and
     return its content. ``toy``: synthetic data, CNN models, 1 epoch each (CPU, seconds)."""
     Number(0, open_low=True).check(budget_seconds, "--budget-seconds")
-    Number(1, integer=True).check(student_epochs, "--student-epochs")
+    EPOCHS.check(student_epochs, "--student-epochs")
     if teacher_epochs is not None:
-        Number(1, integer=True).check(teacher_epochs, "--teacher-epochs")
+        EPOCHS.check(teacher_epochs, "--teacher-epochs")
     began = time.monotonic()
     deadline = began + budget_seconds
     device = resolve_device(device or (None if not toy else "cpu"))

@@ -13,8 +13,6 @@ correlation of predicted and measured harm, with a bootstrap interval over seeds
 
 from __future__ import annotations
 
-import datetime
-import json
 import math
 from pathlib import Path
 
@@ -22,8 +20,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from stingy.io import write_json
-from stingy.machine import git_commit
+from stingy.io import write_json_once
+from stingy.machine import stamp
 from stingy.theory.sweep import theory_grid
 
 PREDICTION = "prediction.json"
@@ -39,8 +37,16 @@ def stingy_cells(students) -> list[tuple[int, float]]:
 def write_prediction(path: Path, teacher_logits: torch.Tensor, cells, source: str) -> dict:
     """Write the prediction for ``cells`` [(k, T)] from ``teacher_logits`` [N, K] unless
     ``path`` exists (then return what it holds: a prediction is never rewritten)."""
-    if path.is_file():
-        return json.loads(path.read_text())
+    return write_json_once(path, lambda: {
+        **stamp(), "teacher_logits": source,
+        "basis": "exact T5 signal-to-drive ratio on the teacher's training logits: the smaller "
+                 "the ratio, the larger the predicted harm (rank 1 = most harm)",
+        "cells": ranked_cells(teacher_logits, cells)})
+
+
+def ranked_cells(teacher_logits: torch.Tensor, cells) -> list[dict]:
+    """Per (k, T): the kept mass, the exact signal-to-drive ratio and the predicted harm rank
+    (smallest ratio first)."""
     rows = []
     for k, temperature in cells:
         grid = theory_grid(teacher_logits, [k], [temperature])[0]
@@ -49,14 +55,7 @@ def write_prediction(path: Path, teacher_logits: torch.Tensor, cells, source: st
     order = sorted(range(len(rows)), key=lambda i: rows[i]["signal_to_drive"])
     for rank, index in enumerate(order, start=1):
         rows[index]["predicted_harm_rank"] = rank
-    prediction = {
-        "written": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "commit": git_commit(), "teacher_logits": source,
-        "basis": "exact T5 signal-to-drive ratio on the teacher's training logits: the smaller "
-                 "the ratio, the larger the predicted harm (rank 1 = most harm)",
-        "cells": rows}
-    write_json(path, prediction)
-    return prediction
+    return rows
 
 
 def measured_harm(rows: list[dict], model: str, normal_label: str, cell: dict) -> dict:

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from stingy.settings import Number
 
 
 def register(subparsers, common) -> None:
@@ -87,12 +88,15 @@ def run_mechanism_command(args) -> int:
     return 0
 
 
+def _check_seeds(args) -> None:
+    Number(2, integer=True).check(args.seeds, "--seeds")
+
+
 def run_separation_command(args) -> int:
     from stingy.simulations.runner import format_verdicts
     from stingy.simulations.separation import run_separation, write_separation
 
-    if args.seeds < 2:
-        raise ValueError(f"--seeds must be an integer >= 2, got {args.seeds}")
+    _check_seeds(args)
     result = run_separation(args.seeds)
     write_separation(result, args.out)
     print(format_verdicts(result["verdicts"]))
@@ -100,35 +104,32 @@ def run_separation_command(args) -> int:
     return 0
 
 
-def run_fixes_command(args) -> int:
-    from stingy.simulations.fixes import run_fixes, write_fixes
+def _run_predicted(args, run, write, label=lambda verdict: verdict["check"]) -> int:
+    """Run an experiment that writes its prediction first; print its verdicts (each under
+    ``label``) and how many predictions held."""
     from stingy.simulations.runner import format_verdicts
 
-    if args.seeds < 2:
-        raise ValueError(f"--seeds must be an integer >= 2, got {args.seeds}")
-    result = run_fixes(args.out, args.seeds)
-    write_fixes(result, args.out)
-    print(format_verdicts([{**v, "check": f"{v['check']} a={v['alpha']} {v['length']}"}
-                           for v in result["verdicts"]]))
+    _check_seeds(args)
+    result = run(args.out, args.seeds)
+    write(result, args.out)
+    print(format_verdicts([{**v, "check": label(v)} for v in result["verdicts"]]))
     held = sum(v["prediction_held"] for v in result["verdicts"])
     print(f"\npredictions held: {held} of {len(result['verdicts'])}; wall time "
           f"{result['wall_s']:.1f} s; files in {args.out}")
     return 0
+
+
+def run_fixes_command(args) -> int:
+    from stingy.simulations.fixes import run_fixes, write_fixes
+
+    return _run_predicted(args, run_fixes, write_fixes,
+                          lambda v: f"{v['check']} a={v['alpha']} {v['length']}")
 
 
 def run_interventions_command(args) -> int:
     from stingy.simulations.interventions import run_interventions, write_interventions
-    from stingy.simulations.runner import format_verdicts
 
-    if args.seeds < 2:
-        raise ValueError(f"--seeds must be an integer >= 2, got {args.seeds}")
-    result = run_interventions(args.out, args.seeds)
-    write_interventions(result, args.out)
-    print(format_verdicts(result["verdicts"]))
-    held = sum(v["prediction_held"] for v in result["verdicts"])
-    print(f"\npredictions held: {held} of {len(result['verdicts'])}; wall time "
-          f"{result['wall_s']:.1f} s; files in {args.out}")
-    return 0
+    return _run_predicted(args, run_interventions, write_interventions)
 
 
 def main(args) -> int:

@@ -25,17 +25,14 @@ rewrites it: the outcome each check is predicted to have, from the targets alone
 
 from __future__ import annotations
 
-import datetime
 import itertools
-import json
-import os
 import time
 from pathlib import Path
 
 import torch
 
-from stingy.io import write_json
-from stingy.machine import git_commit
+from stingy.io import write_json_once
+from stingy.machine import load_average, stamp
 from stingy.simulations.config import SimulationConfig, load_config
 from stingy.simulations.statistics import holm, write_run
 from stingy.simulations.sweep import run_setting
@@ -64,18 +61,13 @@ def settings_grid() -> list[dict]:
 
 def write_prediction(out: Path) -> dict:
     """``prediction.json`` (once; an existing one is returned unchanged)."""
-    path = out / PREDICTION
-    if path.is_file():
-        return json.loads(path.read_text())
     cells = [{**setting, "fix": fix,
               "predicted": predicted_outcome(fix, setting["alpha"], setting["noise"])}
              for setting in settings_grid() for fix in FIXES]
-    prediction = {"written": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                  "commit": git_commit(), "statement": "the fix recovers at least half of the "
-                  "stingy deficit against normal KD (paired by seed, Holm over the family)",
-                  "basis": __doc__.split("\n\n", 2)[2].strip(), "cells": cells}
-    write_json(path, prediction)
-    return prediction
+    return write_json_once(out / PREDICTION, lambda: {
+        **stamp(), "statement": "the fix recovers at least half of the stingy deficit against "
+        "normal KD (paired by seed, Holm over the family)",
+        "basis": __doc__.split("\n\n", 2)[2].strip(), "cells": cells})
 
 
 def fixes_config(alpha: float, steps: int, seeds: int) -> SimulationConfig:
@@ -91,7 +83,7 @@ def run_fixes(out: str | Path, seeds: int = 5, log=print) -> dict:
     "wall_s", "torch_threads", "load_average"}."""
     out = Path(out)
     prediction = write_prediction(out)
-    start, load = time.time(), [os.getloadavg()]
+    start, load = time.time(), [load_average()]
     runs, verdicts = [], []
     for setting in settings_grid():
         config = fixes_config(setting["alpha"], STEPS[setting["length"]], seeds)
@@ -102,7 +94,7 @@ def run_fixes(out: str | Path, seeds: int = 5, log=print) -> dict:
                      for fix in FIXES]
         log(f"[fixes] alpha {setting['alpha']} {setting['length']} noise {setting['noise']}: "
             f"{time.time() - start:.0f} s")
-    load.append(os.getloadavg())
+    load.append(load_average())
     verdicts = holm(verdicts)
     for verdict in verdicts:
         cell = next(c for c in prediction["cells"] if all(

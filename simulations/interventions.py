@@ -25,9 +25,6 @@ stingy KD accuracy, paired by seed (5 task draws).
 
 from __future__ import annotations
 
-import datetime
-import json
-import os
 import time
 from pathlib import Path
 
@@ -35,8 +32,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from stingy.io import write_json
-from stingy.machine import git_commit
+from stingy.io import write_json_once
+from stingy.machine import load_average, stamp
 from stingy.simulations.config import load_config
 from stingy.simulations.statistics import holm, write_run
 from stingy.simulations.sweep import make_setting_data, run_setting
@@ -56,16 +53,10 @@ PREDICTED = {"I-ratio": "pass", "I-gap-long": "pass", "I-gap-growth": "pass",
 
 def write_prediction(out: Path) -> dict:
     """``prediction.json`` (once; an existing one is returned unchanged)."""
-    path = out / PREDICTION
-    if path.is_file():
-        return json.loads(path.read_text())
-    prediction = {"written": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                  "commit": git_commit(), "noise": list(NOISES),
-                  "checks": [{"check": check, "predicted": outcome}
-                             for check, outcome in PREDICTED.items()],
-                  "basis": __doc__.split("\n\n")[2].strip()}
-    write_json(path, prediction)
-    return prediction
+    return write_json_once(out / PREDICTION, lambda: {
+        **stamp(), "noise": list(NOISES),
+        "checks": [{"check": check, "predicted": outcome} for check, outcome in PREDICTED.items()],
+        "basis": __doc__.split("\n\n")[2].strip()})
 
 
 def config_for(seeds: int, steps: int, spread: float = 1.0, cap: float = 0.0):
@@ -96,7 +87,7 @@ def run_interventions(out: str | Path, seeds: int = 5, log=print) -> dict:
     "prediction", "wall_s", "torch_threads", "load_average"}."""
     out = Path(out)
     prediction = write_prediction(out)
-    start, load = time.time(), [os.getloadavg()]
+    start, load = time.time(), [load_average()]
     runs, verdicts, ratios = [], [], []
     for noise in NOISES:
         ratio_rows = [row for spread in SPREADS
@@ -107,7 +98,7 @@ def run_interventions(out: str | Path, seeds: int = 5, log=print) -> dict:
         runs += ratio_rows + gap_rows
         ratios += at_noise
         verdicts += ratio_check(ratio_rows, at_noise) + gap_checks(gap_rows)
-    load.append(os.getloadavg())
+    load.append(load_average())
     verdicts = holm(verdicts)
     for verdict in verdicts:
         verdict["predicted_outcome"] = PREDICTED[verdict["check"]]

@@ -118,6 +118,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, strict_json(obj, indent=2) + "\n")
 
 
+def write_json_once(path: str | os.PathLike, build: Callable[[], dict]) -> dict:
+    """The JSON object at ``path`` if there is one (it is never rewritten: a prediction
+    written before a run stays as written); else ``build()``, written there atomically."""
+    path = Path(path)
+    if path.is_file():
+        return json.loads(path.read_text())
+    content = build()
+    write_json(path, content)
+    return content
+
+
 def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:
     """Write tidy rows (dicts); the header is the union of keys in first-seen order."""
     rows = list(rows)

@@ -55,6 +55,12 @@ def git_commit() -> str | None:
     return f"{commit}-dirty" if commit and dirty else commit or None
 
 
+def stamp() -> dict:
+    """When and from which commit a record is written: {"written", "commit"}."""
+    return {"written": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "commit": git_commit()}
+
+
 def load_average() -> list[float] | None:
     """The 1, 5 and 15-minute load averages (None where the platform has none)."""
     try:

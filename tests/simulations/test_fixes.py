@@ -12,18 +12,13 @@ from stingy.simulations import fixes
 
 
 @pytest.fixture
-def tiny(monkeypatch):
+def tiny(monkeypatch, small_task):
     """One alpha, one noise level, two short lengths, a small task."""
     monkeypatch.setattr(fixes, "ALPHAS", (1.0,))
     monkeypatch.setattr(fixes, "NOISES", (0.3,))
     monkeypatch.setattr(fixes, "STEPS", {"short": 3, "long": 6})
     real = fixes.fixes_config
-
-    def small(alpha, steps, seeds):
-        config = real(alpha, steps, seeds)
-        return config.replace(task=config.task.replace(classes=20, train_size=600, test_size=200),
-                              log=config.log.replace(probe_examples=50))
-    monkeypatch.setattr(fixes, "fixes_config", small)
+    monkeypatch.setattr(fixes, "fixes_config", lambda *args: small_task(real(*args)))
 
 
 def test_the_prediction_comes_first_and_every_fix_is_checked(tmp_path, tiny):

@@ -12,17 +12,12 @@ from stingy.simulations import interventions
 
 
 @pytest.fixture
-def tiny(monkeypatch):
+def tiny(monkeypatch, small_task):
     monkeypatch.setattr(interventions, "NOISES", (0.3,))
     monkeypatch.setattr(interventions, "SPREADS", (0.0, 1.0, 4.0))
     monkeypatch.setattr(interventions, "STEPS", {"short": 3, "long": 6})
     real = interventions.config_for
-
-    def small(seeds, steps, spread=1.0, cap=0.0):
-        config = real(seeds, steps, spread, cap)
-        return config.replace(task=config.task.replace(classes=20, train_size=600, test_size=200),
-                              log=config.log.replace(probe_examples=50))
-    monkeypatch.setattr(interventions, "config_for", small)
+    monkeypatch.setattr(interventions, "config_for", lambda *args: small_task(real(*args)))
 
 
 def test_interventions_write_the_prediction_first_and_check_each(tmp_path, tiny):
