@@ -56,7 +56,7 @@ def write_prediction(out: Path) -> dict:
     return write_json_once(out / PREDICTION, lambda: {
         **stamp(), "noise": list(NOISES),
         "checks": [{"check": check, "predicted": outcome} for check, outcome in PREDICTED.items()],
-        "basis": __doc__.split("\n\n")[2].strip()})
+        "basis": __doc__.split("\n\n", 2)[2].strip()})
 
 
 def config_for(seeds: int, steps: int, spread: float = 1.0, cap: float = 0.0):
