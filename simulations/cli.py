@@ -75,6 +75,18 @@ def register(subparsers, common) -> None:
                                help="output folder (default: runs/interventions)")
     interventions.set_defaults(run=run_interventions_command)
 
+    harm = subparsers.add_parser(
+        "harm-model", parents=[common],
+        help="fit harm on the signal-to-drive ratio, kept mass, steps and noise on half the "
+        "cells, predict the other half and the CIFAR cells; a prediction written first")
+    harm.add_argument("--seeds", type=int, default=5, help="seeds (task draws) per cell")
+    harm.add_argument("--out", default="runs/harm_model",
+                      help="output folder (default: runs/harm_model)")
+    harm.add_argument("--cifar-sweep", default="results/cifar10_sweep_cpu",
+                      help="a CIFAR sweep folder whose cells the model predicts "
+                      "(default: results/cifar10_sweep_cpu; left out when absent)")
+    harm.set_defaults(run=run_harm_model_command)
+
 
 def run_mechanism_command(args) -> int:
     from stingy.simulations.mechanism import run_mechanism, write_mechanism
@@ -130,6 +142,13 @@ def run_interventions_command(args) -> int:
     from stingy.simulations.interventions import run_interventions, write_interventions
 
     return _run_predicted(args, run_interventions, write_interventions)
+
+
+def run_harm_model_command(args) -> int:
+    from stingy.simulations.harm_model import run_harm_model, write_harm_model
+
+    return _run_predicted(args, lambda out, seeds: run_harm_model(
+        out, seeds, cifar_sweep=args.cifar_sweep), write_harm_model)
 
 
 def main(args) -> int:
