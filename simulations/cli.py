@@ -89,9 +89,10 @@ def register(subparsers, common) -> None:
 
 
 def run_mechanism_command(args) -> int:
-    from stingy.simulations.mechanism import run_mechanism, write_mechanism
+    from stingy.simulations.mechanism import run_mechanism, write_mechanism, write_prediction
     from stingy.simulations.runner import format_verdicts
 
+    write_prediction(args.out)
     result = run_mechanism(args.profile)
     write_mechanism(result, args.out)
     print(format_verdicts([dict(v, noise=0.3, noise_kind="symmetric", detail="")

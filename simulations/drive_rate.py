@@ -24,6 +24,18 @@ With identical kept sets (o = k, the free-logit case) this is (a T / k) mean kap
 unrelated kept sets (o/k ~ r) it vanishes. So the rate is linear in T at fixed overlap, but its
 dependence on r goes through the overlap, not through a fixed power of (1 - r) or 1/k.
 
+The teacher-signal part of the gradient, (a T / B)(U_M(x) - p~(x)) on M(x), moves the gap
+under the same kernel too. Its entries sum to 0, so its mass on M(x') is minus its mass off
+M(x'), and it adds
+
+    signal = (a T / (k (1 - r))) (1/B) sum_x mean_x' kappa(x', x) (p~_x(M(x')) - o(x, x')/k),
+
+with p~_x(M(x')) the mass the sparse target of x puts on the probe's kept set. Drive and
+signal together give (a T / (k (1 - r))) (1/B) sum_x mean_x' kappa (p~_x(M(x')) - r): the
+overlap fraction o/k is replaced by the target's mass on M(x'). Per example the signal is
+orthogonal to the drive (T5a), but across examples it still moves the gap wherever kept
+sets overlap.
+
 Direct test of the overlap explanation: the same step with the batch's teacher logits shuffled
 across the batch (every kept set M(x) moved to another input) changes the overlap and nothing
 else; the prediction and the measurement must change by the same factor.
@@ -37,7 +49,7 @@ from stingy.methods import METHODS, MethodSettings
 from stingy.objective import Objective
 from stingy.simulations.config import SimulationConfig
 from stingy.simulations.students import init_mlp, mlp_forward
-from stingy.theory.operators import keep_count, top_k_mask
+from stingy.theory.operators import keep_count, sparse_target, top_k_mask
 
 
 def diagonal_ntk(params: list[torch.Tensor], probe: torch.Tensor, batch: torch.Tensor):
@@ -54,16 +66,20 @@ def diagonal_ntk(params: list[torch.Tensor], probe: torch.Tensor, batch: torch.T
     return top + bottom
 
 
-def overlap_prediction(kappa: torch.Tensor, probe_kept: torch.Tensor, batch_kept: torch.Tensor,
+def overlap_prediction(kappa: torch.Tensor, probe_kept: torch.Tensor, batch_target: torch.Tensor,
                        alpha: float, temperature: float) -> dict:
-    """The linearised drive rate (module docstring) and its parts, per unit lr."""
+    """The linearised drive rate, the signal part's rate (module docstring) and their parts,
+    per unit lr; ``batch_target`` is the batch's sparse target p~ [B, C] (0 off M)."""
     num_classes = probe_kept.shape[-1]
     k = int(probe_kept[0].sum())
     ratio = k / num_classes
-    overlap = probe_kept.to(kappa.dtype) @ batch_kept.to(kappa.dtype).T  # [P, B]
-    batch_size = batch_kept.shape[0]
+    probe_kept = probe_kept.to(kappa.dtype)
+    overlap = probe_kept @ (batch_target > 0).to(kappa.dtype).T  # [P, B]
+    target_mass = probe_kept @ batch_target.to(kappa.dtype).T  # p~_x(M(x')), [P, B]
+    batch_size = batch_target.shape[0]
     scale = alpha * temperature / (k * (1 - ratio)) / batch_size
     return {"predicted_rate": float(scale * (kappa * (overlap / k - ratio)).sum(1).mean()),
+            "signal_rate": float(scale * (kappa * (target_mass - overlap / k)).sum(1).mean()),
             "free_logit_rate": float(alpha * temperature / k / batch_size * kappa.sum(1).mean()),
             "mean_overlap": float((overlap / k).mean())}
 
@@ -126,7 +142,8 @@ def first_step_rates(setting: dict, config: SimulationConfig, common: dict,
             for temperature in config.probe.temperatures:
                 objective = stingy_objective(k, alpha, temperature, classes)
                 for kept_sets, logits in (("true", teacher), ("shuffled", shuffled)):
-                    prediction = overlap_prediction(kappa, probe_kept, top_k_mask(logits, k),
+                    prediction = overlap_prediction(kappa, probe_kept,
+                                                    sparse_target(logits, k, temperature),
                                                     alpha, temperature)
                     rate = measured_rate(params, batch, labels, logits, probe, probe_kept,
                                          objective, lr)

@@ -86,6 +86,9 @@ def representative_batch(config: dict):
 
 
 def write_theory_grid(results_dir: Path, config: dict) -> dict:
+    """The theory grid on representative logits, and the T5 ratio at the reference settings
+    over 200 teacher-logit draws per top gap (theory/t5_ratio_draws.csv)."""
+    from stingy.theory.examples import reference_ratio_draws
     from stingy.theory.operators import keep_count
     from stingy.theory.sweep import theory_grid
 
@@ -96,6 +99,7 @@ def write_theory_grid(results_dir: Path, config: dict) -> dict:
              f"spread {config['spread']:g})")
     write_csv(results_dir / THEORY_GRID, rows)
     write_json(results_dir / THEORY_CONFIG, {"label": label, **config})
+    write_csv(results_dir / THEORY_DIR / "t5_ratio_draws.csv", reference_ratio_draws())
     return {"rows": len(rows)}
 
 

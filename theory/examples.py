@@ -37,3 +37,28 @@ def representative_logits(num_classes: int, top_gap: float = 10.0, spread: float
     others = random_logits((num_classes - 1,), seed, spread, dtype)
     top = others.max() + top_gap
     return torch.cat([top.reshape(1), others])
+
+
+def reference_ratio_draws(draws: int = 200, top_gaps=(5.0, 10.0, 15.0),
+                          spread: float = 2.0) -> list[dict]:
+    """The exact T5 signal-to-drive ratio at each reference setting as a distribution over
+    ``draws`` representative teacher-logit vectors (seeds 0..draws-1) per top gap: one row per
+    (setting, top gap) with the 2.5%, 50% and 97.5% quantiles of the exact ratio and the median
+    of its large-T asymptote."""
+    from stingy.theory.signal import signal_to_drive, signal_to_drive_exact
+
+    rows = []
+    for name, setting in REFERENCE_SETTINGS.items():
+        for top_gap in top_gaps:
+            teachers = torch.stack([representative_logits(setting["num_classes"], top_gap, spread,
+                                                          seed) for seed in range(draws)])
+            arguments = (teachers, setting["k"], setting["temperature"])
+            exact = signal_to_drive_exact(*arguments).double()
+            low, median, high = torch.quantile(exact, torch.tensor([0.025, 0.5, 0.975],
+                                                                  dtype=exact.dtype)).tolist()
+            rows.append({"setting": name, "k": setting["k"], "classes": setting["num_classes"],
+                         "temperature": setting["temperature"], "top_gap": top_gap,
+                         "spread": spread, "draws": draws, "exact_q025": low,
+                         "exact_median": median, "exact_q975": high,
+                         "asymptote_median": float(signal_to_drive(*arguments).median())})
+    return rows

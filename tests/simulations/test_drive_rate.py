@@ -53,15 +53,29 @@ def test_diagonal_ntk_matches_autograd_jacobians():
 def test_overlap_prediction_limits():
     kappa = torch.full((2, 3), 2.0, dtype=torch.float64)
     kept = torch.tensor([[True, True, False, False, False]] * 3)
-    same = overlap_prediction(kappa, kept[:2], kept, alpha=1.0, temperature=10.0)
+    uniform_on_kept = kept.double() / 2
+    same = overlap_prediction(kappa, kept[:2], uniform_on_kept, alpha=1.0, temperature=10.0)
     # identical kept sets: o = k, rate = a T / k * mean_x' sum_x kappa / B = 10/2 * 2
     assert same["predicted_rate"] == pytest.approx(same["free_logit_rate"])
     assert same["predicted_rate"] == pytest.approx(10.0)
-    disjoint = torch.tensor([[False, False, True, True, False]] * 3)
+    assert same["signal_rate"] == pytest.approx(0.0)  # target mass on M(x') = o/k = 1
+    disjoint = torch.tensor([[False, False, True, True, False]] * 3).double() / 2
     apart = overlap_prediction(kappa, kept[:2], disjoint, alpha=1.0, temperature=10.0)
     # o = 0: (0 - r)/(k(1 - r)) a T = -(0.4)/(2*0.6) * 10 * 2
     assert apart["predicted_rate"] == pytest.approx(-0.4 / 1.2 * 10 * 2)
     assert apart["mean_overlap"] == 0.0
+    assert apart["signal_rate"] == pytest.approx(0.0)  # no mass on M(x'), no overlap
+
+
+def test_signal_rate_on_a_hand_made_case():
+    # target 0.8 / 0.2 on {0, 1}; probe kept set {0, 2}: overlap 1 of k = 2, target mass 0.8
+    kappa = torch.full((2, 3), 2.0, dtype=torch.float64)
+    probe_kept = torch.tensor([[True, False, True, False, False]] * 2)
+    target = torch.tensor([[0.8, 0.2, 0.0, 0.0, 0.0]] * 3, dtype=torch.float64)
+    rates = overlap_prediction(kappa, probe_kept, target, alpha=1.0, temperature=10.0)
+    # a T / (k (1 - r)) / B * sum_x kappa (0.8 - 0.5) = 10 / 1.2 / 3 * 3 * 2 * 0.3
+    assert rates["signal_rate"] == pytest.approx(5.0)
+    assert rates["predicted_rate"] == pytest.approx(10 / 1.2 / 3 * 3 * 2 * (0.5 - 0.4))
 
 
 def test_measured_rate_is_the_first_order_directional_derivative():

@@ -79,10 +79,13 @@ def drive_rows(exponent_t=1.0, measured_over_predicted=1.0, shuffle_effect=1.0):
                 common = {"noise": 0.3, "noise_kind": "symmetric", "temperature": temperature,
                           "ratio": ratio, "seed": seed, "free_logit_rate": 10 * measured}
                 rows.append({**common, "kept_sets": "true", "measured_rate": measured,
-                             "predicted_rate": predicted})
+                             "predicted_rate": predicted, "signal_rate": 0.0})
+                # the predicted drop is split between the drive (0.6) and the signal (0.4):
+                # a check that ignored the signal would see 1/0.6 and fail
                 rows.append({**common, "kept_sets": "shuffled",
                              "measured_rate": shuffled_measured,
-                             "predicted_rate": predicted - drop})
+                             "predicted_rate": predicted - 0.6 * drop,
+                             "signal_rate": -0.4 * drop})
     return rows
 
 

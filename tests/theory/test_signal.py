@@ -186,3 +186,19 @@ def test_exact_ratio_limits_and_bad_arguments():
         signal_to_drive_exact(logits, 2, -1.0)
     with pytest.raises(ValueError, match="student_logits"):
         gradient_decomposition(logits, logits[:5], 2, 1.0)
+
+
+def test_reference_ratio_draws_match_the_two_class_closed_form_and_grow_with_the_top_gap():
+    from stingy.theory.examples import reference_ratio_draws
+
+    rows = reference_ratio_draws(draws=20, top_gaps=(5.0, 10.0))
+    cifar10 = {r["top_gap"]: r for r in rows if r["setting"] == "cifar10"}
+    for gap, row in cifar10.items():  # k = 2 of 10: the ratio depends on the top gap only
+        kept_top = 1 / (1 + math.exp(-gap / 20.0))
+        closed_form = math.sqrt(2) * (kept_top - 0.5) / math.sqrt(1 / 2 - 1 / 10)
+        assert row["exact_q025"] == pytest.approx(closed_form, rel=1e-9)
+        assert row["exact_q975"] == pytest.approx(closed_form, rel=1e-9)
+    cifar100 = {r["top_gap"]: r for r in rows if r["setting"] == "cifar100"}
+    for row in cifar100.values():
+        assert row["exact_q025"] < row["exact_median"] < row["exact_q975"]
+    assert cifar100[5.0]["exact_q975"] < cifar100[10.0]["exact_median"]
