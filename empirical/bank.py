@@ -27,8 +27,7 @@ from pathlib import Path
 import torch
 
 from stingy.empirical.engine import batch_count, batch_rows
-from stingy.empirical.runs import load_torch_file
-from stingy.io import file_digest, save_torch
+from stingy.io import file_digest, load_torch, save_torch
 from stingy.objective import TopKRows
 
 BANK_FORMAT = 1
@@ -164,7 +163,7 @@ class LogitBank:
         """The logits of ``epoch`` on ``device``: read from the bank, or computed and saved."""
         path = self.path(epoch)
         if path.is_file():
-            record = load_torch_file(path, "logit bank file")
+            record = load_torch(path, "logit bank file")
             expected = json.dumps(self.key, sort_keys=True)
             if (not isinstance(record, dict) or record.get("key") != expected
                     or record.get("epoch") != epoch):

@@ -35,7 +35,7 @@ from stingy.empirical.engine import RunControl
 from stingy.empirical.models import build_model
 from stingy.empirical.model_names import MODEL_NAMES
 from stingy.empirical.runs import Diverged
-from stingy.io import save_torch
+from stingy.io import load_torch, save_torch
 from stingy.methods import METHODS, MethodSettings, names
 from stingy.settings import (BATCH_SIZE, EPOCHS, LEARNING_RATE, MOMENTUM, OPEN_FRACTION,
                              WEIGHT_DECAY, Choice, Flag, Number, Settings, setting)
@@ -235,7 +235,7 @@ def train_group(settings: GroupSettings, students: list[Student], train, stream,
     start_epoch, history = 0, []
     path = Path(directory) / GROUP_CHECKPOINT if directory is not None else None
     if path is not None and path.is_file():
-        saved = torch.load(path, map_location=group.device, weights_only=True)
+        saved = load_torch(path, "a group checkpoint", map_location=group.device)
         group.load_state(saved["group"])
         scheduler.load_state_dict(saved["scheduler"])
         start_epoch, history = saved["epoch"], saved["history"]

@@ -37,8 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from stingy.empirical.runs import load_torch_file
-from stingy.io import save_torch
+from stingy.io import load_torch, save_torch
 from stingy.progress import bar_disabled
 
 class Generator(nn.Module):
@@ -130,7 +129,7 @@ class DaflState:
             "cpu_rng": torch.get_rng_state(), "history": self.history})
 
     def load(self, path: Path) -> None:
-        saved = load_torch_file(path, "DAFL checkpoint")
+        saved = load_torch(path, "DAFL checkpoint")
         self.generator.load_state_dict(saved["generator"])
         self.student.load_state_dict(saved["student"])
         self.optimizer_generator.load_state_dict(saved["optimizer_generator"])

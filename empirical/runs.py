@@ -22,11 +22,9 @@ import datetime
 import hashlib
 import itertools
 import json
-import pickle
 import random
 import time
 import uuid
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +34,7 @@ from stingy.io import (  # noqa: F401 - Diverged is raised by the training loops
     Diverged,
     ExclusiveLock,
     file_digest,
+    load_torch,
     plain_name,
     read_jsonl,
     remove_stale_temps,
@@ -135,21 +134,9 @@ def save_checkpoint(directory: Path, *, epoch: int, model, optimizer, scheduler,
     })
 
 
-def load_torch_file(path: Path, what: str):
-    """``torch.load(weights_only=True)`` on CPU; ValueError (naming ``what``) for a file that
-    is truncated, not a torch file, or holds anything but tensors and plain types."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile,
-            KeyError, AttributeError, TypeError, IndexError, UnicodeDecodeError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{what} {str(path)!r} is truncated, not a stingy file, or holds "
-                         f"more than tensors and plain data ({reason[:200]})") from None
-
-
 def load_checkpoint(directory: Path, run_id: str | None = None) -> dict:
     """The checkpoint of the run in ``directory``; ValueError when it belongs to another run."""
-    state = load_torch_file(directory / CHECKPOINT, "--resume: checkpoint")
+    state = load_torch(directory / CHECKPOINT, "--resume: checkpoint")
     if not isinstance(state, dict) or "epoch" not in state or "model" not in state:
         raise ValueError(f"--resume: {directory / CHECKPOINT} is not a checkpoint written by "
                          f"stingy")
@@ -222,7 +209,7 @@ def load_model_file(path: str | Path) -> dict:
     if not path.is_file():
         raise ValueError(f"--teacher must be a model.pt file or a run directory holding one, "
                          f"got {str(path)!r} (not found)")
-    saved = load_torch_file(path, "--teacher")
+    saved = load_torch(path, "--teacher")
     if not isinstance(saved, dict) or "state_dict" not in saved or "model_name" not in saved:
         raise ValueError(f"--teacher {str(path)!r} is not a model file written by `stingy train`")
     return saved

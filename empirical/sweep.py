@@ -35,7 +35,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import socket
 import sys
 import time
 from collections import defaultdict
@@ -58,7 +57,8 @@ from stingy.empirical.prediction import (
 )
 from stingy.empirical.recipes import DATASETS
 from stingy.intervals import paired, t_interval
-from stingy.io import Diverged, plain_name, save_torch, write_csv, write_json
+from stingy.io import (Diverged, ExclusiveLock, load_torch, plain_name, save_torch, verify_checksum,
+                       write_checksum, write_csv, write_json)
 from stingy.machine import git_commit, load_average, machine_info
 from stingy.methods import METHODS, MethodSettings
 from stingy.settings import (
@@ -319,8 +319,7 @@ class SweepContext:
         return True
 
     def teacher_model(self, job_id: str) -> torch.nn.Module:
-        saved = torch.load(self.job_dir(job_id) / MODEL_FILE, map_location="cpu",
-                           weights_only=True)
+        saved = load_torch(self.job_dir(job_id) / MODEL_FILE, "a sweep teacher")
         model = build_model(saved["model_name"], self.num_classes)
         model.load_state_dict(saved["state_dict"])
         return model.to(self.device).eval()
@@ -359,7 +358,9 @@ def job_dir(out: Path, job_id: str) -> Path:
 
 
 def read_result(path: Path, job_id: str) -> dict:
-    """A job's ``result.json``: it must read and be this job's finished result."""
+    """A job's ``result.json``: it must match its checksum, read, and be this job's finished
+    result."""
+    verify_checksum(path, "a job's result")
     try:
         result = json.loads(path.read_text())
     except ValueError:
@@ -409,7 +410,7 @@ def run_job(context: SweepContext, job_id: str, log=print,
         return read_result(directory / RESULT, job_id)
     for need in job["needs"]:
         run_job(context, need, log)
-    with JobLock(directory):
+    with job_lock(directory, log):
         if context.done(job_id):  # another process finished it while we waited
             return read_result(directory / RESULT, job_id)
         log(f"[sweep] {job_id}: start")
@@ -422,6 +423,7 @@ def run_job(context: SweepContext, job_id: str, log=print,
         if not result["finished"]:
             return result
         write_json(directory / RESULT, result)
+        write_checksum(directory / RESULT)
         (directory / FAILED).unlink(missing_ok=True)
         (directory / "group.pt").unlink(missing_ok=True)
         log(f"[sweep] {job_id}: done in {result['seconds']:.1f} s")
@@ -484,8 +486,8 @@ def run_students(context: SweepContext, job: dict, directory: Path, log,
                          device=context.device, directory=directory, control=control)
     if not result["finished"]:
         return {"finished": False}
-    teacher_logits = torch.load(context.job_dir(teacher_id(noise)) / TEST_LOGITS,
-                                weights_only=True)["logits"]
+    teacher_logits = load_torch(context.job_dir(teacher_id(noise)) / TEST_LOGITS,
+                                "a teacher's test logits")["logits"]
     labels = context.test.labels.cpu()
     rows = []
     for student, logits in zip(students, result["group"].predict(context.test).cpu()):
@@ -515,7 +517,7 @@ def predict_harm(context: SweepContext, students: list[Student]) -> dict:
     path = context.out / PREDICTION
     if path.is_file():
         return json.loads(path.read_text())
-    with JobLock(context.job_dir("prediction")):
+    with job_lock(context.job_dir("prediction")):
         teacher = context.teacher_model(teacher_id(0.0))
         logits = predict(teacher, context.train(0.0), 1000, False, False).cpu()
         return write_prediction(path, logits, stingy_cells(students),
@@ -523,46 +525,16 @@ def predict_harm(context: SweepContext, students: list[Student]) -> dict:
                                 f"un-augmented")
 
 
-class JobLock:
-    """An exclusive lock file ``<directory>/.lock`` (host and pid inside). A lock left by a
-    dead process on this host is taken over; otherwise the caller waits for it."""
+# How long a job waits for another process that holds its lock (training its teacher, say)
+# before it gives up with one line.
+JOB_LOCK_WAIT_SECONDS = 6 * 3600.0
 
-    def __init__(self, directory: Path, poll_seconds: float = 1.0):
-        self.path = Path(directory) / ".lock"
-        self.poll_seconds = poll_seconds
 
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if self._stale():
-                    self.path.unlink(missing_ok=True)
-                else:
-                    time.sleep(self.poll_seconds)
-                continue
-            os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode())
-            os.close(fd)
-            return self
-
-    def _stale(self) -> bool:
-        try:
-            owner = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return False  # being written right now
-        if owner.get("host") != socket.gethostname():
-            return False
-        try:
-            os.kill(int(owner["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-
-    def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
+def job_lock(directory: Path, log=print) -> ExclusiveLock:
+    """The exclusive lock ``<directory>/.lock`` (``fcntl.flock``; a dead holder's lock is
+    taken over), waited for up to JOB_LOCK_WAIT_SECONDS."""
+    return ExclusiveLock(Path(directory) / ".lock", f"sweep job {Path(directory).name}",
+                         wait_seconds=JOB_LOCK_WAIT_SECONDS, log=log)
 
 
 def run_all(out: str | Path, dataset=None, budget_seconds: float | None = None,
@@ -685,13 +657,14 @@ def nasty_report(out: Path, rows: list[dict], profile: SweepProfile) -> dict | N
     if not (nasty_dir / RESULT).is_file():
         return None
     t = profile.nasty_temperature
-    nasty = torch.load(nasty_dir / TEST_LOGITS, weights_only=True)["logits"]
-    normal = torch.load(normal_dir / TEST_LOGITS, weights_only=True)["logits"]
+    nasty = load_torch(nasty_dir / TEST_LOGITS, "the nasty teacher's test logits")["logits"]
+    normal = load_torch(normal_dir / TEST_LOGITS, "the normal teacher's test logits")["logits"]
     log_p, log_q = torch.log_softmax(nasty / t, -1), torch.log_softmax(normal / t, -1)
     kl = float((log_p.exp() * (log_p - log_q)).sum(-1).mean())
     report = {"temperature": t, "kl_nasty_to_normal": kl,
-              "nasty_accuracy": json.loads((nasty_dir / RESULT).read_text())["test_accuracy"],
-              "normal_accuracy": json.loads((normal_dir / RESULT).read_text())["test_accuracy"],
+              "nasty_accuracy": read_result(nasty_dir / RESULT, "nasty")["test_accuracy"],
+              "normal_accuracy": read_result(normal_dir / RESULT,
+                                             teacher_id(0.0))["test_accuracy"],
               "harm": {}}
     for model in profile.student_models:
         nasty = nasty_by_seed(rows, profile, model)

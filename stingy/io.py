@@ -23,6 +23,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -143,10 +144,67 @@ def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Pat
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> Path:
-    """``torch.save`` through a temporary file, so a kill mid-write keeps the old checkpoint."""
+    """``torch.save`` through a temporary file, so a kill mid-write keeps the old checkpoint,
+    with its checksum beside it (:func:`write_checksum`)."""
     import torch
 
-    return atomic_write(path, lambda f: torch.save(obj, f), binary=True)
+    path = atomic_write(path, lambda f: torch.save(obj, f), binary=True)
+    write_checksum(path)
+    return path
+
+
+CHECKSUM_SUFFIX = ".sha256"
+
+
+def checksum_path(path: str | os.PathLike) -> Path:
+    """Where a file's checksum is kept: ``<file>.sha256`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksum(path: str | os.PathLike) -> Path:
+    """Write the sha256 of a stored file's bytes to ``<file>.sha256``, atomically, after the
+    file itself."""
+    return write_text(checksum_path(path), _sha256(path) + "\n")
+
+
+def verify_checksum(path: str | os.PathLike, what: str) -> None:
+    """ValueError naming ``what`` when ``path`` does not match its ``.sha256``. A file with no
+    checksum beside it (written before checksums were kept, or by a write cut between the file
+    and its checksum) is read as it is."""
+    sidecar = checksum_path(path)
+    if not sidecar.is_file():
+        return
+    if sidecar.read_text().strip() != _sha256(path):
+        raise ValueError(f"{what} {str(path)!r} does not match its checksum {sidecar.name}: it "
+                         f"changed after it was written; remove both to compute it again")
+
+
+def load_torch(path: str | os.PathLike, what: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` after :func:`verify_checksum`; ValueError (naming
+    ``what``) for a file that changed, is truncated, is not a torch file, or holds anything
+    but tensors and plain types."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    verify_checksum(path, what)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile,
+            KeyError, AttributeError, TypeError, IndexError, UnicodeDecodeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{what} {str(path)!r} is truncated, not a stingy file, or holds "
+                         f"more than tensors and plain data ({reason[:200]})") from None
 
 
 def append_jsonl(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
@@ -250,21 +308,36 @@ class ExclusiveLock:
     """An advisory lock on ``path`` (``fcntl.flock``), held until :meth:`release`.
 
     The holder's pid is written into the file. The kernel drops the lock when its process
-    dies, so a lock file left by a dead process is simply taken over (``stale_pid`` then
-    names the dead holder). A second live holder gets :class:`LockHeld` at once.
+    dies, so a lock file left by a dead process (or an empty one) is simply taken over
+    (``stale_pid`` then names the dead holder). While another live process holds it, the
+    caller waits up to ``wait_seconds`` (0: not at all), saying once through ``log`` whom it
+    waits for, and then gets :class:`LockHeld`.
     """
 
-    def __init__(self, path: str | os.PathLike, what: str):
+    def __init__(self, path: str | os.PathLike, what: str, wait_seconds: float = 0.0,
+                 log: Callable[[str], None] = print, poll_seconds: float = 0.5):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise LockHeld(f"{what} is in use by another process (pid {holder}, lock "
-                           f"{self.path}); wait for it to end") from None
+        deadline, said = time.monotonic() + wait_seconds, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                os.lseek(fd, 0, os.SEEK_SET)
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    waited = f" after {wait_seconds:g} s" if wait_seconds > 0 else ""
+                    raise LockHeld(f"{what} is in use by another process (pid {holder}, lock "
+                                   f"{self.path}){waited}; wait for it to end") from None
+                if not said:
+                    log(f"waiting up to {wait_seconds:g} s for {what}, held by pid {holder} "
+                        f"({self.path})")
+                    said = True
+                time.sleep(poll_seconds)
+        os.lseek(fd, 0, os.SEEK_SET)
         previous = os.read(fd, 64).decode(errors="replace").strip()
         self.stale_pid = int(previous) if previous.isdigit() else None
         os.ftruncate(fd, 0)

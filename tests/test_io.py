@@ -108,3 +108,43 @@ def test_a_name_from_a_file_must_be_a_plain_name(name):
     with pytest.raises(ValueError, match="job id must be a plain name"):
         sio.plain_name(name, "job id")
     assert sio.plain_name("teacher-n0.0", "job id") == "teacher-n0.0"
+
+
+def test_a_stored_torch_file_carries_its_checksum_and_a_changed_one_is_refused(tmp_path):
+    path = tmp_path / "bank.pt"
+    sio.save_torch(path, {"logits": torch.arange(6.0).reshape(2, 3)})
+    assert sio.checksum_path(path).is_file()
+    assert torch.equal(sio.load_torch(path, "a bank file")["logits"][1], torch.tensor([3., 4, 5]))
+    # the same tensors permuted, written over the file without its checksum
+    torch.save({"logits": torch.arange(6.0).reshape(2, 3).flip(0)}, path)
+    with pytest.raises(ValueError, match="a bank file .* does not match its checksum"):
+        sio.load_torch(path, "a bank file")
+    sio.checksum_path(path).unlink()  # no checksum beside it: read as it is
+    assert sio.load_torch(path, "a bank file")["logits"][0, 0] == 3.0
+
+
+def test_a_changed_top_k_file_is_refused(tmp_path):
+    from stingy.theory.topk import TopKTeacher, load_topk_teacher, save_topk_teacher
+
+    path = tmp_path / "rows.npz"
+    save_topk_teacher(path, TopKTeacher(torch.tensor([[0, 1]]), torch.tensor([[2.0, 1.0]]), 4))
+    assert load_topk_teacher(path).num_classes == 4
+    np.savez(path, indices=np.array([[1, 0]]), values=np.array([[2.0, 1.0]]), num_classes=4)
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        load_topk_teacher(path)
+
+
+def test_a_held_lock_is_waited_for_with_one_line_and_then_refused(tmp_path):
+    first = sio.ExclusiveLock(tmp_path / ".lock", "job x")
+    said = []
+    with pytest.raises(sio.LockHeld, match="after 0.2 s"):
+        sio.ExclusiveLock(tmp_path / ".lock", "job x", wait_seconds=0.2, log=said.append,
+                          poll_seconds=0.05)
+    assert len(said) == 1 and "job x" in said[0] and str(os.getpid()) in said[0]
+    first.release()
+
+
+def test_an_empty_lock_file_is_taken_at_once(tmp_path):
+    (tmp_path / ".lock").write_text("")
+    with sio.ExclusiveLock(tmp_path / ".lock", "job x", wait_seconds=60) as lock:
+        assert lock.stale_pid is None

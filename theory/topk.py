@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from stingy.io import atomic_write
+from stingy.io import atomic_write, verify_checksum, write_checksum
 from stingy.theory.validation import (
     as_tensor,
     check_alpha,
@@ -108,18 +109,22 @@ def save_topk_teacher(path, teacher: TopKTeacher) -> Path:
     if teacher.log_partition is not None:
         arrays["log_partition"] = teacher.log_partition.detach().cpu().numpy()
         arrays["temperatures"] = np.asarray(teacher.temperatures, dtype=np.float64)
-    return atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
+    path = atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
+    write_checksum(path)
+    return path
 
 
 def load_topk_teacher(path) -> TopKTeacher:
-    """Read a stored top-k teacher (``allow_pickle=False``); bad content is a ValueError."""
+    """Read a stored top-k teacher (``allow_pickle=False``) after checking it against its
+    ``.sha256``; bad or changed content is a ValueError."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"top-k teacher file {str(path)!r} does not exist")
+    verify_checksum(path, "top-k teacher file")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, EOFError, KeyError, MemoryError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is not a top-k teacher .npz ({err})") from None
     missing = {"indices", "values", "num_classes"} - set(arrays)
     if missing:

@@ -307,3 +307,16 @@ def test_a_paper_run_names_only_plain_folders(tmp_path, field, what):
     with pytest.raises(ValueError, match=f"a {what} name of the paper profile must be a plain"):
         run_recipe(tmp_path / "results", run, None)
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_job_result_edited_after_it_was_written_is_refused(tmp_path):
+    from stingy.empirical.sweep import read_result
+    from stingy.io import write_checksum, write_json
+
+    path = tmp_path / "result.json"
+    write_json(path, {"id": "teacher-n0.0", "finished": True, "test_accuracy": 0.61})
+    write_checksum(path)
+    assert read_result(path, "teacher-n0.0")["test_accuracy"] == 0.61
+    write_json(path, {"id": "teacher-n0.0", "finished": True, "test_accuracy": 0.99})
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        read_result(path, "teacher-n0.0")
