@@ -21,9 +21,10 @@ def _report(drawn_results):
 def test_report_contains_the_verdict_numbers_and_marks_the_failing_one(drawn_results):
     text = _report(drawn_results)
     assert "12.345" in text and "[11.9, 12.8]" in text
-    failing_line = next(line for line in text.splitlines() if line.startswith("| gap_matches"))
+    table = text.split("## Simulation verdicts (symmetric noise)", 1)[1].split("\n## ", 1)[0]
+    failing_line = next(line for line in table.splitlines() if line.startswith("| gap_matches"))
     assert "**FAIL**" in failing_line
-    passing_line = next(line for line in text.splitlines() if line.startswith("| u_shape"))
+    passing_line = next(line for line in table.splitlines() if line.startswith("| u_shape"))
     assert "noise 0.2 symmetric" in passing_line
     assert "FAIL" not in passing_line and "| pass |" in passing_line
 
@@ -73,20 +74,56 @@ def test_paper_numbers_file_has_a_source_and_the_sparse_ratio_ablation():
         assert len(ablation[name]["stingy"]) == len(ablation["ratios"])
 
 
-def test_report_opens_with_a_summary_listing_failing_verdicts_first(drawn_results):
+def test_report_opens_with_an_abstract_then_the_paper_claims_then_our_hypotheses(drawn_results):
     text = _report(drawn_results)
-    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
-    assert text.index("## Summary") < text.index("Written by")
-    failing, rest = summary.split("**Reproduced", 1)
-    assert "Did not hold (2)" in failing and "12.345" in failing  # the failing verdict
-    assert "derivations that failed: T5" in failing
-    assert "(u_shape)" not in failing
-    assert "CIFAR-10 (cifar10_quick, student cnn, one seed, no interval)" in rest
-    assert "6 points below scratch" in rest
+    order = [text.index(head) for head in ("## Abstract", "## The paper's claims",
+                                           "## Our own hypotheses", "Written by")]
+    assert order == sorted(order)
+    abstract = text.split("## Abstract", 1)[1].split("\n## ", 1)[0].strip()
+    assert abstract.count(". ") + 1 == 5 and "not tested on real images" in abstract
+    claims = text.split("## The paper's claims", 1)[1].split("\n## ", 1)[0]
+    assert "| the paper's claim | our measurement [95% interval] | status | scope |" in claims
+    assert "not testable here" in claims and "reproduced |" not in claims.replace("not ", "")
+    hypotheses = text.split("## Our own hypotheses", 1)[1].split("\n## ", 1)[0]
+    assert "Derivations that failed: T5" in hypotheses
+    assert hypotheses.index("| gap_matches") < hypotheses.index("| u_shape")
+    assert "did not hold" in hypotheses.split("| u_shape")[0]
+
+
+def _claim_rows(tmp_path, verdicts):
+    from stingy.io import write_json
+
+    write_json(tmp_path / "simulations" / "verdicts.json", verdicts)
+    text = render_report(tmp_path, "quick", [], [], [], MACHINE)
+    claims = text.split("## The paper's claims", 1)[1].split("\n## ", 1)[0]
+    return [line for line in claims.splitlines() if line.startswith("| a student distilled")]
+
+
+def test_reproduced_only_where_the_interval_clears_zero_after_holm(tmp_path):
+    base = {"check": "a", "statement": "stingy below both", "noise_kind": "symmetric"}
+    rows = _claim_rows(tmp_path, [
+        {**base, "noise": 0.0, "measured": -0.04, "ci95": [-0.05, -0.03], "verdict": "pass",
+         "verdict_holm": "pass"},
+        {**base, "noise": 0.3, "measured": -0.02, "ci95": [-0.03, -0.01], "verdict": "pass",
+         "verdict_holm": "fail"},
+        {**base, "noise": 0.15, "measured": -0.01, "ci95": [-0.03, 0.01], "verdict": "fail"}])
+    simulated = [row for row in rows if "simulations" in row]
+    statuses = {row.split("noise ")[1].split(" ")[0]: row.split(" | ")[2] for row in simulated}
+    assert statuses == {"0": "reproduced", "0.3": "not reproduced", "0.15": "not reproduced"}
+    assert any("GPU: no GPU run recorded" in row for row in rows)
+
+
+def test_the_pipeline_check_profile_prints_no_verdicts_or_claims(drawn_results):
+    results, drawn, skipped = drawn_results
+    text = render_report(results, "smoke", [], drawn, skipped, MACHINE)
+    assert "pipeline check" in text
+    for absent in ("## Abstract", "the paper's claim |", "| verdict", "FAIL", "DIFFERS",
+                   "12.345", "Did not hold"):
+        assert absent not in text
 
 
 def test_verdict_table_lists_failing_verdicts_first(drawn_results):
-    text = _report(drawn_results)
+    text = _report(drawn_results).split("## Simulation verdicts (symmetric noise)", 1)[1]
     assert text.index("| gap_matches") < text.index("| u_shape")
 
 
