@@ -37,6 +37,7 @@ VERDICT_SOURCES = (*((folder, f"CIFAR-10 sweep, {folder}") for folder in SWEEP_D
                    ("mechanism", "simulations, mechanism sweeps"),
                    ("mechanism/interventions", "simulations, interventions"),
                    ("mechanism/harm_model", "simulations, harm model"),
+                   ("mechanism/robustness", "simulations, robustness"),
                    ("fixes", "simulations, fixes with and without labels"),
                    ("separation", "simulations, kept mass against noise"))
 
@@ -130,6 +131,8 @@ def _setting(verdict: dict) -> str:
         text += f", alpha {fmt(verdict['alpha'])}"
     if "length" in verdict:
         text += f", {verdict['length']} training"
+    if "condition" in verdict:
+        text += f", {verdict['condition']}"
     return text
 
 

@@ -75,6 +75,15 @@ def register(subparsers, common) -> None:
                                help="output folder (default: runs/interventions)")
     interventions.set_defaults(run=run_interventions_command)
 
+    robust = subparsers.add_parser(
+        "robustness", parents=[common],
+        help="the mechanism's headlines under a trained teacher, SGD, T = 4 and superclass "
+        "noise, each against the default; a prediction written first")
+    robust.add_argument("--seeds", type=int, default=5, help="seeds (task draws) per condition")
+    robust.add_argument("--out", default="runs/robustness",
+                        help="output folder (default: runs/robustness)")
+    robust.set_defaults(run=run_robustness_command)
+
     harm = subparsers.add_parser(
         "harm-model", parents=[common],
         help="fit harm on the signal-to-drive ratio, kept mass, steps and noise on half the "
@@ -143,6 +152,13 @@ def run_interventions_command(args) -> int:
     from stingy.simulations.interventions import run_interventions, write_interventions
 
     return _run_predicted(args, run_interventions, write_interventions)
+
+
+def run_robustness_command(args) -> int:
+    from stingy.simulations.robustness import run_robustness, write_robustness
+
+    return _run_predicted(args, run_robustness, write_robustness,
+                          lambda v: f"{v['check']} ({v['condition']})")
 
 
 def run_harm_model_command(args) -> int:
