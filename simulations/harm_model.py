@@ -141,11 +141,21 @@ def predict(model: dict, cells: list[dict]) -> np.ndarray:
 
 
 def _bootstrap(statistic, count: int, seed: int = 0) -> list[float]:
-    """95% percentile interval of ``statistic(indices)`` over resampled held-out cells."""
-    generator = np.random.default_rng(seed)
-    values = [statistic(generator.integers(0, count, count)) for _ in range(BOOTSTRAP)]
-    values = np.array(values)[np.isfinite(values)]
+    """95% percentile interval of ``statistic(indices)`` over resampled held-out cells;
+    ``indices`` is [BOOTSTRAP, count] and ``statistic`` returns one value per row."""
+    indices = np.random.default_rng(seed).integers(0, count, (BOOTSTRAP, count))
+    values = np.asarray(statistic(indices))
+    values = values[np.isfinite(values)]
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+def _row_spearman(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Spearman's rank correlation of each row pair (average ranks for ties)."""
+    first, second = stats.rankdata(first, axis=1), stats.rankdata(second, axis=1)
+    first = first - first.mean(1, keepdims=True)
+    second = second - second.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (first * second).sum(1) / np.sqrt((first**2).sum(1) * (second**2).sum(1))
 
 
 def _check(check, statement, predicted, measured, ci, passed, detail) -> dict:
@@ -168,15 +178,12 @@ def verdicts(cells: list[dict]) -> tuple[list[dict], dict]:
     gap_error = np.abs(gap_predicted - measured)
     count = len(held_out)
 
-    def rho(index):
-        return stats.spearmanr(predicted[index], measured[index]).statistic
-
     rank = float(stats.spearmanr(predicted, measured).statistic)
-    rank_ci = _bootstrap(rho, count)
+    rank_ci = _bootstrap(lambda i: _row_spearman(predicted[i], measured[i]), count)
     gain, gain_ci = float(np.mean(mean_error - error)), _bootstrap(
-        lambda i: np.mean(mean_error[i] - error[i]), count)
+        lambda i: (mean_error[i] - error[i]).mean(1), count)
     gap_gain, gap_ci = float(np.mean(gap_error - error)), _bootstrap(
-        lambda i: np.mean(gap_error[i] - error[i]), count)
+        lambda i: (gap_error[i] - error[i]).mean(1), count)
     slope, slope_ci = model["coefficients"][1], model["ci95"][1]
     held = f"{count} held-out cells, model fitted on {len(fitted)}"
     for cell, value in zip(held_out, predicted):

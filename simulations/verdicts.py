@@ -228,7 +228,9 @@ def check_d(rows, ratio: float, recovery: float = 0.5, tolerance: float = 1.0,
     deficit = t_interval(paired(normal, stingy))
     gap_to_normal = t_interval(paired(within, normal))
     if deficit[1] > 0:
-        seeds = sorted(set(within) & set(stingy) & set(normal))
+        # a seed with no deficit has no share to recover: it is left out of the fractions
+        seeds = sorted(s for s in set(within) & set(stingy) & set(normal)
+                       if normal[s] != stingy[s])
         fractions = [(within[s] - stingy[s]) / (normal[s] - stingy[s]) for s in seeds]
         measured = t_interval(fractions)
         passed = measured[1] > recovery
