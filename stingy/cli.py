@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         print(message if isinstance(err, UsageError) else f"stingy: error: {message}",
               file=sys.stderr)
         return 2
+    except OSError as err:  # permissions, a full disk, a closed stream: the machine's refusal
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"stingy: error: {err.strerror or type(err).__name__}{where}", file=sys.stderr)
+        return 2
     except OverflowError as err:  # a finite input too large for the arithmetic it feeds
         print(f"stingy: error: a value is too large to compute with ({err}); use a smaller "
               f"one", file=sys.stderr)

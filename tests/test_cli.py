@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import os
 import subprocess
 import sys
 
@@ -247,3 +248,33 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path, capsys):
     assert main(["simulate", "--config", str(config), "--out", str(tmp_path / "out")]) == 0
     captured = capsys.readouterr()
     assert "wall time" in captured.out and captured.err == ""
+
+
+def test_an_unwritable_out_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    if os.geteuid() == 0:  # root writes anywhere: stand in the folder for a read-only mount
+        locked = tmp_path / "file"
+        locked.write_text("")
+        out = locked / "below"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        out = locked / "below"
+    code = main(["harm-model", "--seeds", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("stingy: error:")
+
+
+def test_a_full_disk_is_one_line_and_exit_2(monkeypatch, capsys):
+    import errno
+
+    from stingy.simulations import cli as simulations_cli
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/full/result.json")
+
+    monkeypatch.setattr(simulations_cli, "run_harm_model_command", full)
+    code = main(["harm-model", "--seeds", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == ("stingy: error: No space left on device "
+                                         "(/full/result.json)")
