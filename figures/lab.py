@@ -1,9 +1,10 @@
 """``stingy lab``: one self-contained HTML page for teaching the mechanism.
 
 The page (figures/lab_template.html with figures/lab_core.js inlined) computes T1-T5 in
-JavaScript, independently of stingy.theory (tests/lab checks the two agree), trains a 2-D toy
-student live, and, when a results folder is given, plots the measured accuracy against r. It
-loads nothing from the network: the data it needs is embedded as JSON.
+JavaScript, independently of stingy.theory (tests/lab checks the two agree), walks through them
+in six steps, trains 2-D toy students live (one per method of the registry that the
+simulations train) and, when a results folder is given, plots the measured accuracy against r.
+It loads nothing from the network: the data it needs is embedded as JSON.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from stingy.figures.draw import PAPER_DIR, QUICK_DIR, SIMULATION_DIR
 from stingy.figures.inputs import read_rows
 
 from stingy.io import write_text
-from stingy.methods import METHODS
+from stingy.methods import METHODS, names
 
 # Registry names (stingy.methods), the same in the simulations and the CIFAR runs.
 PLOTTED_METHODS = ("scratch", "normal_kd", "stingy_kd", "within_m_kd")
@@ -57,6 +58,13 @@ def teacher_logits(npz_path: Path) -> dict:
     return {"source": npz_path.parent.name, "logits": logits.tolist()}
 
 
+def toy_methods() -> list[dict]:
+    """The toy's students: the registry's methods that the simulations train, in registry
+    order, with their labels, colours and descriptions."""
+    return [{"name": name, "label": METHODS[name].label, "colour": METHODS[name].colour,
+             "description": METHODS[name].description} for name in names("simulations")]
+
+
 def lab_data(results: str | Path | None) -> dict:
     """What the page embeds from a results folder: each part present only if its file exists."""
     if results is None:
@@ -80,13 +88,16 @@ def lab_data(results: str | Path | None) -> dict:
 
 
 def render_lab(results: str | Path | None = None) -> str:
-    """The page's HTML text, with the core script and the results data inlined."""
+    """The page's HTML text, with the core script, the toy's methods and the results data
+    inlined."""
     package = resources.files("stingy.figures")
     template = package.joinpath("lab_template.html").read_text(encoding="utf-8")
     core = package.joinpath("lab_core.js").read_text(encoding="utf-8")
     # "</" inside a script would close it early; JSON allows the escaped form
-    data = json.dumps(lab_data(results), allow_nan=False).replace("</", "<\\/")
-    return template.replace("/*LAB_CORE*/", core).replace("/*LAB_DATA*/", data)
+    data, methods = (json.dumps(value, allow_nan=False).replace("</", "<\\/")
+                     for value in (lab_data(results), toy_methods()))
+    return (template.replace("/*LAB_CORE*/", core).replace("/*LAB_DATA*/", data)
+            .replace("/*LAB_METHODS*/", methods))
 
 
 def write_lab(out: str | Path = "lab.html", results: str | Path | None = None) -> Path:

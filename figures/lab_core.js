@@ -86,7 +86,7 @@ var labCore = (function () {
     }
     return temperature * temperature * s;
   }
-  function compute(z, s, k, temperature, alpha) {
+  function compute(z, s, k, temperature) {
     var K = z.length, r = k / K, T = temperature;
     var mask = topKMask(z, k);
     var p = softmax(z, T);
@@ -108,7 +108,8 @@ var labCore = (function () {
     var exact = klLoss(pSparse, logQ, T);
     var orderT2 = T * T * Math.log(K / k);
     var orderT = -T * (mean(sKept) - mean(s));
-    var teacherMatching = 0.5 * variance(zKept) - covariance(zKept, sKept);
+    var matching = -covariance(zKept, sKept);
+    var teacherMatching = 0.5 * variance(zKept) + matching;
     var studentSpread = 0.5 * variance(s);
     // the next T4 term: (1/T)[k3_M(z)/3 - k_M(z,z,s)/2 + k3_K(s)/6]
     var orderInvT = (thirdCumulant(zKept, zKept, zKept) / 3 - thirdCumulant(zKept, zKept, sKept) / 2
@@ -127,33 +128,23 @@ var labCore = (function () {
     var driveDotSignal = 0;
     for (i = 0; i < K; i++) driveDotSignal += drive[i] * signal[i];
     var driveNormClosed = T * Math.sqrt(Math.max(1 / k - 1 / K, 0));
-    // losses for the label y = argmax z: normal, stingy and within-M KD
-    var label = topKMask(z, 1).indexOf(true);
-    var ce = -logSoftmax(s, 1)[label];
-    var denseKl = klLoss(p, logQ, T);
-    var maskedS = s.map(function (v, i) { return mask[i] ? v : -Infinity; });
-    var withinKl = klLoss(pSparse, logSoftmax(maskedS, T), T);
     return {
-      K: K, k: k, ratio: r, temperature: T, alpha: alpha,
+      K: K, k: k, ratio: r, temperature: T,
       dense_target: p, sparse_target: pSparse, kept: mask,
       kept_mass: keptMass, kept_mass_lower: r, kept_mass_upper: massUpper,
-      kept_range: keptRange,
+      kept_range: keptRange, student_range: Math.max.apply(null, s) - Math.min.apply(null, s),
       tv_to_uniform: tv, tv_worst_case: worst.value, tv_worst_top_count: worst.topCount,
       tv_tanh: Math.tanh(keptRange / (4 * T)),
       exact: exact, order_t2: orderT2, order_t: orderT, order_1: orderOne,
       remainder: exact - orderT2 - orderT - orderOne, order_inv_t: orderInvT,
-      teacher_matching: teacherMatching, student_spread: studentSpread,
-      paper_last_line: paperLastLine,
+      teacher_matching: teacherMatching, student_spread: studentSpread, matching: matching,
+      constant: orderT2 + 0.5 * variance(zKept), paper_last_line: paperLastLine,
       drive_norm: driveNorm, drive_norm_closed: driveNormClosed, signal_norm: signalNorm,
       drive_dot_signal: driveDotSignal,
       signal_to_drive: k === K ? Infinity : signalNorm / driveNorm,
       signal_to_drive_order_one: k === K ? Infinity
         : Math.sqrt(variance(zKept)) / (T * Math.sqrt(1 - r)),
-      logit_gap: sDropped.length ? mean(sKept) - mean(sDropped) : NaN,
-      loss_normal: (1 - alpha) * ce + alpha * denseKl,
-      loss_stingy: (1 - alpha) * ce + alpha * exact,
-      loss_within: (1 - alpha) * ce + alpha * withinKl,
-      label: label
+      logit_gap: sDropped.length ? mean(sKept) - mean(sDropped) : NaN
     };
   }
 
@@ -170,9 +161,12 @@ var labCore = (function () {
     return z;
   }
 
-  // ---------- the toy: a 2-D task, three students trained by KD, stingy KD, within-M KD ----------
+  // ---------- the toy: a 2-D task, one student per method of the registry ----------
   var TOY = { classes: 8, radius: 3.5, spread: 1.0, train: 512, test: 2000, hidden: 32,
-              lr: 0.01, seed: 7 };
+              lr: 0.01, seed: 7, record: 10, students: ["normal_kd", "stingy_kd", "within_m_kd"] };
+  // The methods of stingy.methods that the simulations train, in registry order.
+  var METHODS = ["scratch", "normal_kd", "label_smoothing", "reversed_kd", "stingy_kd",
+                 "tail_bucket_kd", "uniform_floor_kd", "sampled_kd", "within_m_kd"];
   function toyTask(seed) {
     var rand = mulberry32(seed), C = TOY.classes, centres = [];
     for (var c = 0; c < C; c++) {
@@ -199,6 +193,61 @@ var labCore = (function () {
       return -(dx * dx + dy * dy) / (2 * v);
     });
   }
+  // stingy.theory.reverse_logits: the top-1 logit stays, the others take the rest in reverse.
+  function reverseLogits(z) {
+    var order = z.map(function (_, i) { return i; }), out = z.slice();
+    order.sort(function (a, b) { return z[b] - z[a] || a - b; });
+    for (var j = 1; j < order.length; j++) out[order[j]] = z[order[order.length - j]];
+    return out;
+  }
+  // k classes drawn with replacement from p, weight 1/k each (stingy.objective.sample_rows).
+  function sampledTarget(p, k, rand) {
+    var target = p.map(function () { return 0; });
+    for (var n = 0; n < k; n++) {
+      var u = rand(), c = 0, cumulative = p[0];
+      while (u >= cumulative && c < p.length - 1) cumulative += p[++c];
+      target[c] += 1 / k;
+    }
+    return target;
+  }
+  // One example's row for a method (stingy.objective): its soft target and the teacher's
+  // top-k set M. Tail bucket: p on M and 0 on Mc (the dropped mass 1 - m goes to the
+  // student's tail in logitGradient); scratch has no soft target.
+  function teacherRow(method, z, k, T, rand) {
+    var K = z.length, mask = topKMask(z, k), p = softmax(z, T);
+    var sparse = softmax(z.map(function (v, i) { return mask[i] ? v : -Infinity; }), T);
+    var target;
+    switch (method) {
+      case "scratch": target = null; break;
+      case "normal_kd": target = p; break;
+      case "label_smoothing": target = z.map(function () { return 1 / K; }); break;
+      case "reversed_kd": target = softmax(reverseLogits(z), T); break;
+      case "stingy_kd": case "within_m_kd": target = sparse; break;
+      case "tail_bucket_kd": target = p.map(function (v, i) { return mask[i] ? v : 0; }); break;
+      case "uniform_floor_kd":
+        target = sparse.map(function (v, i) { return mask[i] ? (k / K) * v : 1 / K; }); break;
+      case "sampled_kd": target = sampledTarget(p, k, rand); break;
+      default: throw new Error("unknown method " + method);
+    }
+    return { target: target, mask: mask };
+  }
+  // d loss / d logits for one example: (1 - a)(softmax(s) - onehot(y)) + a t (q - target) with
+  // q = softmax(s/t), t = T and a = alpha, except: scratch a = 0; label smoothing t = 1;
+  // within-M q = softmax(s_M/T) on M, 0 on Mc; tail bucket target = (1 - m) q / Q on Mc, the
+  // teacher's dropped mass shared as the student's (Q: q's mass on Mc).
+  function logitGradient(method, s, y, row, T, alpha) {
+    var a = method === "scratch" ? 0 : alpha, t = method === "label_smoothing" ? 1 : T;
+    var mask = row.mask, target = row.target, q1 = softmax(s, 1);
+    var q = softmax(method === "within_m_kd"
+      ? s.map(function (v, i) { return mask[i] ? v : -Infinity; }) : s, t);
+    if (method === "tail_bucket_kd") {
+      var tail = 1 - sum(pick(target, mask, true)), Q = sum(pick(q, mask, false));
+      target = target.map(function (v, i) { return mask[i] ? v : tail * q[i] / Q; });
+    }
+    return s.map(function (_, c) {
+      return (1 - a) * (q1[c] - (c === y ? 1 : 0)) + (a ? a * t * (q[c] - target[c]) : 0);
+    });
+  }
   function Student(seed) {
     var rand = mulberry32(seed), H = TOY.hidden, C = TOY.classes;
     function init(n, scale) {
@@ -223,27 +272,13 @@ var labCore = (function () {
     }
     return { hidden: h, logits: out };
   };
-  // d loss / d logits for one example: (1 - a)(softmax(s) - onehot) + a T (q - p~), where q is
-  // softmax(s/T) (normal, stingy) or softmax(s_M/T) on M and 0 off M (within-M).
-  function logitGradient(method, s, y, target, mask, T, alpha) {
-    var C = s.length, q1 = softmax(s, 1), g = [], qT;
-    if (method === "within") {
-      qT = softmax(s.map(function (v, i) { return mask[i] ? v : -Infinity; }), T);
-    } else {
-      qT = softmax(s, T);
-    }
-    for (var c = 0; c < C; c++) {
-      g.push((1 - alpha) * (q1[c] - (c === y ? 1 : 0)) + alpha * T * (qT[c] - target[c]));
-    }
-    return g;
-  }
-  Student.prototype.step = function (batch, method, T, alpha) {
-    var H = TOY.hidden, C = TOY.classes, n = batch.x.length;
+  // One full-batch Adam step on examples x, y with their method rows.
+  Student.prototype.step = function (x, y, rows, method, T, alpha) {
+    var H = TOY.hidden, C = TOY.classes, n = x.length;
     var grads = this.params.map(function (p) { return new Float64Array(p.length); });
     for (var e = 0; e < n; e++) {
-      var x = batch.x[e], f = this.forward(x);
-      var target = method === "normal" ? batch.dense[e] : batch.sparse[e];
-      var g = logitGradient(method, f.logits, batch.y[e], target, batch.mask[e], T, alpha);
+      var f = this.forward(x[e]);
+      var g = logitGradient(method, f.logits, y[e], rows[e], T, alpha);
       for (var j = 0; j < H; j++) {
         var back = 0;
         for (var c = 0; c < C; c++) {
@@ -251,7 +286,7 @@ var labCore = (function () {
           back += this.w2[j * C + c] * g[c];
         }
         back *= 1 - f.hidden[j] * f.hidden[j];
-        grads[0][j] += back * x[0] / n; grads[0][H + j] += back * x[1] / n;
+        grads[0][j] += back * x[e][0] / n; grads[0][H + j] += back * x[e][1] / n;
         grads[1][j] += back / n;
       }
       for (c = 0; c < C; c++) grads[3][c] += g[c] / n;
@@ -267,61 +302,71 @@ var labCore = (function () {
       }
     }
   };
-  var METHODS = ["normal", "stingy", "within"];
-  function Toy(k, T, alpha, seed) {
+  // The toy: one student per method (default TOY.students), all from the same start; every
+  // TOY.record steps its history gets the test metrics. Sampled KD redraws its k classes per
+  // example at every step, as stingy.objective does with a dense teacher.
+  function Toy(k, T, alpha, methods) {
     this.k = k; this.T = T; this.alpha = alpha; this.steps = 0;
-    this.task = toyTask(seed === undefined ? TOY.seed : seed);
-    var task = this.task;
-    function targets(set) {
+    this.methods = methods || TOY.students;
+    this.task = toyTask(TOY.seed);
+    this.rand = mulberry32(TOY.seed + 2);
+    var task = this.task, self = this;
+    function teacher(set) {
       var z = set.x.map(function (x) { return toyTeacher(task, x); });
-      var mask = z.map(function (v) { return topKMask(v, k); });
-      return {
-        x: set.x, y: set.y, z: z, mask: mask,
-        dense: z.map(function (v) { return softmax(v, T); }),
-        sparse: z.map(function (v, e) {
-          return softmax(v.map(function (u, i) { return mask[e][i] ? u : -Infinity; }), T);
-        })
-      };
+      return { x: set.x, y: set.y, z: z, mask: z.map(function (v) { return topKMask(v, k); }) };
     }
-    this.train = targets(task.train);
-    this.test = targets(task.test);
-    var initSeed = (seed === undefined ? TOY.seed : seed) + 1;
+    this.train = teacher(task.train);
+    this.test = teacher(task.test);
+    this.rows = {};
     this.students = {};
-    for (var i = 0; i < METHODS.length; i++) this.students[METHODS[i]] = new Student(initSeed);
+    this.methods.forEach(function (method) {
+      self.rows[method] = self.trainRows(method);
+      self.students[method] = new Student(TOY.seed + 1);
+    });
+    var bayes = 0;
+    for (var e = 0; e < this.test.x.length; e++) if (topKMask(this.test.z[e], 1)[this.test.y[e]]) bayes += 1;
+    this.bayesAccuracy = bayes / this.test.x.length;
+    this.history = [{ step: 0, metrics: this.metrics() }];
   }
+  Toy.prototype.trainRows = function (method) {
+    var self = this;
+    return this.train.z.map(function (z) { return teacherRow(method, z, self.k, self.T, self.rand); });
+  };
   Toy.prototype.run = function (steps) {
     for (var t = 0; t < steps; t++) {
-      for (var i = 0; i < METHODS.length; i++) {
-        this.students[METHODS[i]].step(this.train, METHODS[i], this.T, this.alpha);
+      for (var i = 0; i < this.methods.length; i++) {
+        var method = this.methods[i];
+        this.students[method].step(this.train.x, this.train.y, this.rows[method], method, this.T, this.alpha);
+        if (method === "sampled_kd") this.rows[method] = this.trainRows(method);  // the next step's draw
       }
       this.steps += 1;
+      if (this.steps % TOY.record === 0) this.history.push({ step: this.steps, metrics: this.metrics() });
     }
   };
   // Test accuracy (true labels) and the mean logit gap sbar_M - sbar_Mc (M: the teacher's top-k).
   Toy.prototype.metrics = function () {
-    var out = {}, test = this.test, self = this;
-    METHODS.forEach(function (method) {
-      var student = self.students[method], correct = 0, gap = 0;
+    var out = {}, test = this.test, k = this.k, C = TOY.classes, self = this;
+    this.methods.forEach(function (method) {
+      var correct = 0, gap = 0;
       for (var e = 0; e < test.x.length; e++) {
-        var s = student.forward(test.x[e]).logits;
-        if (topKMask(s, 1)[test.y[e]]) correct += 1;
-        if (self.k < TOY.classes) {
-          gap += mean(pick(s, test.mask[e], true)) - mean(pick(s, test.mask[e], false));
+        var s = self.students[method].forward(test.x[e]).logits, mask = test.mask[e];
+        var best = 0, kept = 0, dropped = 0;
+        for (var c = 0; c < C; c++) {
+          if (s[c] > s[best]) best = c;
+          if (mask[c]) kept += s[c]; else dropped += s[c];
         }
+        if (best === test.y[e]) correct += 1;
+        if (k < C) gap += kept / k - dropped / (C - k);
       }
-      out[method] = { accuracy: correct / test.x.length,
-                      logit_gap: self.k < TOY.classes ? gap / test.x.length : 0 };
+      out[method] = { accuracy: correct / test.x.length, logit_gap: gap / test.x.length };
     });
-    var bayes = 0;
-    for (var e = 0; e < test.x.length; e++) if (topKMask(test.z[e], 1)[test.y[e]]) bayes += 1;
-    out.bayes_accuracy = bayes / test.x.length;
     return out;
   };
 
   return {
     compute: compute, topKMask: topKMask, softmax: softmax,
     randomLogits: randomLogits, twoLevelLogits: twoLevelLogits, Toy: Toy, TOY: TOY,
-    logitGradient: logitGradient, METHODS: METHODS
+    METHODS: METHODS, teacherRow: teacherRow, logitGradient: logitGradient
   };
 })();
 if (typeof module !== "undefined") module.exports = labCore;

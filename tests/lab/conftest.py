@@ -80,6 +80,16 @@ class Page:
         value = result["result"].get("value")
         return None if value is None else json.loads(value, object_hook=_floats)
 
+    def load(self, url: str) -> None:
+        """Open ``url`` afresh (the page's default state) with its toy paused."""
+        self.send("Page.navigate", {"url": url}, wait_event="Page.loadEventFired")
+        self.evaluate("lab.toy.setPlaying(false)")
+
+    def set_control(self, control: str, value) -> None:
+        """Set a page control by its id, as a user moving it would."""
+        self.evaluate(f"(() => {{ const el = document.getElementById('{control}'); el.value = "
+                      f"'{value}'; el.dispatchEvent(new Event('input')); }})()")
+
     def screenshot(self, path: Path) -> Path:
         data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
         path.write_bytes(base64.b64decode(data["data"]))
@@ -126,8 +136,7 @@ def page(lab_file, tmp_path_factory):
         page = Page(socket)
         for domain in ("Page", "Runtime", "Log"):
             page.send(f"{domain}.enable")
-        page.send("Page.navigate", {"url": lab_file.as_uri()}, wait_event="Page.loadEventFired")
-        page.evaluate("lab.toy.setPlaying(false)")
+        page.load(lab_file.as_uri())
         yield page
         socket.close()
     finally:
