@@ -49,52 +49,36 @@ def register(subparsers, common) -> None:
                            help="output folder (default: runs/mechanism)")
     mechanism.set_defaults(run=run_mechanism_command)
 
-    separate = subparsers.add_parser(
-        "separate", parents=[common],
-        help="check (e): kept mass at fixed noise, noise at fixed kept mass")
-    separate.add_argument("--seeds", type=int, default=5, help="seeds (task draws) per setting")
-    separate.add_argument("--out", default="runs/separate",
-                          help="output folder (default: runs/separate)")
-    separate.set_defaults(run=run_separation_command)
+    for name, help_text, run in (
+            ("separate", "check (e): kept mass at fixed noise, noise at fixed kept mass",
+             run_separation_command),
+            ("fixes", "within-M, tail-bucket, uniform-floor and sampled KD at alpha 0.9 and 1, "
+             "three noise levels, short and long training, with a prediction written first",
+             run_fixes_command),
+            ("interventions", "the mechanism by intervention: the signal-to-drive ratio at "
+             "fixed k, the logit gap capped; a prediction written first",
+             run_interventions_command),
+            ("robustness", "the mechanism's headlines under a trained teacher, SGD, T = 4 and "
+             "superclass noise, each against the default; a prediction written first",
+             run_robustness_command),
+            ("harm-model", "fit harm on the signal-to-drive ratio, kept mass, steps and noise "
+             "on half the cells, predict the other half and the CIFAR cells; a prediction "
+             "written first", run_harm_model_command)):
+        seeded = _add_seeded(subparsers, common, name, help_text, run)
+    # the last of them, harm-model, also predicts the cells of a CIFAR sweep
+    seeded.add_argument("--cifar-sweep", default="results/cifar10_sweep_cpu",
+                        help="a CIFAR sweep folder whose cells the harm model predicts "
+                        "(default: results/cifar10_sweep_cpu; left out when absent)")
 
-    fixes = subparsers.add_parser(
-        "fixes", parents=[common],
-        help="within-M, tail-bucket and uniform-floor KD at alpha 0.9 and 1, three noise "
-        "levels, short and long training, with a prediction written first")
-    fixes.add_argument("--seeds", type=int, default=5, help="seeds (task draws) per setting")
-    fixes.add_argument("--out", default="runs/fixes", help="output folder (default: runs/fixes)")
-    fixes.set_defaults(run=run_fixes_command)
 
-    interventions = subparsers.add_parser(
-        "interventions", parents=[common],
-        help="the mechanism by intervention: the signal-to-drive ratio at fixed k, the logit "
-        "gap capped; a prediction written first")
-    interventions.add_argument("--seeds", type=int, default=5,
-                               help="seeds (task draws) per setting")
-    interventions.add_argument("--out", default="runs/interventions",
-                               help="output folder (default: runs/interventions)")
-    interventions.set_defaults(run=run_interventions_command)
-
-    robust = subparsers.add_parser(
-        "robustness", parents=[common],
-        help="the mechanism's headlines under a trained teacher, SGD, T = 4 and superclass "
-        "noise, each against the default; a prediction written first")
-    robust.add_argument("--seeds", type=int, default=5, help="seeds (task draws) per condition")
-    robust.add_argument("--out", default="runs/robustness",
-                        help="output folder (default: runs/robustness)")
-    robust.set_defaults(run=run_robustness_command)
-
-    harm = subparsers.add_parser(
-        "harm-model", parents=[common],
-        help="fit harm on the signal-to-drive ratio, kept mass, steps and noise on half the "
-        "cells, predict the other half and the CIFAR cells; a prediction written first")
-    harm.add_argument("--seeds", type=int, default=5, help="seeds (task draws) per cell")
-    harm.add_argument("--out", default="runs/harm_model",
-                      help="output folder (default: runs/harm_model)")
-    harm.add_argument("--cifar-sweep", default="results/cifar10_sweep_cpu",
-                      help="a CIFAR sweep folder whose cells the model predicts "
-                      "(default: results/cifar10_sweep_cpu; left out when absent)")
-    harm.set_defaults(run=run_harm_model_command)
+def _add_seeded(subparsers, common, name: str, help_text: str, run):
+    """A command with --seeds (task draws per setting) and --out runs/<name>."""
+    parser = subparsers.add_parser(name, parents=[common], help=help_text)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds (task draws) per setting")
+    parser.add_argument("--out", default=f"runs/{name}",
+                        help=f"output folder (default: runs/{name})")
+    parser.set_defaults(run=run)
+    return parser
 
 
 def run_mechanism_command(args) -> int:

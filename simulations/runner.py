@@ -97,8 +97,9 @@ def format_verdicts(verdicts: list[dict]) -> str:
     lines = []
     for v in verdicts:
         low, high = v["ci95"]
-        lines.append(f"({v['check']}) [{v['verdict'].upper()}] noise {v['noise']} "
-                     f"{v['noise_kind']}: {v['statement']}; predicted {v['predicted']}, "
+        setting = (f" noise {v['noise']} {v['noise_kind']}" if "noise" in v else "")
+        lines.append(f"({v['check']}) [{v['verdict'].upper()}]{setting}: {v['statement']}; "
+                     f"predicted {v['predicted']}, "
                      f"measured {v['measured']:.4f} [{low:.4f}, {high:.4f}]\n      {v['detail']}")
     return "\n".join(lines)
 

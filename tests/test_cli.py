@@ -162,8 +162,8 @@ def test_every_command_writing_files_defaults_to_runs_slash_its_name():
                         "reproduce": "runs/reproduce", "figures": "runs/figures",
                         "bench": "runs/bench/benchmarks.json", "lab": "runs/lab/lab.html",
                         "mechanism": "runs/mechanism", "separate": "runs/separate", "fixes": "runs/fixes",
-                        "interventions": "runs/interventions",
-                        **sweep}
+                        "interventions": "runs/interventions", "robustness": "runs/robustness",
+                        "harm-model": "runs/harm-model", **sweep}
 
 
 def test_bench_and_gpu_check_are_sub_commands():

@@ -89,3 +89,10 @@ def test_the_prediction_is_written_once(tmp_path):
     (tmp_path / "prediction.json").write_text(json.dumps({**first, "checks": []}))
     assert hm.write_prediction(tmp_path)["checks"] == []
     assert [c["check"] for c in first["checks"]] == list(hm.PREDICTED)
+
+
+def test_the_checks_print_without_a_noise_setting():
+    from stingy.simulations.runner import format_verdicts
+
+    text = format_verdicts(hm.verdicts(_cells(0.5))[0])
+    assert "(H-model-rank) [PASS]: the model ranks" in text
