@@ -161,7 +161,7 @@ def test_every_command_writing_files_defaults_to_runs_slash_its_name():
                         "reproduce": "runs/reproduce", "figures": "runs/figures",
                         "bench": "runs/bench/benchmarks.json", "lab": "runs/lab/lab.html",
                         "mechanism": "runs/mechanism", "separate": "runs/separate", "fixes": "runs/fixes",
-                        "interventions": "runs/interventions",
+                        "interventions": "runs/interventions", "lm": "runs/lm",
                         **sweep}
 
 
