@@ -85,8 +85,10 @@ def prepare(settings, cache: Path, device, log) -> tuple[Transfer, dict]:
     batch = settings.student_training.batch_size
     held_out = held_out_reference(teacher, held_blocks[:, :-1], held_blocks[:, 1:], batch,
                                   device)
-    rows_key = cache_key("rows", teacher_key, settings.context,
-                         settings.distill.to_table(), source_digest(lm_rows.__file__))
+    distill = settings.distill
+    rows_key = cache_key("rows", teacher_key, settings.context, distill.temperature,
+                         distill.top_k, distill.samples, distill.train_blocks,
+                         distill.sample_seed, batch, source_digest(lm_rows.__file__))
     log("[lm] teacher rows for the students' training tokens")
     folder = cached_rows(teacher, transfer_blocks[:, :-1], settings.distill,
                          Path(cache) / f"rows-{rows_key}", batch, device)

@@ -67,7 +67,7 @@ class TrainingSettings(Settings):
     """AdamW with a linear warm-up over ``warmup_steps`` and a cosine decay to 0; batches of
     ``batch_size`` blocks of the context length."""
 
-    steps: int = setting(300, STEPS)
+    steps: int = setting(200, STEPS)
     batch_size: int = setting(16, BATCH_SIZE)
     learning_rate: float = setting(3e-3, LEARNING_RATE)
     weight_decay: float = setting(0.01, WEIGHT_DECAY)
@@ -78,7 +78,8 @@ class TrainingSettings(Settings):
 class TeacherTrainingSettings(TrainingSettings):
     """The teacher's training: on random windows of all the training text."""
 
-    steps: int = setting(600, STEPS)
+    steps: int = setting(1000, STEPS)
+    warmup_steps: int = setting(50, Number(0, integer=True))
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class DistillSettings(Settings):
     fix_k: int = setting(8, KEPT)
     samples: tuple[int, ...] = setting((8, 64), ListOf(KEPT, min_length=1, distinct=True))
     seeds: int = setting(3, Number(2, integer=True))
-    train_blocks: int = setting(768, SIZE)
+    train_blocks: int = setting(1024, SIZE)
     sample_seed: int = setting(0, SEED)
 
     def check(self) -> None:
@@ -106,7 +107,7 @@ class DistillSettings(Settings):
 class EvaluationSettings(Settings):
     """``blocks`` held-out blocks; the calibration error over ``ece_bins`` equal bins."""
 
-    blocks: int = setting(64, SIZE)
+    blocks: int = setting(128, SIZE)
     ece_bins: int = setting(15, Number(2, 1000, integer=True))
 
 

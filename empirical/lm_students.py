@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -36,10 +37,10 @@ class Transfer:
 
     blocks: torch.Tensor
     teacher: torch.nn.Module
-    rows_folder: object
+    rows_folder: Path
     held_out: HeldOut
     vocab_size: int
-    device: object
+    device: torch.device
 
 
 def _rows(transfer: Transfer, name: str, k: int, temperature: float):
