@@ -149,8 +149,8 @@ def summarise(results: list[dict]) -> list[dict]:
 
 
 def run_lm(settings, out, cache, device=None, log=print) -> dict:
-    """Run ``stingy lm`` with ``settings`` (see the module docstring); the verdicts and the
-    summary."""
+    """Run ``stingy lm`` with ``settings`` (see the module docstring); the summary, the
+    verdicts, the teacher's held-out metrics and the wall time."""
     device, out, cache = resolve_device(device), Path(out), Path(cache)
     check_folder(out, settings)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,4 +186,5 @@ def _run(settings, out: Path, cache: Path, device, prediction: dict, log) -> dic
     from stingy.figures.lm_figure import draw_lm
 
     plt.close(draw_lm(out / "summary.csv", out / "rows.json", out / "lm")["figure"])
-    return {"summary": summary, "verdicts": checked, "wall_s": time.time() - start}
+    return {"summary": summary, "verdicts": checked, "teacher": provenance["teacher_held_out"],
+            "wall_s": time.time() - start}

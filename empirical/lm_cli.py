@@ -15,6 +15,9 @@ def run_lm_command(args) -> int:
 
     result = run_lm(settings, args.out, args.cache, device=args.device,
                     log=lambda line: print(line, flush=True))
+    teacher = result["teacher"]
+    print(f"{'teacher':>20}  cross-entropy {teacher['cross_entropy']:.3f}  ECE "
+          f"{teacher['ece']:.3f}")
     for row in result["summary"]:
         print(f"{row['student']:>20}  cross-entropy {row['cross_entropy']:.3f}  KL "
               f"{row['kl_to_teacher']:.3f}  agreement {row['top1_agreement']:.3f}  ECE "

@@ -18,10 +18,10 @@ from stingy.figures.inputs import read_json, read_rows, source_name
 from stingy.figures.style import FULL_WIDTH, method_colour, save_figure
 
 SUMMARY = "lm summary (one row per student), written by `stingy lm`"
-PANELS = (("cross_entropy", "cross-entropy (nats/token)"),
-          ("kl_to_teacher", "KL to the teacher (nats/token)"),
-          ("top1_agreement", "top-1 agreement with the teacher"),
-          ("ece", "expected calibration error"))
+PANELS = (("cross_entropy", "cross-entropy\n(nats/token)"),
+          ("kl_to_teacher", "KL to the teacher\n(nats/token)"),
+          ("top1_agreement", "top-1 agreement\nwith the teacher"),
+          ("ece", "expected calibration\nerror"))
 FULL = "normal_kd"
 
 
@@ -36,8 +36,7 @@ def _panel(ax, rows, metric: str, title: str) -> None:
         ax.errorbar([mean], [y], xerr=error, color=method_colour(row["method"]), marker="o",
                     ms=4, capsize=2, lw=1)
     ax.set_yticks(range(len(rows)), [row["student"] for row in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel(title)
+    ax.set_title(title)
 
 
 def draw_lm(summary_csv, rows_json, out_stem) -> dict:
@@ -48,6 +47,7 @@ def draw_lm(summary_csv, rows_json, out_stem) -> dict:
     fig, axes = plt.subplots(1, len(PANELS), figsize=(FULL_WIDTH, 2.8), sharey=True)
     for ax, (metric, title) in zip(axes, PANELS):
         _panel(ax, rows, metric, title)
+    axes[0].invert_yaxis()  # the axes share y: the first student on top
     seeds = sorted({int(row["seeds"]) for row in rows})
     record = save_figure(fig, out_stem)
     sizes = ", ".join(f"{entry['rows']} {entry['bytes_per_token']:.0f}"
