@@ -11,9 +11,11 @@ def run_lm_command(args) -> int:
     from stingy.empirical.lm_settings import load_lm_settings
 
     settings = load_lm_settings(args.profile, args.overrides)
+    from stingy.empirical.data import default_cache_dir
     from stingy.empirical.lm import run_lm
 
-    result = run_lm(settings, args.out, args.cache, device=args.device,
+    cache = args.cache or default_cache_dir() / "lm"
+    result = run_lm(settings, args.out, cache, device=args.device,
                     log=lambda line: print(line, flush=True))
     teacher = result["teacher"]
     print(f"{'teacher':>20}  cross-entropy {teacher['cross_entropy']:.3f}  ECE "
@@ -38,7 +40,7 @@ def register(subparsers, common) -> None:
                     metavar="KEY=VALUE", help="override a setting, e.g. distill.seeds=5 "
                     "(repeatable; the value is read as TOML)")
     lm.add_argument("--out", default="runs/lm", help="results folder (default: runs/lm)")
-    lm.add_argument("--cache", default="runs/lm-cache", help="tokenizer, teacher and rows "
-                    "cache (default: runs/lm-cache)")
+    lm.add_argument("--cache", default=None, help="tokenizer, teacher and rows cache "
+                    "(default: $STINGY_CACHE/lm, else ~/.cache/stingy/lm)")
     lm.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     lm.set_defaults(run=run_lm_command)

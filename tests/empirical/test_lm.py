@@ -69,6 +69,8 @@ def test_the_toy_run_writes_every_student_its_metrics_verdicts_and_figure(toy_ru
     assert provenance["teacher_held_out"]["kl_to_teacher"] == pytest.approx(0, abs=1e-5)
     assert provenance["teacher_held_out"]["top1_agreement"] == 1
     assert (out / "lm.png").stat().st_size > 0 and (out / "lm.pdf").is_file()
+    for path in out.rglob("*.json"):
+        json.loads(path.read_text(), parse_constant=pytest.fail)  # strict: no NaN, no Infinity
 
 
 def test_rows_report_bytes_kept_mass_and_signal_to_drive(toy_run):
