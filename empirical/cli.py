@@ -6,6 +6,7 @@
     stingy teacher-theory --teacher MODEL_PT [--data PATH] [--out DIR] [--device cpu|cuda]
     stingy quick [--data PATH] [--out DIR] [--device cpu|cuda]
     stingy gpu-check [--data PATH | --toy] [--out DIR] [--budget-seconds S] ...
+    stingy lm [--profile toy|default|gpu] [--set key=value ...] [--out DIR] [--cache DIR]
 
 RECIPE is a packaged recipe name (a file stem in empirical/recipes) or a path to a TOML file.
 TEACHER is a model.pt written by `stingy train` (or its run directory), a plain state_dict
@@ -151,6 +152,7 @@ def register(subparsers, common) -> None:
     gpu.add_argument("--compile", action="store_true", help="torch.compile the models")
     gpu.set_defaults(run=run_gpu_check)
 
-    from stingy.empirical import sweep_cli  # the sweep registers its own sub-commands
+    from stingy.empirical import lm_cli, sweep_cli  # each registers its own sub-commands
 
     sweep_cli.register(subparsers, common)
+    lm_cli.register(subparsers, common)

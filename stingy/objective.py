@@ -10,7 +10,8 @@ vectorised backend is tested equal to it):
 
 ``teacher`` is the teacher's dense logits [B, K], or its stored top-k rows
 (:class:`TopKRows`, values in descending order) for the sparse methods with k <= the stored
-count. With s the student's logits, z the teacher's, y the labels:
+count (tail-bucket KD: rows stored with their log-partition), or its sampled rows
+(:class:`SampledRows`) for sampled KD. With s the student's logits, z the teacher's, y the labels:
 
     labels   (scratch)          CE_eps(s, y), label smoothing eps
     uniform  (label smoothing)  (1 - a) CE(s, y) + a KL(u || softmax(s)), T = 1
@@ -67,10 +68,13 @@ def sample_rows(teacher_logits: torch.Tensor, k: int, temperature: float,
 class TopKRows(NamedTuple):
     """A teacher's stored top-k rows: class ``indices`` [B, k] and logit ``values`` [B, k], in
     descending order of value (ties: lower class index first), so the first k' columns are
-    the top-k' set for every k' <= k."""
+    the top-k' set for every k' <= k; and, where stored with them, the teacher's
+    ``log_partition`` LSE(z / T) [B] at the objective's temperature, which tail-bucket KD
+    needs for the dropped mass."""
 
     indices: torch.Tensor
     values: torch.Tensor
+    log_partition: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,17 @@ class Objective:
         return (1 - self.alpha) * hard + self.alpha * self.temperature ** 2 * divergence
 
     def _from_rows(self, student, rows: TopKRows, labels):
-        """Stingy, within-M and uniform-floor KD from stored rows, through the top-k core (the
-        floor through the dense core: its target is dense but needs only the rows)."""
+        """Stingy, within-M, tail-bucket (rows with their log-partition) and uniform-floor KD
+        from stored rows, through the top-k core (the floor through the dense core: its
+        target is dense but needs only the rows)."""
+        if self.tail_bucket:
+            if rows.log_partition is None:
+                raise ValueError("tail-bucket KD from stored top-k rows needs their "
+                                 "log-partition LSE(z / T)")
+            return kd_loss_topk_unchecked(
+                student, rows.indices[:, :self.k].long(),
+                rows.values[:, :self.k].detach().to(student.dtype), labels, self.temperature,
+                self.alpha, "bucket", rows.log_partition.detach().to(student.dtype))
         if self.uniform_floor:
             teacher = self._floor_logits(student, rows.indices[:, :self.k].long(),
                                          rows.values[:, :self.k].detach().to(student.dtype))

@@ -119,6 +119,17 @@ def test_stored_top_k_rows_give_the_dense_teachers_loss(name):
     torch.testing.assert_close(loss(student, rows, labels), loss(student, teacher, labels))
 
 
+def test_tail_bucket_from_rows_with_their_log_partition_gives_the_dense_teachers_loss():
+    student, teacher, labels = batch(5)
+    values, indices = teacher.sort(dim=-1, descending=True, stable=True)
+    loss = objective("tail_bucket_kd", k=3)
+    log_partition = torch.logsumexp(teacher / loss.temperature, dim=-1)
+    rows = TopKRows(indices[:, :5], values[:, :5], log_partition)
+    torch.testing.assert_close(loss(student, rows, labels), loss(student, teacher, labels))
+    with pytest.raises(ValueError, match="log-partition"):
+        loss(student, TopKRows(indices[:, :5], values[:, :5]), labels)
+
+
 def test_a_student_equal_to_the_teacher_pays_only_the_stingy_targets_dropped_mass():
     """At s = z the tail bucket's loss is 0 and stingy KD's is T^2 mean(-log m), since
     KL(p~ || p) = sum_M (p/m) log(1/m)."""
