@@ -35,6 +35,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shlex
 import sys
 import time
 from collections import defaultdict
@@ -57,8 +58,8 @@ from stingy.empirical.prediction import (
 )
 from stingy.empirical.recipes import DATASETS
 from stingy.intervals import paired, t_interval
-from stingy.io import (Diverged, ExclusiveLock, load_torch, plain_name, save_torch, verify_checksum,
-                       write_checksum, write_csv, write_json)
+from stingy.io import (Diverged, ExclusiveLock, load_torch, plain_name, save_torch,
+                       verify_checksum, write_checksum, write_csv, write_json, write_text)
 from stingy.machine import git_commit, load_average, machine_info
 from stingy.methods import METHODS, MethodSettings
 from stingy.settings import (
@@ -387,7 +388,33 @@ def plan_sweep(profile: SweepProfile, out: str | Path, data: str | None = None,
             raise ValueError(f"--out {str(out)!r} already holds a plan with another profile; "
                              f"use a new --out")
     write_json(out / PLAN, plan)
+    write_sbatch(out, len(jobs))
     return jobs
+
+
+SBATCH = "sweep.sbatch"
+
+
+def write_sbatch(out: Path, job_count: int) -> Path:
+    """``out/sweep.sbatch``: a SLURM job array with one task per job of the plan, each running
+    ``stingy sweep run --index $SLURM_ARRAY_TASK_ID`` with this Python, from this folder. Any
+    order works (a job waits for its teachers through their locks); a task killed or resubmitted
+    continues from its job's checkpoint."""
+    out = Path(out).resolve()
+    script = "\n".join([
+        "#!/bin/bash",
+        "#SBATCH --job-name=stingy-sweep",
+        f"#SBATCH --array=0-{job_count - 1}",
+        f"#SBATCH --output={out}/slurm/%A_%a.out",
+        "#SBATCH --cpus-per-task=2",
+        "set -euo pipefail",
+        f"cd {shlex.quote(str(Path.cwd()))}",
+        f"exec {shlex.quote(sys.executable)} -m stingy sweep run --out {shlex.quote(str(out))} "
+        '--index "$SLURM_ARRAY_TASK_ID"', ""])
+    (out / "slurm").mkdir(parents=True, exist_ok=True)
+    path = write_text(out / SBATCH, script)
+    path.chmod(0o755)
+    return path
 
 
 def run_index(out: str | Path, index: int, dataset=None, context: SweepContext | None = None,

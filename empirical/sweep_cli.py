@@ -24,7 +24,7 @@ def _plan(args) -> int:
         print(f"{index:4d}  {job['id']}")
     print(f"wrote {args.out}/plan.json: {len(jobs)} jobs; run each with "
           f"`stingy sweep run --out {args.out} --index I` (I = 0..{len(jobs) - 1}), then "
-          f"`stingy sweep collect --out {args.out}`")
+          f"`stingy sweep collect --out {args.out}`; on SLURM: `sbatch {args.out}/sweep.sbatch`")
     return 0
 
 

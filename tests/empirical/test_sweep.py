@@ -109,7 +109,8 @@ def test_shards_run_by_several_processes_give_every_result_once(tmp_path, image_
         assert worker.returncode == 0, err
     results = [out / "jobs" / job["id"] / RESULT for job in jobs]
     assert all(path.is_file() for path in results)
-    assert not list(out.rglob(".lock")) and not list(out.rglob("*.tmp"))
+    assert not list(out.rglob("*.tmp"))
+    assert all(lock.read_text() == "" for lock in out.rglob(".lock"))  # no holder left
     stamps = [path.stat().st_mtime_ns for path in results]
     run_index(out, len(jobs) - 1)  # idempotent: a finished job is not run again
     assert [path.stat().st_mtime_ns for path in results] == stamps
