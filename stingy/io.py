@@ -204,7 +204,7 @@ def load_torch(path: str | os.PathLike, what: str, map_location: Any = "cpu") ->
             KeyError, AttributeError, TypeError, IndexError, UnicodeDecodeError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{what} {str(path)!r} is truncated, not a stingy file, or holds "
-                         f"more than tensors and plain data ({reason[:200]})") from None
+                         f"more than tensors and plain data ({reason})") from None
 
 
 def append_jsonl(path: str | os.PathLike, record: Mapping[str, Any]) -> None:

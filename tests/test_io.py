@@ -148,3 +148,23 @@ def test_an_empty_lock_file_is_taken_at_once(tmp_path):
     (tmp_path / ".lock").write_text("")
     with sio.ExclusiveLock(tmp_path / ".lock", "job x", wait_seconds=60) as lock:
         assert lock.stale_pid is None
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.uint64, np.int32])
+def test_a_top_k_file_with_unsigned_or_narrow_indices_reads_as_int64(tmp_path, dtype):
+    from stingy.theory.topk import load_topk_teacher
+
+    path = tmp_path / "rows.npz"
+    np.savez(path, indices=np.array([[1, 0]], dtype=dtype),
+             values=np.array([[2.0, 1.0]], dtype=np.float32), num_classes=np.int64(4))
+    assert load_topk_teacher(path).indices.dtype == torch.int64
+
+
+def test_a_top_k_file_with_float_indices_is_refused(tmp_path):
+    from stingy.theory.topk import load_topk_teacher
+
+    path = tmp_path / "rows.npz"
+    np.savez(path, indices=np.array([[1.0, 0.0]]), values=np.array([[2.0, 1.0]]),
+             num_classes=np.int64(4))
+    with pytest.raises(ValueError, match="indices must be integers"):
+        load_topk_teacher(path)

@@ -135,7 +135,12 @@ def load_topk_teacher(path) -> TopKTeacher:
     log_partition = arrays.get("log_partition")
     temperatures = arrays.get("temperatures", np.zeros(0))
     values = as_tensor(arrays["values"], "values")
-    return TopKTeacher(as_tensor(arrays["indices"], "indices"), values, int(num_classes),
+    indices = arrays["indices"]
+    if indices.dtype.kind not in "iu":
+        raise ValueError(f"{path}: indices must be integers, got {indices.dtype}")
+    if indices.size and indices.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{path}: indices must be class indices below num_classes")
+    return TopKTeacher(as_tensor(indices.astype(np.int64), "indices"), values, int(num_classes),
                        None if log_partition is None else as_tensor(log_partition,
                                                                     "log_partition"),
                        tuple(float(t) for t in np.asarray(temperatures).reshape(-1)))
