@@ -17,7 +17,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from stingy.figures.captions import failing_text, simulation_settings
+from stingy.figures.captions import (
+    failing_text,
+    mechanism_setting,
+    simulation_settings,
+    temperature_text,
+)
+from stingy.figures.cifar_sweep_figure import curve_temperature
 from stingy.figures.inputs import read_json, read_rows, source_name
 from stingy.figures.paper_numbers import load_paper_numbers
 from stingy.figures.style import (
@@ -171,7 +177,8 @@ def draw_simulation_accuracy(summary_csv, out_stem, config_json=None, verdicts_j
     off_axis = (" Off the axis (so the other gaps stay readable): " + "; ".join(notes) + "."
                 if notes else "")
     record["caption"] = (
-        f"Simulations ({source_name(summary_csv)}; {simulation_settings(config_json)}): student "
+        f"Simulations ({source_name(summary_csv)}; {simulation_settings(config_json)}; "
+        f"{temperature_text(rows)}): student "
         f"test accuracy against the sparse ratio r, one panel per label-noise level, mean over "
         f"{_seeds(rows)} seeds with 95% t-intervals (bands). Stingy and within-M KD are curves "
         "over r (log axis); the dense baselines are dashed lines with their bands; grey: Bayes "
@@ -209,7 +216,8 @@ def draw_superclass_accuracy(symmetric_csv, superclass_csv, out_stem,
     record["caption"] = (
         f"Symmetric (top, {source_name(symmetric_csv)}) against superclass label noise "
         f"(bottom, {source_name(superclass_csv)}) in the simulations, mean over "
-        f"{_seeds(symmetric + superclass)} seeds with 95% intervals, same task and students. "
+        f"{_seeds(symmetric + superclass)} seeds with 95% intervals, same task and students, "
+        f"{temperature_text(symmetric + superclass)}. "
         f"Stingy harm at r=10% (normal KD minus stingy KD, points): {harm}.{off_axis}"
         + failing_text(verdicts_json, ("b",), "symmetric-noise")
         + failing_text(superclass_verdicts_json, ("b",), "superclass-noise"))
@@ -351,7 +359,10 @@ def draw_cifar_accuracy(summary_csv, out_stem, gpu_check_json=None, quick_json=N
     profile = ""
     if quick_json and Path(quick_json).is_file():
         profile = read_json(quick_json, "quick summary").get("profile", "")
-    teacher_text = (f"; teacher {np.mean(teacher_values):.1f}%" if teacher_values else "")
+    models = sorted({str(r["teacher"]) for r in rows if r.get("teacher") not in (None, "")
+                     and not is_missing(r.get("teacher"))})
+    teacher_text = (f"; {'/'.join(models) + ' ' if models else ''}teacher "
+                    f"{np.mean(teacher_values):.1f}%" if teacher_values else "")
     gpu_text = (" Right: the GPU check's students (gpu_check.json, one seed, short schedules; "
                 "open markers did not finish in the budget; grey: its teacher)."
                 if gpu_rows else " No GPU check results were found.")
@@ -360,7 +371,8 @@ def draw_cifar_accuracy(summary_csv, out_stem, gpu_check_json=None, quick_json=N
     record["caption"] = (
         f"CIFAR-10 (JPEG q75 mirror) student test accuracy at one sparse ratio{ratio_text} "
         f"({source_name(summary_csv)}{'; ' + profile if profile else ''}{teacher_text}; "
-        f"{interval}). Points, not bars: the axis need not start at 0." + gpu_text)
+        f"{temperature_text(rows)}; {interval}). Points, not bars: the axis need not start "
+        "at 0." + gpu_text)
     return record
 
 
@@ -399,7 +411,8 @@ def draw_paper_overlay(simulation_runs_csv, out_stem, paper_numbers=None, cifar_
     """Student accuracy minus scratch against r on one axis: the paper's CIFAR-100 points
     (three teacher -> student pairs, read off a plot, +-0.5), the simulations (each symmetric
     noise level, paired 95% intervals over seeds) and CIFAR-10 (the sweep's runs with
-    intervals, else the quick profile's single seed)."""
+    intervals, at the temperature of its stingy curve only, else the quick profile's single
+    seed). Every series is at one temperature, which the caption names."""
     paper = paper_numbers or load_paper_numbers()
     runs = read_rows(simulation_runs_csv, SIMULATION_RUNS,
                      ("noise", "method", "ratio", "seed", "accuracy"))
@@ -422,13 +435,16 @@ def draw_paper_overlay(simulation_runs_csv, out_stem, paper_numbers=None, cifar_
         simulated.append((noise, series))
     cifar_text = "no CIFAR-10 result"
     if cifar_runs_csv:
-        cifar = read_rows(cifar_runs_csv, CIFAR_RUNS, ("method", "ratio", "seed"))
+        cifar = read_rows(cifar_runs_csv, CIFAR_RUNS, ("method", "ratio", "seed", "temperature"))
         value = "accuracy" if "accuracy" in cifar[0] else "test_accuracy"
         clean = [{**r, "method": cifar_method(r)} for r in cifar if _noise(r) == 0]
+        shown = []
         for student, marker in zip(sorted({str(r.get("model", r.get("student", "")))
                                            for r in clean}), "os^v"):
+            rows = [r for r in clean if str(r.get("model", r.get("student", ""))) == student]
+            temperature = curve_temperature(rows)
             series = differences_to_scratch(
-                [r for r in clean if str(r.get("model", r.get("student", ""))) == student],
+                [r for r in rows if r["method"] == "scratch" or r["temperature"] == temperature],
                 value=value)
             if series:
                 ratios = [s["ratio"] for s in series]
@@ -436,8 +452,10 @@ def draw_paper_overlay(simulation_runs_csv, out_stem, paper_numbers=None, cifar_
                             yerr=[[s["mean"] - s["low"] for s in series],
                                   [s["high"] - s["mean"] for s in series]], color=BLACK,
                             marker=marker, ms=4, lw=1.2, capsize=2,
-                            label=f"CIFAR-10 sweep, {student}")
-        cifar_text = f"CIFAR-10 sweep ({source_name(cifar_runs_csv)}, paired 95% intervals)"
+                            label=f"CIFAR-10 sweep, {student}, T={temperature:g}")
+                shown.append(f"{student} students, stingy KD at T={temperature:g}")
+        cifar_text = (f"CIFAR-10 sweep ({source_name(cifar_runs_csv)}: " + "; ".join(shown)
+                      + "; paired 95% intervals)")
     elif cifar_summary_csv:
         rows = cifar_rows(cifar_summary_csv)
         scratch = [r["accuracy_mean"] for r in rows if r["method"] == "scratch"]
@@ -447,9 +465,10 @@ def draw_paper_overlay(simulation_runs_csv, out_stem, paper_numbers=None, cifar_
             ax.plot([r["ratio"] for r in stingy],
                     [(r["accuracy_mean"] - scratch[0]) * scale for r in stingy], color=BLACK,
                     marker="*", ms=8, ls="none", label="CIFAR-10 quick CPU (1 seed)")
-            cifar_text = (f"CIFAR-10 quick CPU profile ({source_name(cifar_summary_csv)}, one "
-                          "seed: no interval)")
+            cifar_text = (f"CIFAR-10 quick CPU profile ({source_name(cifar_summary_csv)}, "
+                          f"{temperature_text(stingy)}, one seed: no interval)")
     ratios = paper["sparse_ratio_ablation"]["ratios"]
+    paper_t = paper["settings"]["cifar100"]["stingy_kd"]["temperature"]
     ratio_axis(ax, ratios)
     ax.set_ylabel("stingy student minus scratch (points)")
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -461,10 +480,11 @@ def draw_paper_overlay(simulation_runs_csv, out_stem, paper_numbers=None, cifar_
     record["caption"] = (
         "The paper overlay: stingy-student accuracy minus the scratch student's against the "
         "sparse ratio r (log axis), 0 = as good as training on labels alone. Grey dashed: the "
-        f"paper's CIFAR-100 points ({paper['sparse_ratio_ablation']['source']}; error bars "
-        "+-0.5 reading error); vermilion: the simulations "
-        f"({source_name(simulation_runs_csv)}, paired differences by seed with 95% t-intervals), "
-        f"one line style per symmetric noise level; black: {cifar_text}. Lowest point: "
+        f"paper's CIFAR-100 points ({paper['sparse_ratio_ablation']['source']}; stingy KD at "
+        f"T={paper_t:g} in the paper's settings; error bars +-0.5 reading error); vermilion: the "
+        f"simulations ({source_name(simulation_runs_csv)}, {temperature_text(runs)}, paired "
+        "differences by seed with 95% t-intervals), one line style per symmetric noise level; "
+        f"black: {cifar_text}. Lowest point: "
         + "; ".join(minima) + ". The data sets differ (CIFAR-100, synthetic, CIFAR-10), so only "
         "the shape and sign are compared.")
     return record
@@ -506,11 +526,13 @@ def harm_series(rows, factor, base="long") -> dict:
     return out
 
 
-def draw_mechanism_sweeps(rows_csv, out_stem, verdicts_json=None) -> dict:
+def draw_mechanism_sweeps(rows_csv, out_stem, verdicts_json=None, run_json=None) -> dict:
     """The mechanism sweeps: the stingy harm (normal KD minus stingy KD, points) against
     training steps, student width and training-set size, each varied alone from the long run,
     with and without labels (alpha = 1); and accuracy by where the label ranks in the
-    teacher's kept set (top class vs 2nd..k-th)."""
+    teacher's kept set (top class vs 2nd..k-th). The x positions are categories, so each
+    method is a set of points side by side, never joined by lines; ``run_json`` gives the
+    run's settings for the caption."""
     rows = read_rows(rows_csv, MECHANISM_SUMMARY,
                      ("case", "task_seed", "seed", "method", "steps", "hidden", "train_size",
                       "accuracy"))
@@ -525,19 +547,19 @@ def draw_mechanism_sweeps(rows_csv, out_stem, verdicts_json=None) -> dict:
     summary = []
     for ax, (factor, name, series) in zip(axes, panels):
         values = sorted({point[0] for points in series.values() for point in points})
-        for method, points in series.items():
-            x = [values.index(p[0]) for p in points]
+        for index, (method, points) in enumerate(series.items()):
+            x = [values.index(p[0]) + (index - 0.5) * 0.2 for p in points]
             ax.errorbar(x, [p[1] for p in points], yerr=[[p[1] - p[2] for p in points],
                                                          [p[3] - p[1] for p in points]],
                         color=method_colour("stingy_kd"), marker="o", ms=3.5, capsize=2,
-                        ls="-" if method == "stingy_kd" else "--",
-                        mfc=None if method == "stingy_kd" else "white",
+                        ls="none", mfc=None if method == "stingy_kd" else "white",
                         label=method_label(method))
             summary.append(f"{name}, {method_label(method)}: " + ", ".join(
                 f"{p[0]:g}: {p[1]:+.1f} [{p[2]:+.1f}, {p[3]:+.1f}]" for p in points))
         ax.axhline(0, color=GREY, lw=0.6)
         ax.set_xticks(range(len(values)), ["linear" if factor == "hidden" and v == 0
                                            else f"{v:g}" for v in values])
+        ax.set_xlim(-0.5, len(values) - 0.5)
         ax.set_xlabel(name + (" (linear = 0 hidden units)" if factor == "hidden" else ""))
         ax.set_ylabel("harm (points)")
         ax.set_title(f"harm against {name}")
@@ -564,11 +586,15 @@ def draw_mechanism_sweeps(rows_csv, out_stem, verdicts_json=None) -> dict:
     record = save_figure(fig, out_stem)
     units = len({(r["task_seed"], r["seed"]) for r in rows})
     tasks = len({r["task_seed"] for r in rows})
+    setting = mechanism_setting(run_json)
     record["caption"] = (
-        f"Mechanism sweeps in the simulations ({source_name(rows_csv)}; {tasks} task draws x "
-        f"{units // max(tasks, 1)} seeds = {units} paired units, 95% t-intervals; x positions "
-        "categorical): the stingy harm, normal KD minus stingy KD accuracy in points (dashed: stingy KD with alpha = 1, no "
-        "labels), with one factor varied from the long run at a time; and accuracy by where "
-        "the true label ranks in the teacher's kept set. " + "; ".join(summary) + "."
-        + failing_text(verdicts_json))
+        f"Mechanism sweeps in the simulations ({source_name(rows_csv)}"
+        + (f", {setting}" if setting else "") + ", k = "
+        + ", ".join(f"{k:g}" for k in sorted({r["k"] for r in rows})) + f"; {tasks} task "
+        f"draws x {units // max(tasks, 1)} seeds = {units} paired units, 95% t-intervals; the "
+        "run's files do not record its temperature; x positions are categories, so points "
+        "are not joined): the stingy harm, normal KD minus stingy KD accuracy in points (open "
+        "markers: stingy KD with alpha = 1, no labels), with one factor varied from the long "
+        "run at a time; and accuracy by where the true label ranks in the teacher's kept set. "
+        + "; ".join(summary) + "." + failing_text(verdicts_json))
     return record

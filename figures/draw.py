@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from stingy.figures.accuracy_figures import (
+    cifar_method,
     draw_cifar_accuracy,
     draw_mechanism_sweeps,
     draw_paper_overlay,
@@ -105,28 +106,38 @@ def teacher_description(folder: Path) -> str:
     return f"the {profile} {model} teacher{accuracy}"
 
 
+# The teachers of a CIFAR run's teacher_logits.npz: the method its students learn by, and how
+# captions name that method.
+TEACHER_METHODS = {"normal": ("normal_kd", "normal KD"),
+                   "nasty": ("nasty_kd", "KD from the Nasty Teacher"),
+                   "stingy": ("stingy_kd", "stingy KD")}
+
+
 def distill_temperatures(folder: Path) -> dict:
-    """Teacher -> the temperature its student was distilled at, from the summary.csv of the
-    folder whose teacher logits are drawn (the paper's temperature first where several)."""
+    """Teacher -> the temperature its students were distilled at, from the summary.csv of the
+    folder whose teacher logits are drawn (the paper's temperature first where several). A
+    teacher no student of the run learnt from is left out."""
     summary_path = folder / "summary.csv"
+    if not summary_path.is_file():
+        raise Missing(f"{folder.name}/summary.csv (the temperatures of its students)")
+    used = {}
+    for row in read_rows(summary_path, "CIFAR-10 summary", ("method",)):
+        t = row.get("temperature")
+        if not (is_missing(t) or t == ""):
+            used.setdefault(cifar_method(row), set()).add(float(t))
+    paper = load_paper_numbers()["settings"]["cifar10"]
     found = {}
-    if summary_path.is_file():
-        for row in read_rows(summary_path, "CIFAR-10 summary", ("method",)):
-            t = row.get("temperature")
-            if is_missing(t) or t == "":
-                continue
-            method = canonical_method(row["method"])
-            if method == "normal_kd":
-                found.setdefault("normal", set()).add(float(t))
-                found.setdefault("nasty", set()).add(float(t))
-            elif method == "stingy_kd":
-                found.setdefault("stingy", set()).add(float(t))
-    settings = load_paper_numbers()["settings"]["cifar10"]
-    paper = {"normal": settings["normal_kd"]["temperature"],
-             "nasty": settings["normal_kd"]["temperature"],
-             "stingy": settings["stingy_kd"]["temperature"]}
-    return {teacher: paper[teacher] if paper[teacher] in used else min(used)
-            for teacher, used in found.items()}
+    for teacher, (method, _) in TEACHER_METHODS.items():
+        if method in used:
+            preferred = paper.get(method, paper["normal_kd"])["temperature"]
+            found[teacher] = preferred if preferred in used[method] else min(used[method])
+    return found
+
+
+def run_temperatures(folder: Path) -> dict:
+    """{method label: T} of the students of a CIFAR run (see distill_temperatures)."""
+    return {TEACHER_METHODS[teacher][1]: t
+            for teacher, t in distill_temperatures(folder).items()}
 
 
 def _theory_inputs(results_dir, **extra):
@@ -143,7 +154,12 @@ def _f1(results_dir):
     teacher = resolve(results_dir, (f"{PAPER_DIR}/teacher_theory.csv",
                                     f"{QUICK_DIR}/teacher_theory.csv"))
     if teacher is not None:
-        kwargs.update(teacher_theory=teacher, teacher_label=teacher_description(teacher.parent))
+        folder = teacher.parent
+        kwargs.update(teacher_theory=teacher, teacher_label=teacher_description(folder))
+        marks = run_temperatures(folder) if (folder / "summary.csv").is_file() else {}
+        if marks:
+            kwargs.update(temperatures=marks,
+                          temperature_source=f"the students of {folder.name}/summary.csv")
     return args, kwargs
 
 
@@ -171,14 +187,14 @@ def draw_cifar_figure(out_stem, rows_csv=None, summary_csv=None, **kwargs) -> di
     """F5: a sweep's accuracy against k when its per-seed rows exist, else the quick
     profile's (or the reference recipes') one run per method."""
     if rows_csv is not None:
-        return draw_cifar_k_curve(rows_csv, out_stem)
+        return draw_cifar_k_curve(rows_csv, out_stem, **kwargs)
     return draw_cifar_accuracy(summary_csv, out_stem, **kwargs)
 
 
 def _f5(results_dir):
     rows = resolve(results_dir, SWEEP_ROWS)
     if rows is not None:
-        return (), {"rows_csv": rows}
+        return (), {"rows_csv": rows, "teachers_csv": rows.with_name("teachers.csv")}
     summary = need(results_dir, (f"{PAPER_DIR}/summary.csv", f"{QUICK_DIR}/summary.csv"))
     kwargs = {"summary_csv": summary, **_optional(results_dir, gpu_check_json=GPU_CHECK)}
     quick = summary.with_name("summary.json")
@@ -195,7 +211,10 @@ def _f6(results_dir):
 
 def _f7(results_dir):
     return ((need(results_dir, f"{SIMULATION_DIR}/gap_trajectory.csv"),),
-            _optional(results_dir, verdicts_json=f"{SIMULATION_DIR}/verdicts.json"))
+            _optional(results_dir, verdicts_json=f"{SIMULATION_DIR}/verdicts.json",
+                      mechanism_csv=f"{MECHANISM_DIR}/rows.csv",
+                      run_json=f"{MECHANISM_DIR}/run.json",
+                      mechanism_verdicts_json=f"{MECHANISM_DIR}/verdicts.json"))
 
 
 def _f8(results_dir):
@@ -235,13 +254,17 @@ def _f11(results_dir):
 
 def _f12(results_dir):
     logits = need(results_dir, TEACHER_LOGITS)
-    return (logits,), {"temperature": distill_temperatures(logits.parent).get("stingy", 20.0),
+    temperatures = distill_temperatures(logits.parent)
+    if "stingy" not in temperatures:
+        raise Missing(f"a stingy student's temperature in {logits.parent.name}/summary.csv")
+    return (logits,), {"temperature": temperatures["stingy"],
                        "teacher_label": teacher_description(logits.parent)}
 
 
 def _f13(results_dir):
     return ((need(results_dir, f"{MECHANISM_DIR}/rows.csv"),),
-            _optional(results_dir, verdicts_json=f"{MECHANISM_DIR}/verdicts.json"))
+            _optional(results_dir, verdicts_json=f"{MECHANISM_DIR}/verdicts.json",
+                      run_json=f"{MECHANISM_DIR}/run.json"))
 
 
 FIGURES = [

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
+from stingy.figures.captions import failing_text, mechanism_setting
 from stingy.figures.inputs import group_mean, read_rows, require, source_name
 from stingy.figures.style import (
     BLACK,
@@ -18,14 +19,18 @@ from stingy.figures.style import (
     GREY,
     TEACHER_METHODS,
     method_colour,
+    method_label,
     ratio_colour,
     ratio_label,
+    ratio_legend,
     save_figure,
 )
+from stingy.intervals import t_interval
 from stingy.io import read_jsonl
 
 TEACHER_LOGITS = "teachers' test logits, written by `stingy quick`"
 GAP_TRAJECTORY = "student logit-gap trajectories, written by `stingy simulate`"
+MECHANISM_ROWS = "mechanism sweep rows, written by the simulations' mechanism sweeps"
 STINGY_LOG = "a stingy student's per-epoch metrics (metrics.jsonl)"
 TEACHERS = ("normal", "nasty", "stingy")
 T4_TERMS = ("t4_order_t2", "t4_order_t", "t4_order_1")
@@ -78,13 +83,18 @@ def load_teacher_logits(path):
     return logits, labels, names, k
 
 
-def draw_logit_responses(teacher_logits_npz, out_stem, images=4, temperatures=None,
+def draw_logit_responses(teacher_logits_npz, out_stem, temperatures, images=4,
                          teacher_label="the trained teacher") -> dict:
     """F6: softmax(z/T) per class for the normal, nasty (if in the file) and stingy teacher on
-    a few test images, each row at the temperature its student is distilled at
-    (``temperatures``: teacher -> T; default normal and nasty 4, stingy 20)."""
+    a few test images, each row at the temperature the run distilled its students at
+    (``temperatures``: teacher -> T, normal and stingy required). A teacher no student learnt
+    from (no entry) is drawn at the normal teacher's temperature, and the caption says so."""
     logits, labels, names, k = load_teacher_logits(teacher_logits_npz)
-    temperatures = {"normal": 4.0, "nasty": 4.0, "stingy": 20.0, **(temperatures or {})}
+    missing = [name for name in ("normal", "stingy") if name not in temperatures]
+    if missing:
+        raise ValueError(f"no distillation temperature for the {' and '.join(missing)} teacher")
+    unused = [name for name in logits if name not in temperatures]
+    temperatures = {name: temperatures.get(name, temperatures["normal"]) for name in logits}
     shown = distinct_label_images(labels, logits["normal"].shape[0], images)
     count = len(shown)
     fig, axes = plt.subplots(len(logits), count, figsize=(FULL_WIDTH, 1.25 * len(logits) + 0.7),
@@ -101,7 +111,9 @@ def draw_logit_responses(teacher_logits_npz, out_stem, images=4, temperatures=No
                 bars[int(labels[shown[column]])].set_linewidth(1.0)
             ax.set_ylim(0, 1)
             if column == 0:
-                ax.set_ylabel(f"{teacher}, T={temperatures[teacher]:g}\nsoftmax(z/T)")
+                student = " (no student)" if teacher in unused else ""
+                ax.set_ylabel(f"{teacher}{student}, T={temperatures[teacher]:g}\n"
+                              r"$\mathrm{softmax}(z/T)$")
             if row == 0 and labels is not None:
                 ax.set_title(f"true: {names[int(labels[shown[column]])]}")
     for ax in axes[-1]:
@@ -119,13 +131,16 @@ def draw_logit_responses(teacher_logits_npz, out_stem, images=4, temperatures=No
                       "that looks like the normal one is what this teacher does.")
     record = save_figure(fig, out_stem)
     k_text = f"k={k}" if k is not None else "its top-k"
+    unused_text = "".join(f" No student of this run learnt from the {name} teacher, so its row "
+                          f"is drawn at the normal teacher's T={temperatures[name]:g}."
+                          for name in unused)
     record["caption"] = (
         f"Tempered outputs softmax(z/T) of {teacher_label} on {count} CIFAR-10 test images "
         f"({source_name(teacher_logits_npz)}; columns, true class outlined). Each row is drawn "
-        "at the temperature its student is distilled at: "
-        + ", ".join(f"{t} T={temperatures[t]:g}" for t in logits)
-        + f". The stingy teacher keeps {k_text} logits, so its output is zero off the kept "
-        f"set and close to flat on it at T={temperatures['stingy']:g}." + nasty_text)
+        "at the temperature the run distilled its students at: "
+        + ", ".join(f"{t} T={temperatures[t]:g}" for t in logits if t not in unused)
+        + f".{unused_text} The stingy teacher keeps {k_text} logits, so its output is zero off "
+        f"the kept set and close to flat on it at T={temperatures['stingy']:g}." + nasty_text)
     return record
 
 
@@ -147,8 +162,6 @@ def early_ratio(rows) -> float:
 
 def _seed_band(rows):
     """(steps, low, high): the 95% t-interval of the logit gap over seeds at each step."""
-    from stingy.intervals import t_interval
-
     by_step = {}
     for row in rows:
         by_step.setdefault(row["step"], []).append(row["logit_gap"])
@@ -178,12 +191,55 @@ def _gap_lines(ax, rows, key, style_of, label_of, colour_of):
     return ratios
 
 
-def draw_logit_gap(gap_trajectory_csv, out_stem, verdicts_json=None) -> dict:
+def _mechanism_gaps(ax, rows_csv, run_json, letter) -> str:
+    """The last panel of F7: the logit gap of normal KD and stingy KD (with and without labels)
+    after the mechanism run's short and long training (the cases that differ in steps only),
+    mean over task draws x seeds with 95% t-intervals; returns its caption."""
+    rows = read_rows(rows_csv, MECHANISM_ROWS, ("case", "method", "steps", "hidden",
+                                                "train_size", "k", "logit_gap"))
+    base = next(r for r in rows if r["case"] == "long")
+    rows = [r for r in rows if (r["hidden"], r["train_size"]) == (base["hidden"],
+                                                                   base["train_size"])]
+    parts = []
+    for method in ("normal_kd", "stingy_kd", "stingy_kd_alpha1"):
+        steps = sorted({r["steps"] for r in rows if r["method"] == method})
+        if not steps:
+            continue
+        stats = [t_interval([r["logit_gap"] for r in rows
+                             if r["method"] == method and r["steps"] == step]) for step in steps]
+        means = [m for m, _, _ in stats]
+        no_labels = method == "stingy_kd_alpha1"
+        ax.errorbar(steps, means, yerr=[[m - lo for m, lo, _ in stats],
+                                        [hi - m for m, _, hi in stats]],
+                    color=method_colour(method), marker="o", ms=3.5, capsize=2,
+                    ls="--" if no_labels else "-", mfc="white" if no_labels else None,
+                    label=method_label(method))
+        parts.append(f"{method_label(method)} " + ", ".join(
+            f"{m:.3g} after {step:g} steps" for m, step in zip(means, steps)))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    steps = sorted({r["steps"] for r in rows})
+    ax.set_xticks(steps, [f"{step:g}" for step in steps])
+    ax.minorticks_off()
+    ax.set_xlim(steps[0] / 1.5, steps[-1] * 1.5)
+    ax.set_xlabel("training steps (log scale)")
+    ax.set_title(f"{letter} normal against stingy KD")
+    setting = mechanism_setting(run_json)
+    return (f"{letter} Normal KD's logit gap on the teacher's top k={base['k']:g} beside "
+            f"stingy KD's, from the mechanism run ({source_name(rows_csv)}"
+            + (f"; {setting}" if setting else "") + "; mean over task draws x seeds, 95% "
+            "t-intervals; its files do not record the temperature): " + "; ".join(parts)
+            + ". The simulations record the gap trajectory of the sparse targets only, so "
+            "normal KD's gap comes from this run.")
+
+
+def draw_logit_gap(gap_trajectory_csv, out_stem, verdicts_json=None, mechanism_csv=None,
+                   run_json=None, mechanism_verdicts_json=None) -> dict:
     """F7: the student's logit gap sbar_M - sbar_Mc under stingy KD (simulations, lowest noise,
     mean over seeds) against the early-drive prediction: the SGD probe at several T (linear
-    step axis) and the main training over r (log step axis, step >= 1)."""
-    from stingy.figures.captions import failing_text
-
+    step axis) and the main training over r (log-log axes, step >= 1, so that the prediction
+    over the first steps shows); with ``mechanism_csv``, normal KD's gap beside stingy KD's
+    after the mechanism run's short and long training."""
     rows = read_rows(gap_trajectory_csv, GAP_TRAJECTORY,
                      ("step", "noise", "method", "ratio", "temperature", "logit_gap",
                       "predicted_gap"))
@@ -193,10 +249,13 @@ def draw_logit_gap(gap_trajectory_csv, out_stem, verdicts_json=None) -> dict:
         raise ValueError(f"{gap_trajectory_csv} has no stingy_kd rows")
     probe = [row for row in rows if row.get("phase") == "probe"]
     train = [row for row in rows if row.get("phase", "train") == "train"]
-    panels = ["probe"] * bool(probe) + ["train"] * bool(train)
-    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(FULL_WIDTH, 2.8))
+    panels = ["probe"] * bool(probe) + ["train"] * bool(train) + ["normal"] * bool(mechanism_csv)
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(FULL_WIDTH, 2.8),
+                             gridspec_kw={"width_ratios": [1.6 if p == "train" else 1
+                                                           for p in panels]})
     axes = dict(zip(panels, axes[0]))
     noise_text = "clean labels" if noise == 0 else f"label noise {noise:g}"
+    letters = {panel: f"({'abc'[index]})" for index, panel in enumerate(panels)}
     parts = []
     if probe:
         ratio = sorted({row["ratio"] for row in probe})[len({row["ratio"] for row in probe}) // 2]
@@ -204,11 +263,12 @@ def draw_logit_gap(gap_trajectory_csv, out_stem, verdicts_json=None) -> dict:
         markers = dict(zip(sorted({row["temperature"] for row in chosen}), "os^Dv<>"))
         ratios = _gap_lines(axes["probe"], chosen, "temperature", markers.get,
                             lambda t: f"T={t:g}", lambda _: ratio_colour(ratio))
-        axes["probe"].set_title(f"SGD drive probe, {ratio_label(ratio)}")
+        axes["probe"].set_title(f"{letters['probe']} SGD drive probe, {ratio_label(ratio)}")
         axes["probe"].set_xlabel("training step (linear)")
         axes["probe"].legend(loc="upper left", title="temperature (marker)")
-        parts.append("probe, measured/predicted growth: " + ", ".join(
-            f"T={t:g}: {v:.2g}x" for t, v in ratios.items()))
+        parts.append(f"{letters['probe']} The SGD drive probe at {ratio_label(ratio)}, "
+                     "measured/predicted growth: " + ", ".join(
+                         f"T={t:g}: {v:.2g}x" for t, v in ratios.items()) + ".")
     if train:
         temperature = sorted({row["temperature"] for row in train})[
             len({row["temperature"] for row in train}) // 2]
@@ -216,23 +276,34 @@ def draw_logit_gap(gap_trajectory_csv, out_stem, verdicts_json=None) -> dict:
         ratios = _gap_lines(axes["train"], chosen, "ratio", lambda _: None, ratio_label,
                             ratio_colour)
         axes["train"].set_xscale("log")
+        axes["train"].set_yscale("log")
         axes["train"].set_xlabel("training step (log scale, from step 1)")
-        axes["train"].set_title(f"training, T={temperature:g}, {noise_text}")
-        axes["train"].legend(loc="upper left", title="sparse ratio")
-        parts.append("training, measured/predicted growth over the predicted steps: " + ", ".join(
-            f"{ratio_label(r)}: {v:.2g}x" for r, v in ratios.items()))
-    axes[panels[0]].set_ylabel(r"student logit gap $\bar s_M - \bar s_{M^c}$")
-    fig.legend([Line2D([], [], color=GREY), Line2D([], [], color=GREY, ls="--", lw=1.1)],
-               ["measured (mean over seeds)", "early-drive prediction"],
-               loc="outside lower center", ncol=2)
+        axes["train"].set_title(f"{letters['train']} stingy KD, T={temperature:g}, {noise_text}")
+        ratio_legend(fig, [axes["train"]])
+        parts.append(f"{letters['train']} Stingy KD in the simulations "
+                     f"({source_name(gap_trajectory_csv)}, {noise_text}, T={temperature:g}, "
+                     "log-log axes), measured/predicted growth over the predicted steps: "
+                     + ", ".join(f"{ratio_label(r)}: {v:.2g}x" for r, v in ratios.items()) + ".")
+    if mechanism_csv:
+        parts.append(_mechanism_gaps(axes["normal"], mechanism_csv, run_json, letters["normal"]))
+    for panel, ax in axes.items():
+        ax.set_ylabel(r"student logit gap $\bar s_M - \bar s_{M^c}$"
+                      + ("" if panel == "probe" else " (log scale)"))
+    handles = [Line2D([], [], color=GREY), Line2D([], [], color=GREY, ls="--", lw=1.1)]
+    labels = ["measured (mean over seeds)", "early-drive prediction"]
+    if mechanism_csv:
+        for handle, label in zip(*axes["normal"].get_legend_handles_labels()):
+            handles.append(handle)
+            labels.append(label)
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3))
     record = save_figure(fig, out_stem)
     record["caption"] = (
-        "Mean student logit on the teacher's kept set M minus on the dropped set during stingy "
-        f"KD in the simulations ({source_name(gap_trajectory_csv)}, {noise_text}; solid: "
-        "measured, mean over seeds with 95% t-bands where there are several; dashed: the early-drive prediction gap(0) + kappa a T/k lr "
-        "step, defined for the first steps only). Colour = sparse ratio. "
-        + "; ".join(parts) + ". A factor far from 1x means the prediction misses the "
-        "measurement by that factor." + failing_text(verdicts_json, ("c",)))
+        "The student's mean logit on the teacher's kept set M minus on the dropped set. Solid: "
+        "measured, mean over seeds with 95% t-bands where there are several; dashed: the "
+        "early-drive prediction gap(0) + kappa a T/k lr step, defined for the first steps "
+        "only; colour = sparse ratio. " + " ".join(parts) + " A factor far from 1x means the "
+        "prediction misses the measurement by that factor." + failing_text(verdicts_json, ("c",))
+        + (failing_text(mechanism_verdicts_json, ("P1",), "mechanism") if mechanism_csv else ""))
     return record
 
 
@@ -251,7 +322,8 @@ def draw_cifar_t4_terms(runs: list, out_stem) -> dict:
     T4 terms of T^2 KL(p~ || q) (order T^2, the order-T drive, order 1, remainder), the exact
     value against the expansion, and the student's logit gap against T (the expansion assumes
     the student's logit range is small against T). Colour = sparse ratio; runs sharing a
-    ratio (seeds, students) share a colour and one legend entry."""
+    ratio (seeds, students) share a colour and one legend entry. Legends sit below the
+    panels."""
     fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 2.9))
     terms_ax, exact_ax, gap_ax = axes
     parts, labelled = [], set()
@@ -294,18 +366,26 @@ def draw_cifar_t4_terms(runs: list, out_stem) -> dict:
     terms_ax.axhline(0, color=GREY, lw=0.6)
     terms_ax.set_title("(a) T4 terms")
     terms_ax.set_ylabel("term (train batches)")
-    terms_ax.legend(loc="best", fontsize=6.5)
     exact_ax.set_title("(b) exact (solid) vs expansion")
     exact_ax.set_ylabel(r"$T^2\,$KL (train batches)")
-    exact_ax.legend(loc="best", fontsize=6.5)
+    term_handles, term_labels = terms_ax.get_legend_handles_labels()
+    run_handles, run_labels = exact_ax.get_legend_handles_labels()
+    fig.legend(term_handles + run_handles, term_labels + run_labels, loc="outside lower center",
+               ncol=len(term_labels + run_labels))
     gap_ax.set_title("(c) logit gap; dotted: T")
     gap_ax.set_ylabel(r"logit gap $\bar s_M - \bar s_{M^c}$ (test)")
     for ax in axes:
         ax.set_xlabel("epoch")
     record = save_figure(fig, out_stem)
+    settings = sorted({(recipe.get("method", {}).get("ratio", math.nan),
+                        recipe.get("method", {}).get("temperature", math.nan))
+                       for _, _, recipe in runs})
+    shown = ", ".join(f"{ratio_label(r)} at T={t:g}" for r, t in settings)
+    colour_text = (f"colour = sparse ratio: {shown}" if len(count) > 1 else
+                   f"one sparse ratio, so one colour: {shown}")
     record["caption"] = (
         "CIFAR-10 stingy students during training, per epoch (" + ", ".join(
-            f"{name}/{Path(path).name}" for name, path, _ in runs) + "; colour = sparse ratio). "
+            f"{name}/{Path(path).name}" for name, path, _ in runs) + f"; {colour_text}). "
         "(a) the T4 terms of T^2 KL(p~ || q): T^2 log(K/k), the order-T drive "
         "-T(1-r)(gap), order 1 and the remainder; (b) the exact T^2 KL (solid) against the "
         "sum of the first three terms (dashed); (c) the student's logit gap with the "
@@ -333,32 +413,35 @@ def mechanism_terms(logits: np.ndarray, k: int, temperature: float) -> dict:
     return {"dense": dense, "sparse": sparse, "drive": drive, "signal": signal, "kept": kept}
 
 
-def draw_mechanism(teacher_logits_npz, out_stem, temperature=20.0, k=None,
+def draw_mechanism(teacher_logits_npz, out_stem, temperature, k=None,
                    teacher_label="the trained teacher") -> dict:
-    """The mechanism on one example, every value computed: the dense and the sparse target per
-    class, and the descent direction at a uniform student split into drive and signal,
-    drawn as arrows per class."""
+    """The mechanism on one example at the stingy students' ``temperature``, every value
+    computed: the dense and the sparse target per class, and the descent direction at a
+    uniform student split into drive and signal, drawn as arrows per class. ``k``: the
+    file's own k unless given."""
     logits, labels, names, stored_k = load_teacher_logits(teacher_logits_npz)
-    k = k or stored_k or 2
+    k = k or stored_k
+    if k is None:
+        raise ValueError(f"{teacher_logits_npz} stores no k; pass k")
     z = logits["normal"][0]
     terms = mechanism_terms(z, k, temperature)
     order = np.argsort(-z)
     classes = np.arange(len(z))
     fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.8))
     left.bar(classes - 0.2, terms["dense"][order], 0.4, color=method_colour("normal_kd"),
-             label="dense target softmax(z/T)")
+             label=r"dense target $\mathrm{softmax}(z/T)$")
     left.bar(classes + 0.2, terms["sparse"][order], 0.4, color=method_colour("stingy_kd"),
-             label=f"sparse target p~ (top-{k})")
+             label=rf"sparse target $\tilde p$ (top-{k})")
     left.set_xticks(classes, [names[i] for i in order], rotation=90)
     left.set_ylabel("probability")
     left.set_title(f"(a) targets, T={temperature:g}")
     left.legend(loc="upper right")
     drive, signal = terms["drive"][order], terms["signal"][order]
     right.quiver(classes - 0.15, np.zeros_like(drive), np.zeros_like(drive), drive, angles="xy",
-                 scale_units="xy", scale=1, color=BLACK, width=0.012, label="drive T(U_M - U_K)")
+                 scale_units="xy", scale=1, color=BLACK, width=0.012, label=r"drive $T(U_M - U_K)$")
     right.quiver(classes + 0.15, np.zeros_like(signal), np.zeros_like(signal), signal,
                  angles="xy", scale_units="xy", scale=1, color=GREY, width=0.012,
-                 label="signal T(p~ - U_M)")
+                 label=r"signal $T(\tilde p - U_M)$")
     top = max(np.abs(drive).max(), np.abs(signal).max()) * 1.15
     right.set_ylim(-top, top)
     right.set_xlim(-0.7, len(z) - 0.3)

@@ -105,12 +105,29 @@ def save_figure(fig, out_stem: str | Path) -> dict:
     return {**paths, "figure": fig}
 
 
-def mark_temperatures(ax, temperatures=(4.0, 20.0)) -> None:
-    """Thin vertical lines at the paper's temperatures (normal KD T=4, stingy KD T=20)."""
-    for temperature in temperatures:
+def mark_temperatures(ax, temperatures: dict) -> None:
+    """Thin vertical lines at the temperatures ``temperatures`` ({method label: T}) names."""
+    for temperature in sorted(set(temperatures.values())):
         ax.axvline(temperature, color=GREY, lw=0.6, ls=(0, (1, 2)), zorder=0)
         ax.text(temperature, 1.0, f" T={temperature:g}", transform=ax.get_xaxis_transform(),
                 fontsize=6.5, color=GREY, va="top", ha="left")
+
+
+def marked_text(temperatures: dict, source: str) -> str:
+    """The caption sentence for :func:`mark_temperatures`' lines."""
+    return (f"Vertical dotted lines: the temperatures of {source}: "
+            + ", ".join(f"{name} T={t:g}" for name, t in temperatures.items()) + ".")
+
+
+def ratio_legend(fig, axes):
+    """One 'sparse ratio' legend right of the panels: each ratio the axes label, once."""
+    entries = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label.startswith("r="):
+                entries.setdefault(label, handle)
+    return fig.legend(list(entries.values()), list(entries), loc="outside right upper",
+                      title="sparse ratio")
 
 
 def ratio_axis(ax, ratios) -> None:

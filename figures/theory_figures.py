@@ -6,7 +6,9 @@ Colours are the sparse ratio's (``style.ratio_colour``). Curves that rest on a 1
 are drawn only where T is at least the logit range they assume small against T: the full
 range D for the kept-mass expansion, the kept range D_M for the T4 terms and the T5 asymptote.
 Both ranges are read back from the grid's own bound columns (T2: m <= 1/(1 + (K-k)/k e^{-D/T}),
-T3: tanh(D_M / 4T)), so the mask uses the logits the grid was computed on.
+T3: tanh(D_M / 4T)), so the mask uses the logits the grid was computed on. Dotted vertical
+lines mark the temperatures a caller names (a run's students, else the paper's settings), and
+legends sit outside the panels.
 """
 
 from __future__ import annotations
@@ -18,21 +20,25 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from stingy.figures.inputs import group_mean, read_rows, source_name
+from stingy.figures.paper_numbers import paper_temperatures
 from stingy.figures.style import (
     BLACK,
     FULL_WIDTH,
     GREY,
     mark_temperatures,
+    marked_text,
     plot_finite,
     ratio_axis,
     ratio_colour,
     ratio_label,
+    ratio_legend,
     save_figure,
 )
 
 THEORY_GRID = "theory grid, written by the theory stage of `stingy reproduce`"
 TEACHER_THEORY = "theory grid on a trained teacher's test logits, written by `stingy quick`"
-PAPER_TEMPERATURES = (4.0, 20.0)
+PAPER_SETTINGS = "the paper's CIFAR-10 settings"
+BELOW = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.28)}  # a legend under its panel
 
 
 def pick_evenly(values: list, count: int) -> list:
@@ -92,7 +98,7 @@ def masked_below(temperature, values, threshold):
     return np.where(np.asarray(temperature) >= threshold, values, np.nan)
 
 
-def _kept_mass_panel(ax, rows, title, max_lines):
+def _kept_mass_panel(ax, rows, title, max_lines, temperatures):
     num_classes = largest_class_count(rows)
     rows = [row for row in rows if int(row["num_classes"]) == num_classes]
     columns = ("kept_mass", "kept_mass_lower", "kept_mass_upper", "kept_mass_expansion")
@@ -102,7 +108,7 @@ def _kept_mass_panel(ax, rows, title, max_lines):
     for k in ks:
         colour = ratio_colour(k / num_classes)
         temperature, mass = _series(table, k, "kept_mass")
-        ax.plot(temperature, mass, color=colour, label=ratio_label(k / num_classes, k))
+        ax.plot(temperature, mass, color=colour, label=ratio_label(k / num_classes))
         ax.plot(*_series(table, k, "kept_mass_upper"), color=colour, ls="--", lw=1)
         expansion = _series(table, k, "kept_mass_expansion")[1]
         plot_finite(ax, temperature, masked_below(temperature, expansion, logit_range), color=colour,
@@ -115,7 +121,7 @@ def _kept_mass_panel(ax, rows, title, max_lines):
     ax.set_xlabel("temperature T (log scale)")
     ax.set_ylabel("kept mass m")
     ax.set_title(f"{title}, K={num_classes}")
-    mark_temperatures(ax, PAPER_TEMPERATURES)
+    mark_temperatures(ax, temperatures)
     return num_classes, ks, logit_range
 
 
@@ -125,12 +131,15 @@ def _style_legend(fig, entries):
     return fig.legend(handles=handles, loc="outside lower center", ncol=len(entries))
 
 
+
 def draw_kept_mass(theory_grid, out_stem, teacher_theory=None,
                    theory_label="representative synthetic logits", teacher_label=None,
-                   max_lines=6) -> dict:
+                   temperatures=None, temperature_source=PAPER_SETTINGS, max_lines=6) -> dict:
     """F1: kept mass m(T) for several k with its T2 bounds and 1/T expansion (masked at T < D),
     on synthetic logits and, when ``teacher_theory`` is given, on a trained teacher's test
-    logits (``teacher_label`` names the teacher)."""
+    logits (``teacher_label`` names the teacher). Dotted lines mark ``temperatures`` ({method
+    label: T}, named by ``temperature_source``; default: the paper's settings)."""
+    temperatures = temperatures or paper_temperatures()
     columns = ("k", "num_classes", "temperature", "kept_mass", "kept_mass_lower",
                "kept_mass_upper", "kept_mass_expansion")
     rows = read_rows(theory_grid, THEORY_GRID, columns)
@@ -138,33 +147,32 @@ def draw_kept_mass(theory_grid, out_stem, teacher_theory=None,
     fig, axes = plt.subplots(1, 2 if teacher_rows else 1, sharey=True, squeeze=False,
                              figsize=(FULL_WIDTH if teacher_rows else FULL_WIDTH * 0.6, 2.9))
     left = axes[0][0]
-    num_classes, ks, logit_range = _kept_mass_panel(left, rows, "Synthetic logits", max_lines)
-    left.legend(loc="upper right", title="sparse ratio")
-    parts = [f"Left: {theory_label} ({source_name(theory_grid)}, K={num_classes}; mean logit "
-             f"range D = {logit_range:.3g})"]
+    num_classes, ks, logit_range = _kept_mass_panel(left, rows, "Synthetic logits", max_lines,
+                                                    temperatures)
     if teacher_rows:
         right = axes[0][1]
-        teacher_classes, _, teacher_range = _kept_mass_panel(
-            right, teacher_rows, "Trained teacher", max_lines)
+        teacher_classes, teacher_ks, teacher_range = _kept_mass_panel(
+            right, teacher_rows, "Trained teacher", max_lines, temperatures)
         right.set_ylabel("")
-        right.legend(loc="upper right", title="sparse ratio")
         name = teacher_label or "a trained teacher"
-        parts.append(f"right: the same quantities on the test logits of {name} "
-                     f"({source_name(teacher_theory)}, K={teacher_classes}; D = "
-                     f"{teacher_range:.3g})")
+        teacher_text = (f"right: the same quantities on the test logits of {name} "
+                        f"({source_name(teacher_theory)}, K={teacher_classes}, k = "
+                        f"{', '.join(f'{k:g}' for k in teacher_ks)}; D = {teacher_range:.3g})")
     else:
-        parts.append("no trained teacher's logits were available (teacher_theory.csv missing)")
+        teacher_text = "no trained teacher's logits were available (teacher_theory.csv missing)"
+    ratio_legend(fig, axes[0])
     _style_legend(fig, (("-", 1.4, "exact m"), ("--", 1, "T2 upper bound"),
                         ("-.", 0.8, "lower bound r=k/K"), (":", 1.2, "1/T expansion (T >= D)")))
     record = save_figure(fig, out_stem)
     record["caption"] = (
         "Kept mass m (the dense tempered teacher's mass on its top-k classes) against "
-        "temperature, log T axis; colour = sparse ratio r = k/K (shown: k = "
-        f"{', '.join(f'{k:g}' for k in ks)}). Solid: exact; dashed and dash-dot: the T2 bounds "
-        "k/K <= m <= 1/(1+((K-k)/k)e^{-D/T}); dotted: the 1/T expansion, drawn only at T >= D "
-        "(the grey band is T < D, where the expansion's assumption fails). "
-        + "; ".join(parts) + ". Vertical dotted lines: the paper's T=4 (normal KD) and "
-        "T=20 (stingy KD). m falls to r only when T is much larger than D.")
+        "temperature, log T axis; colour = sparse ratio r = k/K. Solid: exact; dashed and "
+        "dash-dot: the T2 bounds k/K <= m <= 1/(1+((K-k)/k)e^{-D/T}); dotted: the 1/T "
+        "expansion, drawn only at T >= D (the grey band is T < D, where the expansion's "
+        f"assumption fails). Left: {theory_label} ({source_name(theory_grid)}, K={num_classes}, "
+        f"k = {', '.join(f'{k:g}' for k in ks)}; mean logit range D = {logit_range:.3g}); "
+        f"{teacher_text}. " + marked_text(temperatures, temperature_source)
+        + " m falls to r only when T is much larger than D.")
     return record
 
 
@@ -172,7 +180,8 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
                              student_label=None, max_lines=6) -> dict:
     """F2: the paper's approximation error against T (TV to uniform on M with its tanh bound,
     mass-shift error with its bound) and, when present, the T4 expansion terms (masked at
-    T < D_M)."""
+    T < D_M); dotted lines at the paper's temperatures."""
+    temperatures = paper_temperatures()
     columns = ("k", "num_classes", "temperature", "tv_to_uniform", "tv_to_uniform_bound",
                "mass_shift_error", "mass_shift_error_bound")
     rows = read_rows(theory_grid, THEORY_GRID, columns)
@@ -180,7 +189,7 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
     rows = [row for row in rows if int(row["num_classes"]) == num_classes]
     terms = ("exact", "order_t2", "order_t", "order_1", "remainder")
     has_terms = all(name in rows[0] for name in terms)
-    fig, axes = plt.subplots(1, 3 if has_terms else 2, figsize=(FULL_WIDTH, 2.7))
+    fig, axes = plt.subplots(1, 3 if has_terms else 2, figsize=(FULL_WIDTH, 3.4))
     table = group_mean(rows, ("k", "temperature"),
                        columns[3:] + tuple(c for c in ("tv_to_uniform_worst_case",) if c in rows[0]))
     proper = proper_keep_counts(table, num_classes)
@@ -197,22 +206,23 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
                 temperature, values = _series(table, k, column)
                 ax.plot(temperature, np.where(values > 0, values, np.nan), color=colour, ls=style,
                         lw=1.4 if style == "-" else 1,
-                        label=ratio_label(k / num_classes, k) if style == "-" else None)
+                        label=ratio_label(k / num_classes) if style == "-" else None)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("temperature T (log scale)")
         ax.set_ylabel("error (log scale)")
         ax.set_title(name)
-        mark_temperatures(ax, PAPER_TEMPERATURES)
-    axes[0].legend(loc="lower left", title="sparse ratio")
+        mark_temperatures(ax, temperatures)
+    axes[0].legend(title="sparse ratio", ncol=2, **BELOW)
     legend = [("-", 1.4, "value"), ("--", 1, "bound")]
     if "tv_to_uniform_worst_case" in rows[0]:
         legend.append((":", 1, "exact worst case (T3, given D_M)"))
     note = ""
     if has_terms:
-        note = _draw_t4_terms(axes[2], rows, table, ks[len(ks) // 2], num_classes, student_label)
-    fig.legend(handles=[Line2D([], [], color=GREY, ls=s, lw=w, label=label)
-                        for s, w, label in legend], loc="outside lower center", ncol=len(legend))
+        note = _draw_t4_terms(axes[2], rows, table, ks[len(ks) // 2], num_classes, student_label,
+                              temperatures)
+    axes[1].legend(handles=[Line2D([], [], color=GREY, ls=s, lw=w, label=label)
+                            for s, w, label in legend], title="(a) and (b)", **BELOW)
     missing = ""
     if zero_tv:
         missing = (" Not drawn in (a)-(b): " + ", ".join(f"k={k:g}" for k in zero_tv)
@@ -222,16 +232,18 @@ def draw_approximation_error(theory_grid, out_stem, theory_label="representative
     record["caption"] = (
         "How far the paper's approximation (p~ uniform on the kept set M, delta(i) = (1-r)/k) "
         "is from the exact sparse target, against temperature (log-log axes), on "
-        f"{theory_label} ({source_name(theory_grid)}, K={num_classes}); colour = sparse ratio. "
+        f"{theory_label} ({source_name(theory_grid)}, K={num_classes}, k = "
+        f"{', '.join(f'{k:g}' for k in ks)}); colour = sparse ratio. "
         "(a) total variation to the uniform distribution on M with its T3 bound tanh(D_M/(4T)) "
         "(dashed)" + (", and the exact worst case over logits with the same kept range (dotted; "
                       "tanh(D_M/4T) is reached only at isolated ranges)"
                       if "tv_to_uniform_worst_case" in rows[0] else "")
-        + "; (b) the mass-shift error with its T3b bound (dashed)." + missing + note)
+        + "; (b) the mass-shift error with its T3b bound (dashed)." + missing + note + " "
+        + marked_text(temperatures, PAPER_SETTINGS))
     return record
 
 
-def _draw_t4_terms(ax, rows, table, k, num_classes, student_label) -> str:
+def _draw_t4_terms(ax, rows, table, k, num_classes, student_label, temperatures) -> str:
     """Panel (c) of F2: |T4 terms| of k against T, masked at T < D_M; returns its caption."""
     terms = ("exact", "order_t2", "order_t", "order_1", "remainder")
     d_m = kept_range(table, k)
@@ -255,20 +267,20 @@ def _draw_t4_terms(ax, rows, table, k, num_classes, student_label) -> str:
     ax.set_yscale("log")
     ax.set_xlabel("temperature T (log scale)")
     ax.set_ylabel("|term| (log scale)")
-    ax.set_title(f"(c) T4 terms, {ratio_label(k / num_classes, k)}")
-    ax.legend(loc="upper left", handlelength=1.8)
-    mark_temperatures(ax, PAPER_TEMPERATURES)
+    ax.set_title(f"(c) T4 terms, {ratio_label(k / num_classes)}")
+    ax.legend(ncol=2, handlelength=1.8, **BELOW)
+    mark_temperatures(ax, temperatures)
     students = student_label or "the grid's student logits"
     return (f" (c): absolute values of the T4 terms of T^2 KL(p~||q) for k={k:g}, one "
             f"colour (its ratio), one line style per term; student logits: {students}. The "
             f"expansion terms are drawn only at T >= D_M = {d_m:.3g} (grey band: T < D_M).")
 
 
-def _draw_ratio_against_r(ax, table, drawn, ranges, exact, num_classes, value):
-    """Panel (b) of F3: the ratio against r at the grid temperatures nearest the paper's;
-    returns (those temperatures, the ones drawn)."""
+def _draw_ratio_against_r(ax, table, drawn, ranges, exact, num_classes, value, marked):
+    """Panel (b) of F3: the ratio against r at the grid temperatures nearest the ``marked``
+    ones; returns (those temperatures, the ones drawn)."""
     temperatures = sorted({row["temperature"] for row in table})
-    nearest = [_nearest(temperatures, t) for t in PAPER_TEMPERATURES]
+    nearest = sorted({_nearest(temperatures, t) for t in marked.values()})
     shown = []
     for temperature, style, marker in zip(nearest, ("-", "--"), ("o", "s")):
         chosen = sorted((row for row in table if row["temperature"] == temperature
@@ -298,9 +310,10 @@ def _nearest(values, target):
 def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative synthetic logits",
                          max_lines=6) -> dict:
     """F3: the T5 signal-to-drive ratio against T for every r (its high-T asymptote dashed,
-    drawn only at T >= D_M), and against r at the temperatures nearest the paper's T=4 and
-    T=20. The dashed curve is the grid's 1/T asymptote column when it has one (grids that
-    store the exact ratio beside it), else its bound column."""
+    drawn only at T >= D_M), and against r at the grid temperatures nearest the paper's. The
+    dashed curve is the grid's 1/T asymptote column when it has one (grids that store the exact
+    ratio beside it), else its bound column."""
+    temperatures = paper_temperatures()
     value = "signal_to_drive"
     columns = ("ratio", "k", "num_classes", "temperature", value, "signal_to_drive_bound",
                "tv_to_uniform_bound")
@@ -325,7 +338,7 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
         ranges[k] = kept_range(table, k)
         if not exact:  # the 1/T form: drawn only where its expansion holds
             ratio = masked_below(temperature, ratio, ranges[k])
-        plot_finite(left, temperature, ratio, color=colour, label=ratio_label(k / num_classes, k))
+        plot_finite(left, temperature, ratio, color=colour, label=ratio_label(k / num_classes))
         asymptote = masked_below(temperature, _series(table, k, dashed)[1], ranges[k])
         plot_finite(left, temperature, np.where(asymptote > 0, asymptote, np.nan), color=colour,
                   ls="--", lw=1)
@@ -334,10 +347,10 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
     left.set_xlabel("temperature T (log scale)")
     left.set_ylabel("signal / drive (log scale)")
     left.set_title("(a) against T")
-    left.legend(loc="lower left", title="sparse ratio")
-    mark_temperatures(left, PAPER_TEMPERATURES)
+    ratio_legend(fig, [left])
+    mark_temperatures(left, temperatures)
     nearest, shown = _draw_ratio_against_r(right, table, drawn, ranges, exact, num_classes,
-                                           value)
+                                           value, temperatures)
     record = save_figure(fig, out_stem)
     quantity = ("the exact ratio ||p~ - U_M|| / sqrt(1/k - 1/K); dashed: its 1/T asymptote, "
                 "drawn only at T >= D_M" if exact else
@@ -350,10 +363,11 @@ def draw_signal_to_drive(theory_grid, out_stem, theory_label="representative syn
     ranges_text = ", ".join(f"k={k:g}: {ranges[k]:.3g}" for k in drawn if not math.isnan(ranges[k]))
     record["caption"] = (
         "T5: ratio of the teacher-dependent signal to the order-T drive of the stingy KD "
-        f"gradient ({quantity}) on {theory_label} ({source_name(theory_grid)}, K={num_classes}); "
+        f"gradient ({quantity}) on {theory_label} ({source_name(theory_grid)}, K={num_classes}, "
+        f"k = {', '.join(f'{k:g}' for k in drawn)}); "
         f"colour = sparse ratio. (a) against T (D_M per k: {ranges_text}); (b) against r at T = "
         + " and ".join(f"{t:.3g}" for t in shown) + " (of "
         + ", ".join(f"{t:.3g}" for t in nearest) + ", the grid temperatures nearest the "
-        f"paper's 4 and 20). {zero_text}Small values mean the gradient is mostly 'kept vs "
-        "dropped' and little of the teacher's ranking inside M.")
+        f"paper's). {zero_text}Small values mean the gradient is mostly 'kept vs dropped' and "
+        "little of the teacher's ranking inside M. " + marked_text(temperatures, PAPER_SETTINGS))
     return record

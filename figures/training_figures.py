@@ -1,5 +1,6 @@
 """Training curves: test accuracy and test loss per epoch for every CIFAR run (teacher and
-students), one colour per method."""
+students), one colour per method; each distilled run's temperature and teacher are read from
+its own recipe.json and summary.json."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import matplotlib.pyplot as plt
 
 from stingy.figures.style import FULL_WIDTH, GREY, method_colour, method_label, save_figure
 from stingy.io import read_jsonl
+from stingy.methods import METHODS
 
 CIFAR_FOLDERS = ("cifar10_paper", "cifar10_sweep", "cifar10_quick")
 
@@ -33,10 +35,35 @@ def is_teacher(name: str, recipe: dict) -> bool:
     return "teacher" in Path(name).name or method in ("nasty", "nasty_teacher")
 
 
+def distill_temperature(recipe: dict):
+    """The temperature a run learnt from a teacher at, or None (no teacher in its loss)."""
+    method = recipe.get("method", {})
+    name = method.get("name", "scratch")
+    if name in METHODS and METHODS[name].needs_teacher:
+        return method.get("temperature")
+    return None
+
+
 def _group(name: str, recipe: dict) -> tuple:
-    """(is a teacher, method, model): runs in one group share a colour and a legend entry."""
+    """(is a teacher, method, model, temperature): runs in one group share a colour and a
+    legend entry."""
     return (is_teacher(name, recipe), recipe.get("method", {}).get("name", "scratch"),
-            recipe.get("model", {}).get("name", "?"))
+            recipe.get("model", {}).get("name", "?"), distill_temperature(recipe))
+
+
+def describe_run(name: str, recipe: dict, records: list, metrics_path: Path) -> str:
+    """'quick-kd (cnn, Normal KD at T=4 from quick-teacher, 5 epochs, final 63.2%)'; the
+    teacher is the run folder named in the run's summary.json."""
+    parts = [recipe.get("model", {}).get("name", "?")]
+    temperature = distill_temperature(recipe)
+    if temperature is not None:
+        summary_path = metrics_path.with_name("summary.json")
+        teacher = (json.loads(summary_path.read_text()).get("teacher") or {}
+                   if summary_path.is_file() else {})
+        source = f" from {Path(teacher['path']).parent.name}" if teacher.get("path") else ""
+        parts.append(f"{method_label(recipe['method']['name'])} at T={temperature:g}{source}")
+    parts += [f"{len(records)} epochs", f"final {100 * records[-1]['test_accuracy']:.1f}%"]
+    return f"{Path(name).name} ({', '.join(parts)})"
 
 
 def draw_training_curves(runs: list, out_stem) -> dict:
@@ -53,7 +80,7 @@ def draw_training_curves(runs: list, out_stem) -> dict:
         if not records:
             continue
         key = _group(name, recipe)
-        teacher, method, model = key
+        teacher, method, model, temperature = key
         nasty = method in ("nasty", "nasty_teacher")
         colour = (method_colour("nasty_kd") if nasty else GREY) if teacher else method_colour(method)
         style = "--" if teacher else "-"
@@ -61,6 +88,7 @@ def draw_training_curves(runs: list, out_stem) -> dict:
         if key not in labelled:
             labelled.add(key)
             kind = ("Nasty teacher" if nasty else "teacher") if teacher else method_label(method)
+            kind += f" T={temperature:g}" if temperature is not None else ""
             label = f"{kind}, {model}" + (f" ({groups[key]} runs)" if groups[key] > 1 else "")
         epochs = [r.get("epoch", i + 1) for i, r in enumerate(records)]
         left.plot(epochs, [100 * r["test_accuracy"] for r in records], color=colour, ls=style,
@@ -68,8 +96,7 @@ def draw_training_curves(runs: list, out_stem) -> dict:
         losses = [r.get("test_loss") for r in records]
         if all(loss is not None for loss in losses):
             right.plot(epochs, losses, color=colour, ls=style, marker="o", ms=2.5)
-        described.append(f"{Path(name).name} ({model}, {len(records)} epochs, final "
-                         f"{100 * records[-1]['test_accuracy']:.1f}%)")
+        described.append(describe_run(name, recipe, records, path))
     left.set_xlabel("epoch")
     left.set_ylabel("test accuracy (%)")
     left.set_title("(a) test accuracy")

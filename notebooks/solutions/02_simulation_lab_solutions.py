@@ -32,7 +32,7 @@ RESULTS = Path("..") / ".." / "results"
 
 def small_config(**flags):
     settings = {"noise.rates": [0.0, 0.3], "distill.ratios": [0.05, 0.2, 0.5],
-                "student.seeds": 2, "student.steps": 200,
+                "student.seeds": 4, "student.steps": 200,
                 "distill.methods": ["scratch", "normal_kd", "stingy_kd", "within_m_kd"],
                 "task.train_size": 5000, "task.test_size": 2000}
     settings.update(flags)

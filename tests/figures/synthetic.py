@@ -44,7 +44,8 @@ def theory_grid_rows(num_classes=100, ks=(1, 10, 20, 50), students=True,
     return rows
 
 
-def simulation_summary_rows(stingy_dip=20.0, kind="symmetric") -> list[dict]:
+def simulation_summary_rows(stingy_dip=20.0, kind="symmetric", temperature=20.0) -> list[dict]:
+    """Like simulations/summary.csv: every method at ``temperature`` but label smoothing (T=1)."""
     rows = []
     for noise in (0.0, 0.2, 0.4):
         base = 80 - 30 * noise
@@ -52,8 +53,9 @@ def simulation_summary_rows(stingy_dip=20.0, kind="symmetric") -> list[dict]:
         for method, accuracy in (("scratch", base), ("normal_kd", base + 3),
                                  ("reversed_kd", reversed_accuracy),
                                  ("label_smoothing", base + 1)):
-            rows.append({"noise": noise, "noise_kind": kind, "method": method,
-                         "ratio": "", "accuracy_mean": accuracy / 100, "n_seeds": 5,
+            rows.append({"noise": noise, "noise_kind": kind, "method": method, "ratio": "",
+                         "temperature": 1.0 if method == "label_smoothing" else temperature,
+                         "accuracy_mean": accuracy / 100, "n_seeds": 5,
                          "bayes_accuracy": 0.93, "teacher_accuracy": 0.92,
                          "accuracy_ci95_low": (accuracy - 1) / 100,
                          "accuracy_ci95_high": (accuracy + 1) / 100, "runs": 5})
@@ -61,7 +63,8 @@ def simulation_summary_rows(stingy_dip=20.0, kind="symmetric") -> list[dict]:
             dip = stingy_dip * math.exp(-((math.log(ratio) - math.log(0.1)) ** 2))
             for method, accuracy in (("stingy_kd", base - dip), ("within_m_kd", base + 2)):
                 rows.append({"noise": noise, "noise_kind": kind, "method": method,
-                             "ratio": ratio, "accuracy_mean": accuracy / 100, "n_seeds": 5,
+                             "ratio": ratio, "temperature": temperature,
+                             "accuracy_mean": accuracy / 100, "n_seeds": 5,
                              "bayes_accuracy": 0.93, "teacher_accuracy": 0.92,
                              "accuracy_ci95_low": (accuracy - 1.5) / 100,
                              "accuracy_ci95_high": (accuracy + 1.5) / 100, "runs": 5})
@@ -74,7 +77,8 @@ def simulation_run_rows(summary_rows, seeds=3) -> list[dict]:
     for row in summary_rows:
         for seed in range(seeds):
             rows.append({"noise": row["noise"], "noise_kind": row["noise_kind"],
-                         "method": row["method"], "ratio": row["ratio"], "seed": seed,
+                         "method": row["method"], "ratio": row["ratio"],
+                         "temperature": row["temperature"], "seed": seed,
                          "accuracy": row["accuracy_mean"] + 0.004 * (seed - 1)})
     return rows
 
@@ -91,32 +95,36 @@ def mechanism_rows() -> list[dict]:
         for task_seed in (0, 1):
             for seed in (0, 1):
                 jitter = 0.002 * (task_seed + 2 * seed)
-                for method, accuracy in (("normal_kd", 0.9), ("stingy_kd", 0.9 - harm),
-                                         ("stingy_kd_alpha1", 0.88 - harm)):
+                for method, accuracy, gap in (("normal_kd", 0.9, 1.0),
+                                              ("stingy_kd", 0.9 - harm, steps / 20),
+                                              ("stingy_kd_alpha1", 0.88 - harm, steps / 15)):
                     rows.append({"case": case, "task_seed": task_seed, "seed": seed,
                                  "method": method, "steps": steps, "hidden": hidden,
                                  "train_size": train_size, "k": 10, "accuracy": accuracy + jitter,
+                                 "logit_gap": gap + jitter,
                                  "accuracy_label_top": accuracy + 0.03 + jitter,
                                  "accuracy_label_inside": accuracy - 0.2 + jitter})
     return rows
 
 
-def sweep_summary_rows() -> tuple[list[dict], list[dict]]:
+def sweep_summary_rows(normal_t=4.0, stingy_t=20.0) -> tuple[list[dict], list[dict]]:
     """The CIFAR sweep's summary.csv and rows.csv (stingy.empirical.sweep's columns): stingy
-    KD at several k (T = 20) and seeds, two students, the temperature ablation, within-M and
-    tail-bucket KD, KD from the Nasty Teacher, and a noisy-label setting."""
+    KD at several k (T = ``stingy_t``) and seeds, two students, the temperature ablation
+    (normal KD at ``stingy_t``, stingy KD at ``normal_t``), within-M and tail-bucket KD, KD
+    from the Nasty Teacher, and a noisy-label setting."""
     summary, runs = [], []
     for model, noise in (("preresnet20", 0.0), ("cnn", 0.0), ("cnn", 0.4)):
         entries = [("scratch", "scratch", "", 0, math.nan, 0.90),
-                   ("kd-T4.0", "normal_kd", "teacher", 0, 4.0, 0.91),
-                   ("kd-T20.0", "normal_kd", "teacher", 0, 20.0, 0.905),
-                   ("stingy-r0.2-T4.0", "stingy_kd", "teacher", 2, 4.0, 0.86),
-                   ("within-r0.2-T20.0", "within_m_kd", "teacher", 2, 20.0, 0.89),
-                   ("bucket-r0.2-T20.0", "tail_bucket_kd", "teacher", 2, 20.0, 0.895)]
-        entries += [(f"stingy-r{k / 10}-T20.0", "stingy_kd", "teacher", k, 20.0, 0.80 + 0.01 * k)
-                    for k in (1, 2, 5, 7)]
+                   (f"kd-T{normal_t}", "normal_kd", "teacher", 0, normal_t, 0.91),
+                   (f"kd-T{stingy_t}", "normal_kd", "teacher", 0, stingy_t, 0.905),
+                   (f"stingy-r0.2-T{normal_t}", "stingy_kd", "teacher", 2, normal_t, 0.86),
+                   (f"within-r0.2-T{stingy_t}", "within_m_kd", "teacher", 2, stingy_t, 0.89),
+                   (f"bucket-r0.2-T{stingy_t}", "tail_bucket_kd", "teacher", 2, stingy_t, 0.895)]
+        entries += [(f"stingy-r{k / 10}-T{stingy_t}", "stingy_kd", "teacher", k, stingy_t,
+                     0.80 + 0.01 * k) for k in (1, 2, 5, 7)]
         if noise == 0:
-            entries.append(("kd-from-nasty-T4.0", "normal_kd", "nasty", 0, 4.0, 0.87))
+            entries.append((f"kd-from-nasty-T{normal_t}", "normal_kd", "nasty", 0, normal_t,
+                            0.87))
         for label, method, teacher, k, temperature, accuracy in entries:
             accuracy -= noise / 4
             ratio = k / 10 if k else math.nan
@@ -132,24 +140,31 @@ def sweep_summary_rows() -> tuple[list[dict], list[dict]]:
     return summary, runs
 
 
-def gap_trajectory_rows() -> list[dict]:
-    """Main training (phase train, prediction for the first 10 steps only) and the SGD probe
-    (phase probe, several temperatures), as simulations/sweep.py writes them."""
+SWEEP_TEACHERS = [{"id": "teacher-n0.0", "kind": "teacher", "noise": 0.0, "model": "cnn",
+                   "test_accuracy": 0.81},
+                  {"id": "nasty", "kind": "nasty", "noise": 0.0, "model": "cnn",
+                   "test_accuracy": 0.78}]
+PROBE_TEMPERATURES = (5.0, 20.0)
+
+
+def gap_trajectory_rows(temperature=20.0) -> list[dict]:
+    """Main training at ``temperature`` (phase train, prediction for the first 10 steps only)
+    and the SGD probe (phase probe, PROBE_TEMPERATURES), as simulations/sweep.py writes
+    them."""
     rows = []
     common = {"classes": 100, "noise": 0.0, "noise_kind": "symmetric", "method": "stingy_kd"}
     for ratio in (0.1, 0.5):
         for seed in (0, 1):
             for step in [*range(11), *range(25, 201, 25)]:
                 rows.append({**common, "phase": "train", "step": step, "ratio": ratio,
-                             "k": int(ratio * 100), "temperature": 20.0, "seed": seed,
+                             "k": int(ratio * 100), "temperature": temperature, "seed": seed,
                              "logit_gap": 15 * (1 - math.exp(-step / 50)),
                              "predicted_gap": 0.3 * step if step <= 10 else math.nan})
-    for temperature in (5.0, 20.0):
+    for probe in PROBE_TEMPERATURES:
         for step in range(11):
             rows.append({**common, "phase": "probe", "step": step, "ratio": 0.1, "k": 10,
-                         "temperature": temperature, "seed": 0,
-                         "logit_gap": 0.011 * temperature * step,
-                         "predicted_gap": 0.01 * temperature * step})
+                         "temperature": probe, "seed": 0, "logit_gap": 0.011 * probe * step,
+                         "predicted_gap": 0.01 * probe * step})
     return rows
 
 
@@ -189,47 +204,50 @@ GPU_CHECK = {
     "skipped": ["resnet18-stingy: budget spent"], "wall_seconds": 540.0}
 
 
-def quick_summary_rows() -> list[dict]:
+def quick_summary_rows(normal_t=4.0, stingy_t=20.0) -> list[dict]:
     rows = [{"method": "scratch", "teacher": "", "student": "cnn", "k": 0, "ratio": 0.0,
-             "temperature": 4.0, "alpha": 0.9, "test_accuracy": 0.7012, "teacher_accuracy": "",
+             "temperature": "", "alpha": 0.9, "test_accuracy": 0.7012, "teacher_accuracy": "",
              "seconds": 60.0, "device": "cpu"},
             {"method": "normal_kd", "teacher": "resnet18", "student": "cnn", "k": 0, "ratio": 0.0,
-             "temperature": 4.0, "alpha": 0.9, "test_accuracy": 0.7233,
+             "temperature": normal_t, "alpha": 0.9, "test_accuracy": 0.7233,
              "teacher_accuracy": 0.81, "seconds": 70.0, "device": "cpu"}]
     for ratio, accuracy in ((0.1, 0.69), (0.2, 0.6411), (0.5, 0.70)):
         rows.append({"method": "stingy_kd", "teacher": "resnet18", "student": "cnn",
-                     "k": int(ratio * 10), "ratio": ratio, "temperature": 20.0, "alpha": 0.9,
+                     "k": int(ratio * 10), "ratio": ratio, "temperature": stingy_t, "alpha": 0.9,
                      "test_accuracy": accuracy, "teacher_accuracy": 0.81, "seconds": 70.0,
                      "device": "cpu"})
     return rows
 
 
-def write_results(root: Path, quick=True, gpu=False, sweep=False, mechanism=True) -> Path:
+def write_results(root: Path, quick=True, gpu=False, sweep=False, mechanism=True,
+                  normal_t=4.0, stingy_t=20.0, simulation_t=20.0) -> Path:
     """A full synthetic results folder; ``quick=False`` leaves the CIFAR-10 files out,
     ``sweep=True`` adds a CIFAR sweep (several ratios and seeds), ``mechanism=False`` leaves
-    the mechanism sweeps out."""
+    the mechanism sweeps out. The CIFAR students are distilled at ``normal_t`` (normal KD)
+    and ``stingy_t`` (stingy KD), the simulated ones at ``simulation_t``."""
     root = Path(root)
     write_csv(root / "theory/theory_grid.csv", theory_grid_rows())
     write_json(root / "theory/theory_grid.json", {"label": "synthetic logits",
                                                   "student_scale": 3.0, "seed": 0})
     write_json(root / "theory/derivations.json", DERIVATIONS)
-    summary = simulation_summary_rows()
+    summary = simulation_summary_rows(temperature=simulation_t)
     write_csv(root / "simulations/summary.csv", summary)
     write_csv(root / "simulations/runs.csv", simulation_run_rows(summary))
-    superclass = simulation_summary_rows(25.0, "superclass")
+    superclass = simulation_summary_rows(25.0, "superclass", simulation_t)
     write_csv(root / "simulations_superclass/summary.csv", superclass)
     write_json(root / "simulations_superclass/verdicts.json", VERDICTS[:1])
     if mechanism:
         write_csv(root / "mechanism/rows.csv", mechanism_rows())
     if sweep:
-        sweep_summary, sweep_runs = sweep_summary_rows()
+        sweep_summary, sweep_runs = sweep_summary_rows(normal_t, stingy_t)
         write_csv(root / "cifar10_sweep_gpu/summary.csv", sweep_summary)
         write_csv(root / "cifar10_sweep_gpu/rows.csv", sweep_runs)
-    write_csv(root / "simulations/gap_trajectory.csv", gap_trajectory_rows())
+        write_csv(root / "cifar10_sweep_gpu/teachers.csv", SWEEP_TEACHERS)
+    write_csv(root / "simulations/gap_trajectory.csv", gap_trajectory_rows(simulation_t))
     write_json(root / "simulations/verdicts.json", VERDICTS)
     if quick:
         quick_dir = root / "cifar10_quick"
-        rows = quick_summary_rows()
+        rows = quick_summary_rows(normal_t, stingy_t)
         write_csv(quick_dir / "summary.csv", rows)
         write_json(quick_dir / "summary.json", {"rows": rows})
         write_csv(quick_dir / "teacher_theory.csv", theory_grid_rows(10, (1, 2, 5), students=False))
@@ -244,7 +262,7 @@ def write_results(root: Path, quick=True, gpu=False, sweep=False, mechanism=True
                                        "frog", "horse", "ship", "truck"]))
         run = quick_dir / "runs/stingy"
         write_json(run / "recipe.json", {"method": {"name": "stingy_kd", "ratio": 0.2,
-                                                    "temperature": 20.0}})
+                                                    "temperature": stingy_t}})
         for epoch in range(1, 6):
             t2, t1, t0 = 640.0, -50.0 * epoch, 10.0 * epoch
             append_jsonl(run / "metrics.jsonl", {

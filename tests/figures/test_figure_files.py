@@ -13,6 +13,7 @@ from stingy.figures.theory_figures import draw_kept_mass, draw_signal_to_drive
 from stingy.io import write_csv
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TEMPERATURES = {"normal": 4.0, "stingy": 20.0}
 
 
 def _check_files(record):
@@ -57,7 +58,7 @@ def test_missing_input_raises_an_error_naming_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="theory_grid.csv"):
         draw_kept_mass(missing, tmp_path / "F1")
     with pytest.raises(FileNotFoundError, match="teacher_logits.npz"):
-        draw_logit_responses(tmp_path / "teacher_logits.npz", tmp_path / "F6")
+        draw_logit_responses(tmp_path / "teacher_logits.npz", tmp_path / "F6", TEMPERATURES)
 
 
 def test_missing_column_raises_a_value_error_naming_file_and_column(tmp_path):
@@ -70,10 +71,14 @@ def test_logit_responses_measure_the_nasty_teacher_or_say_it_is_absent(drawn_res
     _, drawn, _ = drawn_results
     record = next(r for r in drawn if r["figure_id"] == "F6_logit_responses")
     assert "KL(nasty || normal) at T=4" in record["caption"]
+    # the fixture's run distils no student from the nasty teacher: its row is at normal's T
+    assert "No student of this run learnt from the nasty teacher" in record["caption"]
     normal = np.zeros((2, 10))
     np.savez(tmp_path / "teacher_logits.npz", normal=normal, stingy=normal)
-    record = draw_logit_responses(tmp_path / "teacher_logits.npz", tmp_path / "F6")
+    record = draw_logit_responses(tmp_path / "teacher_logits.npz", tmp_path / "F6", TEMPERATURES)
     assert "No nasty teacher" in record["caption"]
+    with pytest.raises(ValueError, match="stingy teacher"):
+        draw_logit_responses(tmp_path / "teacher_logits.npz", tmp_path / "F6", {"normal": 4.0})
 
 
 def test_logit_responses_show_distinct_classes_first_when_the_file_is_sorted_by_class():
@@ -97,12 +102,19 @@ def test_theory_figures_draw_grids_without_the_exact_columns(tmp_path):
 
 
 def test_logit_figures_take_temperatures_and_teacher_from_the_folder_of_their_logits(tmp_path):
-    """F6 and F12 draw the quick run's teacher logits, so their temperatures and teacher come
-    from the quick run's summary, not from a sweep that lists normal KD at T = 20 first."""
+    """F1, F6 and F12 draw the quick run's teacher, so their temperatures and teacher come
+    from the quick run's summary, not from a sweep that lists normal KD at T = 20 first; the
+    quick run distils no student from its nasty teacher, so that teacher has no temperature."""
     results = write_results(tmp_path / "results", sweep=True)
     specs = {spec.figure_id[:3]: spec for spec in FIGURES}
+    quick_teacher = "the CPU quick profile resnet18 teacher, 81.0% test accuracy"
     args, kwargs = specs["F6_"].inputs(results)
     assert args[0].parent.name == "cifar10_quick"
-    assert kwargs["temperatures"] == {"normal": 4.0, "nasty": 4.0, "stingy": 20.0}
-    assert kwargs["teacher_label"] == "the CPU quick profile resnet18 teacher, 81.0% test accuracy"
+    assert kwargs["temperatures"] == {"normal": 4.0, "stingy": 20.0}
+    assert kwargs["teacher_label"] == quick_teacher
     assert specs["F12"].inputs(results)[1]["temperature"] == 20.0
+    args, kwargs = specs["F1_"].inputs(results)
+    assert kwargs["teacher_theory"].parent.name == "cifar10_quick"
+    assert kwargs["teacher_label"] == quick_teacher
+    assert kwargs["temperatures"] == {"normal KD": 4.0, "stingy KD": 20.0}
+    assert "cifar10_quick" in kwargs["temperature_source"]

@@ -84,7 +84,7 @@ def test_f5_draws_the_sweep_means_and_paired_differences(tmp_path):
     assert np.allclose(curve.get_ydata(), [100 * (0.803 + 0.01 * k) for k in (1, 2, 5, 7)])
     labels = [line.get_label() for line in left.get_lines()]
     assert "labels only 90.3%" in labels and "normal KD T=4 91.3%" in labels
-    assert "normal KD T=20 90.8%" in labels and "KD from the Nasty Teacher 87.3%" in labels
+    assert "normal KD T=20 90.8%" in labels and "KD from the Nasty Teacher T=4 87.3%" in labels
     ours = next(c.lines[0] for c in right.containers if c.get_label().startswith("ours"))
     assert np.allclose(ours.get_xdata(), [0.1, 0.2, 0.5, 0.7])
     assert np.allclose(ours.get_ydata(), [100 * (0.01 * k - 0.10) for k in (1, 2, 5, 7)])
