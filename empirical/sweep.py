@@ -270,12 +270,15 @@ def symmetric_noise(labels: torch.Tensor, rate: float, num_classes: int,
 class SweepContext:
     """What every job of one process shares: the plan, the data on the device, the teachers."""
 
-    def __init__(self, out: Path, dataset=None):
+    def __init__(self, out: Path, dataset=None,
+                 lock_wait_seconds: float | None = None):
         from stingy.empirical import data as data_module
         from stingy.empirical.engine import normalisation
         from stingy.empirical.train import resolve_device
 
         self.out = Path(out)
+        self.lock_wait_seconds = (JOB_LOCK_WAIT_SECONDS if lock_wait_seconds is None
+                                  else lock_wait_seconds)
         self.plan, self.profile = read_plan(self.out)
         self.jobs = {job["id"]: job for job in self.plan["jobs"]}
         self.device = resolve_device(self.plan["device"])
@@ -418,9 +421,11 @@ def write_sbatch(out: Path, job_count: int) -> Path:
 
 
 def run_index(out: str | Path, index: int, dataset=None, context: SweepContext | None = None,
-              log=print) -> dict:
-    """Run job ``index`` of ``out/plan.json`` (and the teachers it needs); return its result."""
-    context = context or SweepContext(out, dataset)
+              log=print, lock_wait_seconds: float | None = None) -> dict:
+    """Run job ``index`` of ``out/plan.json`` (and the teachers it needs); return its result.
+    ``lock_wait_seconds``: how long to wait for a job another process holds (default
+    JOB_LOCK_WAIT_SECONDS)."""
+    context = context or SweepContext(out, dataset, lock_wait_seconds)
     ids = list(context.jobs)
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(ids):
         raise ValueError(f"--index must be an integer in [0, {len(ids) - 1}], got {index!r}")
@@ -437,7 +442,7 @@ def run_job(context: SweepContext, job_id: str, log=print,
         return read_result(directory / RESULT, job_id)
     for need in job["needs"]:
         run_job(context, need, log)
-    with job_lock(directory, log):
+    with job_lock(directory, log, context.lock_wait_seconds):
         if context.done(job_id):  # another process finished it while we waited
             return read_result(directory / RESULT, job_id)
         log(f"[sweep] {job_id}: start")
@@ -544,7 +549,7 @@ def predict_harm(context: SweepContext, students: list[Student]) -> dict:
     path = context.out / PREDICTION
     if path.is_file():
         return json.loads(path.read_text())
-    with job_lock(context.job_dir("prediction")):
+    with job_lock(context.job_dir("prediction"), wait_seconds=context.lock_wait_seconds):
         teacher = context.teacher_model(teacher_id(0.0))
         logits = predict(teacher, context.train(0.0), 1000, False, False).cpu()
         return write_prediction(path, logits, stingy_cells(students),
@@ -557,11 +562,12 @@ def predict_harm(context: SweepContext, students: list[Student]) -> dict:
 JOB_LOCK_WAIT_SECONDS = 6 * 3600.0
 
 
-def job_lock(directory: Path, log=print) -> ExclusiveLock:
+def job_lock(directory: Path, log=print,
+             wait_seconds: float = JOB_LOCK_WAIT_SECONDS) -> ExclusiveLock:
     """The exclusive lock ``<directory>/.lock`` (``fcntl.flock``; a dead holder's lock is
-    taken over), waited for up to JOB_LOCK_WAIT_SECONDS."""
+    taken over), waited for up to ``wait_seconds``."""
     return ExclusiveLock(Path(directory) / ".lock", f"sweep job {Path(directory).name}",
-                         wait_seconds=JOB_LOCK_WAIT_SECONDS, log=log)
+                         wait_seconds=wait_seconds, log=log)
 
 
 def run_all(out: str | Path, dataset=None, budget_seconds: float | None = None,

@@ -2,7 +2,7 @@
 
     stingy sweep plan --profile NAME|PATH [--set KEY=VALUE ...] [--data PATH] [--out DIR]
                       [--device cpu|cuda]
-    stingy sweep run --out DIR --index I
+    stingy sweep run --out DIR --index I [--lock-timeout SECONDS]
     stingy sweep collect --out DIR
     stingy sweep all --profile NAME|PATH [--set KEY=VALUE ...] [--data PATH] [--out DIR]
                      [--device D] [--budget-seconds S]
@@ -31,7 +31,11 @@ def _plan(args) -> int:
 def _run(args) -> int:
     from stingy.empirical.sweep import run_index
 
-    result = run_index(args.out, args.index)
+    from stingy.settings import Number
+
+    if args.lock_timeout is not None:
+        Number(0, 1e9).check(args.lock_timeout, "--lock-timeout")
+    result = run_index(args.out, args.index, lock_wait_seconds=args.lock_timeout)
     print(f"job {args.index} ({result['id']}) done")
     return 0
 
@@ -102,6 +106,9 @@ def register(subparsers, common) -> None:
     run_parser.add_argument("--out", default=DEFAULT_OUT)
     required = run_parser.add_argument_group("required arguments")
     required.add_argument("--index", type=int, required=True, help="job index in plan.json")
+    run_parser.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS",
+                            help="how long to wait for a job (a teacher) another process is "
+                            "running before giving up with one line (default: six hours)")
     run_parser.set_defaults(run=_run)
     collect = commands.add_parser("collect", parents=[common],
                                   help="merge finished jobs; verdicts")

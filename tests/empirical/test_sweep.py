@@ -359,3 +359,21 @@ def test_a_result_that_is_not_this_jobs_finished_result_is_not_reused(tmp_path, 
         with pytest.raises(ValueError, match="delete it to run the job again"):
             run_job(context, "teacher-n0.0", log=lambda m: None)
         assert (directory / RESULT).read_text() == text
+
+
+@pytest.mark.parametrize("timeout", ["nan", "-1", "inf"])
+def test_a_bad_lock_timeout_is_one_line_and_exit_2(tmp_path, capsys, timeout):
+    from stingy.cli import main
+
+    assert main(["sweep", "run", "--out", str(tmp_path / "s"), "--index", "0",
+                 "--lock-timeout", timeout]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stingy: error: --lock-timeout") and "\n" not in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_plan_writes_a_slurm_array_script_with_one_task_per_job(tmp_path, image_folder):
+    jobs = toy_plan(tmp_path / "sweep", image_folder, noise=[0.0], extras=[])
+    script = (tmp_path / "sweep" / "sweep.sbatch").read_text()
+    assert f"#SBATCH --array=0-{len(jobs) - 1}" in script
+    assert "sweep run --out" in script and '--index "$SLURM_ARRAY_TASK_ID"' in script
