@@ -164,3 +164,50 @@ def test_the_paper_column_takes_the_same_students_number_and_kd_from_a_nasty_tea
     assert paper_student_number(table, {"method": "normal_kd", "student": "preresnet20",
                                         "teacher": "nasty-teacher"}) == 88.01
     assert paper_student_number(table, {"method": "stingy_kd", "student": "cnn"}) is None
+
+
+def _write_lm(results, ks=(8, 64), excess=(0.30, 0.10)):
+    from stingy.io import write_csv, write_json
+
+    metrics = ("cross_entropy", "kl_to_teacher", "top1_agreement", "ece")
+
+    def row(student, method, k, ce):
+        out = {"student": student, "method": method, "k": k, "seeds": 3}
+        for metric in metrics:
+            value = ce if metric == "cross_entropy" else 0.1
+            out.update({metric: value, f"{metric}_low": value - 0.01,
+                        f"{metric}_high": value + 0.01})
+        return out
+
+    rows = [row("normal_kd", "normal_kd", 0, 3.0)]
+    rows += [row(f"stingy_kd-k{k}", "stingy_kd", k, 3.0 + e) for k, e in zip(ks, excess)]
+    write_csv(results / "lm" / "summary.csv", rows)
+    write_json(results / "lm" / "provenance.json", {"profile": "default", "wall_s": 700.0,
+                                                    "train_tokens": 790000,
+                                                    "corpus": {"sha256": "ab" * 32}})
+    write_json(results / "lm" / "rows.json", {"temperature": 1.0, "bytes_per_token": [
+        {"rows": "top-8", "k": 8, "bytes_per_token": 97.0}], "statistics": [
+        {"k": k, "kept_mass_mean": 0.5 + 0.1 * i, "signal_to_drive_mean": 0.2 * (i + 1)}
+        for i, k in enumerate(ks)]})
+    write_json(results / "lm" / "verdicts.json", [
+        {"check": "topk_worse", "student": "stingy_kd-k8", "predicted": "pass",
+         "outcome": "fail", "cross_entropy_numbers": {"mean": 0.3, "low": -0.1, "high": 0.7}}])
+    write_json(results / "mechanism" / "harm_model" / "model.json", {"ratio_model": {
+        "names": ["intercept", "log_ratio", "kept_mass", "log10_steps", "noise"],
+        "coefficients": [0.0, -10.0, 0.0, 0.0, 0.0]}})
+
+
+def test_the_language_model_section_gives_intervals_verdicts_and_the_harm_models_order(
+        tmp_path):
+    from stingy.figures.report import lm_section
+
+    _write_lm(tmp_path)
+    text = lm_section(tmp_path)
+    assert "| stingy_kd-k8 | 3.3 [3.29, 3.31] |" in text
+    assert "top-8 97 bytes/token" in text
+    assert "(topk_worse, stingy_kd-k8) **does not hold** (predicted pass)" in text
+    # smaller ratio at k = 8 -> more predicted harm; measured excess 0.30 > 0.10: same order
+    assert "orders the top-k students by harm as k = 8, 64" in text and "the same order" in text
+    _write_lm(tmp_path, excess=(0.10, 0.30))
+    assert "a different order" in lm_section(tmp_path)
+    assert lm_section(tmp_path / "none").startswith("Not run")
