@@ -67,7 +67,7 @@ class TrainingSettings(Settings):
     """AdamW with a linear warm-up over ``warmup_steps`` and a cosine decay to 0; batches of
     ``batch_size`` blocks of the context length."""
 
-    steps: int = setting(200, STEPS)
+    steps: int = setting(500, STEPS)
     batch_size: int = setting(16, BATCH_SIZE)
     learning_rate: float = setting(3e-3, LEARNING_RATE)
     weight_decay: float = setting(0.01, WEIGHT_DECAY)
@@ -94,7 +94,7 @@ class DistillSettings(Settings):
     fix_k: int = setting(8, KEPT)
     samples: tuple[int, ...] = setting((8, 64), ListOf(KEPT, min_length=1, distinct=True))
     seeds: int = setting(3, Number(2, integer=True))
-    train_blocks: int = setting(1024, SIZE)
+    train_blocks: int = setting(2048, SIZE)
     sample_seed: int = setting(0, SEED)
 
     def check(self) -> None:
