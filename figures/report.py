@@ -312,10 +312,13 @@ def _sentence_mechanism(verdicts: list[tuple[str, dict]]) -> str:
                                          "ranks the other half")):
         found = by_check.get(check)
         if found:
-            held = sum(verdict_text(decided(v)) == "pass" for v in found)
-            parts.append(f"{text} ({'held' if held == len(found) else 'did not hold'}"
-                         f"{'' if len(found) == 1 else f' in {len(found) - held} of {len(found)}'}"
-                         f", measured {fmt(found[0].get('measured'), 3)})")
+            failed = sum(verdict_text(decided(v)) != "pass" for v in found)
+            outcome = ("held" if not failed else "did not hold") + (
+                "" if len(found) == 1 else
+                f" in all {len(found)} settings" if not failed else
+                f" in {failed} of {len(found)} settings")
+            measured = ", ".join(fmt(v.get("measured"), 3) for v in found)
+            parts.append(f"{text} ({outcome}; measured {measured})")
     if not parts:
         return "No intervention on the mechanism was run."
     return "Tested by intervention: " + "; ".join(parts) + "."
@@ -482,7 +485,7 @@ def lm_section(results_dir: Path) -> str:
     lines = [f"`stingy lm` ({provenance.get('profile', '?')} profile, {provenance.get('written')}"
              f", commit {provenance.get('commit')}): a transformer teacher on the Python standard "
              f"library ({fmt(provenance.get('train_tokens'))} training tokens, corpus sha256 "
-             f"{str((provenance.get('corpus') or {}).get('sha256', '?'))[:16]}), students from "
+             f"{str((provenance.get('corpus') or {}).get('corpus_sha256', '?'))[:16]}), students from "
              f"{fmt(rows[0].get('seeds'))} seeds; {describe(machine) if machine else '?'}, "
              f"{fmt(provenance.get('wall_s'), 0)} s wall. Mean [95% interval over seeds] on "
              "held-out text.\n",

@@ -184,7 +184,7 @@ def _write_lm(results, ks=(8, 64), excess=(0.30, 0.10)):
     write_csv(results / "lm" / "summary.csv", rows)
     write_json(results / "lm" / "provenance.json", {"profile": "default", "wall_s": 700.0,
                                                     "train_tokens": 790000,
-                                                    "corpus": {"sha256": "ab" * 32}})
+                                                    "corpus": {"corpus_sha256": "ab" * 32}})
     write_json(results / "lm" / "rows.json", {"temperature": 1.0, "bytes_per_token": [
         {"rows": "top-8", "k": 8, "bytes_per_token": 97.0}], "statistics": [
         {"k": k, "kept_mass_mean": 0.5 + 0.1 * i, "signal_to_drive_mean": 0.2 * (i + 1)}
@@ -204,10 +204,26 @@ def test_the_language_model_section_gives_intervals_verdicts_and_the_harm_models
     _write_lm(tmp_path)
     text = lm_section(tmp_path)
     assert "| stingy_kd-k8 | 3.3 [3.29, 3.31] |" in text
-    assert "top-8 97 bytes/token" in text
+    assert "top-8 97 bytes/token" in text and "corpus sha256 abababababababab" in text
     assert "(topk_worse, stingy_kd-k8) **does not hold** (predicted pass)" in text
     # smaller ratio at k = 8 -> more predicted harm; measured excess 0.30 > 0.10: same order
     assert "orders the top-k students by harm as k = 8, 64" in text and "the same order" in text
     _write_lm(tmp_path, excess=(0.10, 0.30))
     assert "a different order" in lm_section(tmp_path)
     assert lm_section(tmp_path / "none").startswith("Not run")
+
+
+def test_the_abstract_says_how_many_settings_an_intervention_held_in(tmp_path):
+    from stingy.figures.report import abstract_section
+    from stingy.io import write_json
+
+    base = {"check": "I-ratio", "statement": "ratio", "noise_kind": "symmetric",
+            "ci95": [0.1, 0.2]}
+    write_json(tmp_path / "mechanism" / "interventions" / "verdicts.json", [
+        {**base, "noise": 0.0, "measured": 0.6, "verdict": "pass", "verdict_holm": "pass"},
+        {**base, "noise": 0.3, "measured": 0.5, "verdict": "pass", "verdict_holm": "pass"}])
+    assert "(held in all 2 settings; measured 0.6, 0.5)" in abstract_section(tmp_path)
+    write_json(tmp_path / "mechanism" / "interventions" / "verdicts.json", [
+        {**base, "noise": 0.0, "measured": 0.6, "verdict": "pass", "verdict_holm": "pass"},
+        {**base, "noise": 0.3, "measured": -0.1, "verdict": "fail", "verdict_holm": "fail"}])
+    assert "(did not hold in 1 of 2 settings; measured 0.6, -0.1)" in abstract_section(tmp_path)
