@@ -406,6 +406,32 @@ def _paper_series(paper: dict):
                 v - values["scratch"] for v in values["stingy"]]
 
 
+def _draw_cifar_sweep(ax, cifar_runs_csv) -> str:
+    """The CIFAR-10 sweep's stingy students minus scratch, one series per student model at
+    the temperature of its stingy curve, with paired 95% intervals; the caption's words."""
+    cifar = read_rows(cifar_runs_csv, CIFAR_RUNS, ("method", "ratio", "seed", "temperature"))
+    value = "accuracy" if "accuracy" in cifar[0] else "test_accuracy"
+    clean = [{**r, "method": cifar_method(r)} for r in cifar if _noise(r) == 0]
+    shown = []
+    for student, marker in zip(sorted({str(r.get("model", r.get("student", "")))
+                                       for r in clean}), "os^v"):
+        rows = [r for r in clean if str(r.get("model", r.get("student", ""))) == student]
+        temperature = curve_temperature(rows)
+        series = differences_to_scratch(
+            [r for r in rows if r["method"] == "scratch" or r["temperature"] == temperature],
+            value=value)
+        if series:
+            ratios = [s["ratio"] for s in series]
+            ax.errorbar(ratios, [s["mean"] for s in series],
+                        yerr=[[s["mean"] - s["low"] for s in series],
+                              [s["high"] - s["mean"] for s in series]], color=BLACK,
+                        marker=marker, ms=4, lw=1.2, capsize=2,
+                        label=f"CIFAR-10 sweep, {student}, T={temperature:g}")
+            shown.append(f"{student} students, stingy KD at T={temperature:g}")
+    return (f"CIFAR-10 sweep ({source_name(cifar_runs_csv)}: " + "; ".join(shown)
+            + "; paired 95% intervals)")
+
+
 def draw_paper_overlay(simulation_runs_csv, out_stem, paper_numbers=None, cifar_runs_csv=None,
                        cifar_summary_csv=None) -> dict:
     """Student accuracy minus scratch against r on one axis: the paper's CIFAR-100 points
@@ -435,27 +461,7 @@ def draw_paper_overlay(simulation_runs_csv, out_stem, paper_numbers=None, cifar_
         simulated.append((noise, series))
     cifar_text = "no CIFAR-10 result"
     if cifar_runs_csv:
-        cifar = read_rows(cifar_runs_csv, CIFAR_RUNS, ("method", "ratio", "seed", "temperature"))
-        value = "accuracy" if "accuracy" in cifar[0] else "test_accuracy"
-        clean = [{**r, "method": cifar_method(r)} for r in cifar if _noise(r) == 0]
-        shown = []
-        for student, marker in zip(sorted({str(r.get("model", r.get("student", "")))
-                                           for r in clean}), "os^v"):
-            rows = [r for r in clean if str(r.get("model", r.get("student", ""))) == student]
-            temperature = curve_temperature(rows)
-            series = differences_to_scratch(
-                [r for r in rows if r["method"] == "scratch" or r["temperature"] == temperature],
-                value=value)
-            if series:
-                ratios = [s["ratio"] for s in series]
-                ax.errorbar(ratios, [s["mean"] for s in series],
-                            yerr=[[s["mean"] - s["low"] for s in series],
-                                  [s["high"] - s["mean"] for s in series]], color=BLACK,
-                            marker=marker, ms=4, lw=1.2, capsize=2,
-                            label=f"CIFAR-10 sweep, {student}, T={temperature:g}")
-                shown.append(f"{student} students, stingy KD at T={temperature:g}")
-        cifar_text = (f"CIFAR-10 sweep ({source_name(cifar_runs_csv)}: " + "; ".join(shown)
-                      + "; paired 95% intervals)")
+        cifar_text = _draw_cifar_sweep(ax, cifar_runs_csv)
     elif cifar_summary_csv:
         rows = cifar_rows(cifar_summary_csv)
         scratch = [r["accuracy_mean"] for r in rows if r["method"] == "scratch"]

@@ -82,7 +82,7 @@ def test_reproduce_with_stand_in_stages_writes_only_under_runs(tmp_path, monkeyp
 
     monkeypatch.setattr(pipeline, "build_stages", stand_in)
     monkeypatch.setattr(pipeline, "draw_all", lambda results_dir, log: ([], []))
-    assert main(["reproduce", "--profile", "smoke", "--reference", str(clone / "results")]) == 0
+    assert main(["reproduce", "--profile", "quick", "--reference", str(clone / "results")]) == 0
     report = (clone / "runs" / "reproduce" / "REPORT.md").read_text()
     assert "derivations failed | 0 | 0 | equal | agrees" in report
     assert git_status(clone) == ""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from .tiny import single_thread, tiny_dataset  # noqa: F401 - fixture
 
 from stingy.empirical.bank import AugmentStream, LogitBank, mix
 from stingy.empirical.batched import GroupSettings, Student, StudentGroup, train_group
 from stingy.empirical.engine import DeviceData
 from stingy.empirical.models import build_model
+from stingy.io import write_checksum
 from stingy.methods import MethodSettings
 from stingy.theory.operators import sparsify_logits
 
@@ -121,6 +123,9 @@ def test_bank_file_with_another_key_is_refused(tmp_path):
     bank.epoch(0, "cpu")
     record = torch.load(bank.path(0), weights_only=True)
     torch.save({**record, "key": "{}"}, bank.path(0))
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        LogitBank(tmp_path, teacher, data, stream).epoch(0, "cpu")
+    write_checksum(bank.path(0))  # a consistent file of another key: the key check refuses it
     with pytest.raises(ValueError, match="does not match its key"):
         LogitBank(tmp_path, teacher, data, stream).epoch(0, "cpu")
 

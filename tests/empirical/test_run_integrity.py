@@ -66,6 +66,9 @@ def test_resume_refuses_another_runs_checkpoint(tmp_path):
     train(tmp_path, name="a", stop_after_epochs=1)
     train(tmp_path, name="b", stop_after_epochs=1)
     shutil.copy(tmp_path / "a" / CHECKPOINT, tmp_path / "b" / CHECKPOINT)
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        train(tmp_path, name="b", resume=True)
+    shutil.copy(tmp_path / "a" / f"{CHECKPOINT}.sha256", tmp_path / "b" / f"{CHECKPOINT}.sha256")
     with pytest.raises(ValueError, match="belongs to another run"):
         train(tmp_path, name="b", resume=True)
 

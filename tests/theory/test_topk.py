@@ -110,7 +110,8 @@ def test_file_round_trip(tmp_path):
     assert torch.equal(loaded.indices, stored.indices) and torch.equal(loaded.values,
                                                                       stored.values)
     assert torch.equal(loaded.logsumexp_at(2.0), torch.logsumexp(teacher / 2.0, dim=-1))
-    assert [p.name for p in tmp_path.iterdir()] == ["teacher.npz"]  # no temporary left
+    # no temporary left; the checksum written beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher.npz", "teacher.npz.sha256"]
 
 
 def test_loading_refuses_pickled_arrays_and_missing_fields(tmp_path):
