@@ -61,6 +61,9 @@ def register(subparsers, common) -> None:
             ("robustness", "the mechanism's headlines under a trained teacher, SGD, T = 4 and "
              "superclass noise, each against the default; a prediction written first",
              run_robustness_command),
+            ("gap-growth", "a linear student's kept-vs-dropped gap under gradient descent on "
+             "the stingy target against T log t (the T6 conjecture); a prediction written "
+             "first", run_gap_growth_command),
             ("harm-model", "fit harm on the signal-to-drive ratio, kept mass, steps and noise "
              "on half the cells, predict the other half and the CIFAR cells; a prediction "
              "written first", run_harm_model_command)):
@@ -143,6 +146,12 @@ def run_robustness_command(args) -> int:
 
     return _run_predicted(args, run_robustness, write_robustness,
                           lambda v: f"{v['check']} ({v['condition']})")
+
+
+def run_gap_growth_command(args) -> int:
+    from stingy.simulations.gap_growth import run_gap_growth, write_gap_growth
+
+    return _run_predicted(args, run_gap_growth, write_gap_growth)
 
 
 def run_harm_model_command(args) -> int:

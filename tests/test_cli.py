@@ -163,7 +163,8 @@ def test_every_command_writing_files_defaults_to_runs_slash_its_name():
                         "bench": "runs/bench/benchmarks.json", "lab": "runs/lab/lab.html",
                         "mechanism": "runs/mechanism", "separate": "runs/separate", "fixes": "runs/fixes",
                         "interventions": "runs/interventions", "robustness": "runs/robustness",
-                        "harm-model": "runs/harm-model", "lm": "runs/lm", **sweep}
+                        "harm-model": "runs/harm-model", "lm": "runs/lm",
+                        "gap-growth": "runs/gap-growth", **sweep}
 
 
 def test_bench_and_gpu_check_are_sub_commands():
