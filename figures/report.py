@@ -39,6 +39,7 @@ VERDICT_SOURCES = (*((folder, f"CIFAR-10 sweep, {folder}") for folder in SWEEP_D
                    ("mechanism/interventions", "simulations, interventions"),
                    ("mechanism/harm_model", "simulations, harm model"),
                    ("mechanism/robustness", "simulations, robustness"),
+                   ("mechanism/gap_growth", "simulations, linear student's gap growth"),
                    ("fixes", "simulations, fixes with and without labels"),
                    ("separation", "simulations, kept mass against noise"))
 
