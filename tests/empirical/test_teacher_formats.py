@@ -102,3 +102,31 @@ def test_a_bad_teacher_file_is_one_line_and_exit_2(write, extra, message, tmp_pa
                  "--set", "train.progress=false", "--device", "cpu"])
     error = capsys.readouterr().err.strip()
     assert code == 2 and len(error.splitlines()) == 1 and message in error, error
+
+
+def _npy_cases(folder):
+    import numpy as np
+
+    empty = folder / "empty.npy"
+    empty.write_bytes(b"")
+    npz = folder / "npz.npy"
+    with open(npz, "wb") as f:
+        np.savez(f, a=np.zeros(3))
+    huge = folder / "huge.npy"
+    with open(huge, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "<f4", "fortran_order": False, "shape": (10**14, 10)})
+    truncated = folder / "truncated.npy"
+    np.save(truncated, np.zeros((4, 10), dtype=np.float32))
+    truncated.write_bytes(truncated.read_bytes()[:-20])
+    return {"empty": empty, "npz": npz, "huge": huge, "truncated": truncated}
+
+
+@pytest.mark.parametrize("case", ["empty", "npz", "huge", "truncated"])
+def test_a_bad_logits_file_is_one_value_error_before_any_allocation(tmp_path, case):
+    from stingy.empirical.train import load_teacher_logits
+
+    path = _npy_cases(tmp_path)[case]
+    with pytest.raises(ValueError, match="--teacher") as error:
+        load_teacher_logits(path, 4, 10)
+    assert "\n" not in str(error.value)
