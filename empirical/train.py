@@ -122,7 +122,10 @@ def load_teacher_logits(path: str | Path, num_images: int, num_classes: int) -> 
             read_header = (np.lib.format.read_array_header_1_0 if major == 1
                            else np.lib.format.read_array_header_2_0)
             shape, _, dtype = read_header(f)
-        if shape != (num_images, num_classes) or dtype.kind not in "iuf":
+        if dtype.kind not in "iuf":
+            raise ValueError(f"--teacher {str(path)!r} is not a numeric .npy array (dtype "
+                             f"{dtype})")
+        if shape != (num_images, num_classes):
             raise ValueError(f"--teacher logits must be numbers of shape (training images, "
                              f"classes) = ({num_images}, {num_classes}), got {dtype} {shape}")
         array = np.load(path, allow_pickle=False)
