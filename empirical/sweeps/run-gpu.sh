@@ -1,6 +1,6 @@
 #!/bin/sh
-# The one command a session with a lent GPU runs (from the repository root, with the CIFAR-10
-# JPEG mirror copied to the ignored .data/ folder and carried):
+# The one command to run on a machine with a GPU (from the repository root, with the CIFAR-10
+# JPEG mirror copied to the ignored .data/ folder):
 #
 #   STINGY_COMMIT=<git rev-parse HEAD> sh empirical/sweeps/run-gpu.sh
 #
@@ -10,7 +10,7 @@
 # `--set mode=$MODE` (default vmap; MODE=loop if the benchmark says loop is faster) starting
 # no job after BUDGET seconds, writes
 # provenance.json (device, torch, date, commit) beside the results and copies the small result
-# files to $OUT (the device tool's fetch folder) when that is set. Rerunning it with the same
+# files to $OUT (a folder to collect them from) when that is set. Rerunning it with the same
 # SWEEP_OUT resumes: finished jobs are skipped, an interrupted one continues from its
 # checkpoint. Tested on CPU at toy size (tests/empirical/test_sweep_script.py).
 set -eu
