@@ -34,7 +34,7 @@ import torch
 from stingy.io import write_json_once
 from stingy.machine import load_average, stamp
 from stingy.simulations.config import SimulationConfig, load_config
-from stingy.simulations.statistics import holm, write_run
+from stingy.simulations.statistics import experiment_meta, holm, mark_predicted, write_run
 from stingy.simulations.sweep import run_setting
 from stingy.simulations.verdicts import check_d
 
@@ -99,8 +99,7 @@ def run_fixes(out: str | Path, seeds: int = 5, log=print) -> dict:
     for verdict in verdicts:
         cell = next(c for c in prediction["cells"] if all(
             c[key] == verdict[key] for key in ("fix", "alpha", "length", "noise")))
-        verdict["predicted_outcome"] = cell["predicted"]
-        verdict["prediction_held"] = cell["predicted"] == verdict["verdict_holm"]
+        mark_predicted(verdict, cell["predicted"])
     return {"runs": runs, "verdicts": verdicts, "prediction": prediction,
             "wall_s": time.time() - start, "torch_threads": torch.get_num_threads(),
             "load_average": load}
@@ -109,5 +108,4 @@ def run_fixes(out: str | Path, seeds: int = 5, log=print) -> dict:
 def write_fixes(result: dict, out) -> None:
     """runs.csv, verdicts.json and run.json (wall time, load average, machine, date)."""
     write_run(out, {"runs.csv": result["runs"], "verdicts.json": result["verdicts"]},
-              {"wall_s": result["wall_s"], "torch_threads": result["torch_threads"],
-               "load_average_start_end": result["load_average"]})
+              experiment_meta(result))

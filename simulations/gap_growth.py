@@ -33,7 +33,7 @@ from stingy.intervals import t_interval
 from stingy.io import write_json_once
 from stingy.machine import load_average, stamp
 from stingy.simulations.config import load_config
-from stingy.simulations.statistics import write_run
+from stingy.simulations.statistics import experiment_meta, mark_predicted, write_run
 from stingy.simulations.sweep import make_setting_data
 from stingy.theory.expansion import logit_gap
 from stingy.theory.operators import keep_count, sparse_target, top_k_mask
@@ -107,10 +107,7 @@ def checks(fits: list[dict]) -> list[dict]:
          "verdict": "pass" if slope_over_t[1] >= 1 else "fail",
          "detail": "slope / T per seed: " + ", ".join(f"{f['slope'] / TEMPERATURE:.3f}"
                                                      for f in fits)}]
-    for result in results:
-        result["predicted_outcome"] = PREDICTED[result["check"]]
-        result["prediction_held"] = result["predicted_outcome"] == result["verdict"]
-    return results
+    return [mark_predicted(result, PREDICTED[result["check"]], "verdict") for result in results]
 
 
 def run_gap_growth(out: str | Path, seeds: int = 5, log=print, steps: int = STEPS,
@@ -142,5 +139,4 @@ def run_gap_growth(out: str | Path, seeds: int = 5, log=print, steps: int = STEP
 def write_gap_growth(result: dict, out) -> None:
     """runs.csv (gap per logged step and seed), verdicts.json and run.json."""
     write_run(out, {"runs.csv": result["runs"], "verdicts.json": result["verdicts"]},
-              {"wall_s": result["wall_s"], "torch_threads": result["torch_threads"],
-               "load_average_start_end": result["load_average"]})
+              experiment_meta(result))

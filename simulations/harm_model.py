@@ -46,7 +46,7 @@ from scipy import stats
 from stingy.io import write_json_once
 from stingy.machine import load_average, stamp
 from stingy.simulations.config import load_config
-from stingy.simulations.statistics import write_run
+from stingy.simulations.statistics import experiment_meta, mark_predicted, write_run
 from stingy.simulations.sweep import make_setting_data, run_setting
 from stingy.theory.operators import keep_count
 from stingy.theory.signal import signal_to_drive_exact
@@ -159,11 +159,10 @@ def _row_spearman(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 
 def _check(check, statement, predicted, measured, ci, passed, detail) -> dict:
-    return {"check": check, "statement": statement, "predicted": predicted,
-            "measured": measured, "ci95": ci, "verdict": "pass" if passed else "fail",
-            "predicted_outcome": PREDICTED[check],
-            "prediction_held": PREDICTED[check] == ("pass" if passed else "fail"),
-            "detail": detail}
+    return mark_predicted({"check": check, "statement": statement, "predicted": predicted,
+                           "measured": measured, "ci95": ci,
+                           "verdict": "pass" if passed else "fail", "detail": detail},
+                          PREDICTED[check], "verdict")
 
 
 def verdicts(cells: list[dict]) -> tuple[list[dict], dict]:
@@ -285,5 +284,4 @@ def write_harm_model(result: dict, out) -> None:
     write_run(out, {"runs.csv": result["runs"], "cells.csv": cells,
                     "verdicts.json": result["verdicts"],
                     "model.json": {**result["models"], "cifar": result["cifar"]}},
-              {"wall_s": result["wall_s"], "torch_threads": result["torch_threads"],
-               "load_average_start_end": result["load_average"]})
+              experiment_meta(result))

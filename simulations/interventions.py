@@ -35,7 +35,7 @@ from scipy import stats
 from stingy.io import write_json_once
 from stingy.machine import load_average, stamp
 from stingy.simulations.config import load_config
-from stingy.simulations.statistics import holm, write_run
+from stingy.simulations.statistics import experiment_meta, holm, mark_predicted, write_run
 from stingy.simulations.sweep import make_setting_data, run_setting
 from stingy.simulations.verdicts import accuracy_by_seed, check_greater
 from stingy.theory.operators import keep_count
@@ -101,8 +101,7 @@ def run_interventions(out: str | Path, seeds: int = 5, log=print) -> dict:
     load.append(load_average())
     verdicts = holm(verdicts)
     for verdict in verdicts:
-        verdict["predicted_outcome"] = PREDICTED[verdict["check"]]
-        verdict["prediction_held"] = verdict["predicted_outcome"] == verdict["verdict_holm"]
+        mark_predicted(verdict, PREDICTED[verdict["check"]])
     return {"runs": runs, "verdicts": verdicts, "ratios": ratios, "prediction": prediction,
             "wall_s": time.time() - start, "torch_threads": torch.get_num_threads(),
             "load_average": load}
@@ -161,5 +160,4 @@ def write_interventions(result: dict, out) -> None:
     """runs.csv, ratios.csv, verdicts.json and run.json (wall time, load average, machine)."""
     write_run(out, {"runs.csv": result["runs"], "ratios.csv": result["ratios"],
                     "verdicts.json": result["verdicts"]},
-              {"wall_s": result["wall_s"], "torch_threads": result["torch_threads"],
-               "load_average_start_end": result["load_average"]})
+              experiment_meta(result))

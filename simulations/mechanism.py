@@ -52,7 +52,7 @@ import torch
 from stingy.io import write_json_once
 from stingy.machine import stamp
 from stingy.simulations.config import SimulationConfig, load_config
-from stingy.simulations.statistics import holm, nested_interval, write_run
+from stingy.simulations.statistics import holm, mark_predicted, nested_interval, write_run
 from stingy.simulations.students import predict
 from stingy.simulations.sweep import _generator, make_setting_data
 from stingy.simulations.training import ModelSpecs, build_specs, train_students
@@ -234,10 +234,7 @@ def predictions(rows: list[dict]) -> list[dict]:
                         "units": interval["units"],
                         "verdict": "pass" if interval["low"] > 0 else "fail"})
     results = holm(results)
-    for result in results:
-        result["predicted_outcome"] = "pass"
-        result["prediction_held"] = result["verdict_holm"] == "pass"
-    return results
+    return [mark_predicted(result, "pass") for result in results]
 
 
 def write_prediction(out) -> dict:

@@ -26,7 +26,7 @@ import torch
 from stingy.io import write_json_once
 from stingy.machine import load_average, stamp
 from stingy.simulations.config import load_config
-from stingy.simulations.statistics import holm, write_run
+from stingy.simulations.statistics import experiment_meta, holm, mark_predicted, write_run
 from stingy.simulations.sweep import run_setting
 from stingy.simulations.verdicts import accuracy_by_seed, check_d, check_greater
 
@@ -110,8 +110,7 @@ def run_robustness(out: str | Path, seeds: int = 5, log=print) -> dict:
     verdicts = holm(verdicts)
     default = {v["check"]: v["verdict_holm"] for v in verdicts if v["condition"] == "default"}
     for verdict in verdicts:
-        verdict["predicted_outcome"] = "pass"
-        verdict["prediction_held"] = verdict["verdict_holm"] == "pass"
+        mark_predicted(verdict, "pass")
         verdict["conditional"] = (verdict["condition"] != "default"
                                   and verdict["verdict_holm"] != default[verdict["check"]])
     return {"runs": runs, "verdicts": verdicts, "prediction": prediction,
@@ -122,5 +121,4 @@ def run_robustness(out: str | Path, seeds: int = 5, log=print) -> dict:
 def write_robustness(result: dict, out) -> None:
     """runs.csv, verdicts.json and run.json (wall time, load average, machine)."""
     write_run(out, {"runs.csv": result["runs"], "verdicts.json": result["verdicts"]},
-              {"wall_s": result["wall_s"], "torch_threads": result["torch_threads"],
-               "load_average_start_end": result["load_average"]})
+              experiment_meta(result))

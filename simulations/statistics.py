@@ -75,6 +75,21 @@ def holm(results: list[dict], key: str = "p_value") -> list[dict]:
     return out
 
 
+def mark_predicted(verdict: dict, predicted: str, key: str = "verdict_holm") -> dict:
+    """Record beside a verdict the outcome written before the run (``predicted_outcome``) and
+    whether the verdict it is judged by (``key``) matches it (``prediction_held``)."""
+    verdict["predicted_outcome"] = predicted
+    verdict["prediction_held"] = predicted == verdict[key]
+    return verdict
+
+
+def experiment_meta(result: dict) -> dict:
+    """run.json's fields of an experiment that writes its prediction first: wall time, torch
+    threads and the load average at the start and the end."""
+    return {"wall_s": result["wall_s"], "torch_threads": result["torch_threads"],
+            "load_average_start_end": result["load_average"]}
+
+
 def write_run(out, files: dict, meta: dict) -> None:
     """Write each ``{name: rows or object}`` (.csv or .json) under ``out`` atomically, and
     run.json with ``meta`` (which should hold the run's torch_threads) plus the machine and the
