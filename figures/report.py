@@ -149,15 +149,14 @@ def verdict_groups(results_dir: Path) -> list[dict]:
     pass and those that do not (after Holm's correction where computed), with the measured
     value and interval."""
     groups: dict[tuple, dict] = {}
-    for folder, source in VERDICT_SOURCES:
-        for verdict in _read_json(results_dir / folder / "verdicts.json") or []:
-            key = (source, str(verdict.get("check")), str(verdict.get("statement")))
-            group = groups.setdefault(key, {"source": source, "check": key[1],
-                                             "statement": key[2], "pass": [], "fail": []})
-            side = "pass" if verdict_text(decided(verdict)) == "pass" else "fail"
-            setting = _setting(verdict)
-            group[side].append(_measured(verdict) if setting == "-"
-                               else f"{setting}: {_measured(verdict)}")
+    for source, verdict in _verdicts_by_source(results_dir):
+        key = (source, str(verdict.get("check")), str(verdict.get("statement")))
+        group = groups.setdefault(key, {"source": source, "check": key[1],
+                                         "statement": key[2], "pass": [], "fail": []})
+        side = "pass" if verdict_text(decided(verdict)) == "pass" else "fail"
+        setting = _setting(verdict)
+        group[side].append(_measured(verdict) if setting == "-"
+                           else f"{setting}: {_measured(verdict)}")
     return list(groups.values())
 
 
@@ -197,15 +196,14 @@ def claims_section(results_dir: Path) -> str:
     """The paper's claims, one row per place it was measured: our measurement with its 95%
     interval, the status (reproduced only where the check passes after Holm, that is where
     the interval excludes zero in the claimed direction) and the scope."""
-    rows = []
+    rows, verdicts = [], _verdicts_by_source(results_dir)
     for check, claim in PAPER_CLAIMS.items():
-        found = [(source, v) for source, v in _verdicts_by_source(results_dir)
-                 if str(v.get("check")) == check]
+        found = [(source, v) for source, v in verdicts if str(v.get("check")) == check]
         for source, verdict in found:
             status = ("reproduced" if verdict_text(decided(verdict)) == "pass"
                       else "not reproduced")
             setting = _setting(verdict)
-            rows.append([claim, f"{fmt(verdict.get('measured'), 3)}{_ci(verdict)}"
+            rows.append([claim, _measured(verdict)
                          + ("" if setting == "-" else f" ({setting})"), status,
                          f"{_scope(source)}: {source}"])
         if not found:
@@ -217,11 +215,6 @@ def claims_section(results_dir: Path) -> str:
             "over seeds or task draws.\n\n"
             + table(["the paper's claim", "our measurement [95% interval]", "status", "scope"],
                     rows))
-
-
-def _ci(verdict: dict) -> str:
-    interval = verdict.get("ci95") or []
-    return f" {fmt(interval, 3)}" if len(interval) == 2 else ""
 
 
 def _gpu_claim_rows(results_dir: Path) -> list[list[str]]:

@@ -276,11 +276,7 @@ def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
 
 def file_digest(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes (16 hex digits)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return _sha256(path)[:16]
 
 
 def code_digest(*packages: str) -> str:
