@@ -116,29 +116,24 @@ def load_teacher_logits(path: str | Path, num_images: int, num_classes: int) -> 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"--teacher logits file {str(path)!r} not found")
+    unreadable = f"--teacher {str(path)!r} is not a numeric .npy array"
     try:  # the header first: a claimed shape is checked before anything is allocated
         with open(path, "rb") as f:
             major, _ = np.lib.format.read_magic(f)
             read_header = (np.lib.format.read_array_header_1_0 if major == 1
                            else np.lib.format.read_array_header_2_0)
             shape, _, dtype = read_header(f)
-        if dtype.kind not in "iuf":
-            raise ValueError(f"--teacher {str(path)!r} is not a numeric .npy array (dtype "
-                             f"{dtype})")
-        if shape != (num_images, num_classes):
-            raise ValueError(f"--teacher logits must be numbers of shape (training images, "
-                             f"classes) = ({num_images}, {num_classes}), got {dtype} {shape}")
-        array = np.load(path, allow_pickle=False)
-    except (EOFError, OSError) as err:
-        raise ValueError(f"--teacher {str(path)!r} is not a numeric .npy array "
-                         f"({type(err).__name__}: {err})") from None
-    except ValueError as err:
-        if str(err).startswith("--teacher"):
-            raise
-        raise ValueError(f"--teacher {str(path)!r} is not a numeric .npy array ({err})") from None
-    if array.shape != (num_images, num_classes) or array.dtype.kind not in "iuf":
+    except (EOFError, OSError, ValueError) as err:
+        raise ValueError(f"{unreadable} ({type(err).__name__}: {err})") from None
+    if dtype.kind not in "iuf":
+        raise ValueError(f"{unreadable} (dtype {dtype})")
+    if shape != (num_images, num_classes):
         raise ValueError(f"--teacher logits must be numbers of shape (training images, classes) "
-                         f"= ({num_images}, {num_classes}), got {array.dtype} {array.shape}")
+                         f"= ({num_images}, {num_classes}), got {dtype} {shape}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (EOFError, OSError, ValueError) as err:
+        raise ValueError(f"{unreadable} ({type(err).__name__}: {err})") from None
     if not np.isfinite(array).all():
         raise ValueError(f"--teacher logits {str(path)!r} must be finite (no nan or inf)")
     return torch.from_numpy(array.astype(np.float32))
