@@ -549,7 +549,7 @@ def predict_harm(context: SweepContext, students: list[Student]) -> dict:
     path = context.out / PREDICTION
     if path.is_file():
         return json.loads(path.read_text())
-    with job_lock(context.job_dir("prediction"), wait_seconds=context.lock_wait_seconds):
+    with job_lock(context.job_dir("prediction"), print, context.lock_wait_seconds):
         teacher = context.teacher_model(teacher_id(0.0))
         logits = predict(teacher, context.train(0.0), 1000, False, False).cpu()
         return write_prediction(path, logits, stingy_cells(students),
@@ -562,8 +562,7 @@ def predict_harm(context: SweepContext, students: list[Student]) -> dict:
 JOB_LOCK_WAIT_SECONDS = 6 * 3600.0
 
 
-def job_lock(directory: Path, log=print,
-             wait_seconds: float = JOB_LOCK_WAIT_SECONDS) -> ExclusiveLock:
+def job_lock(directory: Path, log, wait_seconds: float) -> ExclusiveLock:
     """The exclusive lock ``<directory>/.lock`` (``fcntl.flock``; a dead holder's lock is
     taken over), waited for up to ``wait_seconds``."""
     return ExclusiveLock(Path(directory) / ".lock", f"sweep job {Path(directory).name}",
